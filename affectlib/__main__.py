@@ -1,0 +1,86 @@
+"""Command line: ``python -m affectlib {reproduce,audit,generate} ...`` (``--help`` on each)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _reproduce(argv: list[str]) -> int:
+    from . import reproduce
+
+    ap = argparse.ArgumentParser(
+        prog="python -m affectlib reproduce",
+        description="Run notebooks/NN_*.ipynb in order with papermill; executed copies, tables and "
+        "figures go under --out.",
+    )
+    ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    ap.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
+    ap.add_argument("--out", default="results", help="output folder (default: results)")
+    ap.add_argument(
+        "--refresh-stored",
+        action="store_true",
+        help="instead: execute the stored notebooks in place on the smoke profile (the outputs "
+        "nbval checks)",
+    )
+    args = ap.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()] or None
+    try:
+        if args.refresh_stored:
+            reproduce.refresh_stored(reproduce.find_notebooks(only=only))
+            return 0
+        reproduce.reproduce(args.profile, only, args.out)
+    except (reproduce.NotebookFailed, ValueError, KeyError, FileNotFoundError) as e:
+        print(f"reproduce: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _generate(argv: list[str]) -> int:
+    from . import profiles
+    from .data.generate import generate
+
+    ap = argparse.ArgumentParser(
+        prog="python -m affectlib generate",
+        description="Write the embedded default data set in the real data sets' formats.",
+    )
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        profile = profiles.get(args.profile)
+    except KeyError as e:
+        print(f"generate: {e.args[0]}", file=sys.stderr)
+        return 2
+    manifest = generate(args.out, profile, args.seed)
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"].items())
+    print(f"wrote the embedded data set ({args.profile}, seed {args.seed}) to {args.out}: {counts}")
+    return 0
+
+
+def _audit(argv: list[str]) -> int:
+    from .data import audit
+
+    return audit.main(argv)
+
+
+COMMANDS = {"reproduce": _reproduce, "audit": _audit, "generate": _generate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(
+            "usage: python -m affectlib {" + ",".join(COMMANDS) + "} [options]\n"
+            "  reproduce  run the notebooks headless (papermill) and write results/\n"
+            "  audit      validate an annotation file in a real format and summarise it\n"
+            "  generate   write the embedded default data set\n",
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

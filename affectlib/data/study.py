@@ -1,0 +1,88 @@
+"""Find and load a data set's annotation files by format, under a data root.
+
+The embedded data set (``affectlib.data.generate``) uses the real releases' folder layouts, so the same
+default locations serve it and a real copy laid out as distributed; any other layout is given
+explicitly with ``annotations``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import formats
+
+_AW = "affwild2/annotations"
+DEFAULT_ANNOTATIONS: dict[str, tuple[str, ...]] = {
+    "abaw-mtl": (
+        f"{_AW}/MTL/training_set_annotations.txt",
+        f"{_AW}/MTL/validation_set_annotations.txt",
+    ),
+    "abaw-expr": (
+        f"{_AW}/EXPR_Classification_Challenge/Train_Set",
+        f"{_AW}/EXPR_Classification_Challenge/Validation_Set",
+    ),
+    "abaw-au": (
+        f"{_AW}/AU_Detection_Challenge/Train_Set",
+        f"{_AW}/AU_Detection_Challenge/Validation_Set",
+    ),
+    "abaw-va": (
+        f"{_AW}/VA_Estimation_Challenge/Train_Set",
+        f"{_AW}/VA_Estimation_Challenge/Validation_Set",
+    ),
+    "affectnet": ("affectnet/training.csv", "affectnet/validation.csv"),
+    "rafdb": ("rafdb/EmoLabel/list_patition_label.txt",),
+    "emotionet": (
+        "emotionet/training_annotations.txt",
+        "emotionet/validation_annotations.txt",
+    ),
+}
+DEFAULT_IMAGES: dict[str, str] = {
+    "abaw-mtl": "affwild2/cropped_aligned",
+    "abaw-expr": "affwild2/cropped_aligned",
+    "abaw-au": "affwild2/cropped_aligned",
+    "abaw-va": "affwild2/cropped_aligned",
+    "affectnet": "affectnet/Manually_Annotated_Images",
+    "rafdb": "rafdb/Image/aligned",
+    "emotionet": "emotionet",
+}
+
+
+def annotation_paths(data_root: str | Path, format: str, annotations: str = "") -> list[Path]:
+    """The annotation files/folders to read: ``annotations`` (comma-separated, relative to
+    ``data_root`` unless absolute) or the format's default locations."""
+    if format not in DEFAULT_ANNOTATIONS:
+        raise KeyError(f"unknown format {format!r}; known: {', '.join(DEFAULT_ANNOTATIONS)}")
+    names = [a.strip() for a in annotations.split(",") if a.strip()] or DEFAULT_ANNOTATIONS[format]
+    return [Path(data_root) / n for n in names]
+
+
+def image_root(data_root: str | Path, format: str, images: str = "") -> Path:
+    return Path(data_root) / (images or DEFAULT_IMAGES[format])
+
+
+def load_dataset(
+    data_root: str | Path,
+    format: str,
+    annotations: str = "",
+    images: str = "",
+    check_images: bool = False,
+) -> formats.LoadResult:
+    """Load every annotation file of a data set into one :class:`formats.LoadResult`.
+
+    Rows read, accepted and rejected are summed over the files; errors keep their own file and line.
+    """
+    results = [
+        formats.load(
+            p, format, images=image_root(data_root, format, images) if check_images else None
+        )
+        for p in annotation_paths(data_root, format, annotations)
+    ]
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    return formats.LoadResult(
+        table=table,
+        errors=[e for r in results for e in r.errors],
+        rows_read=sum(r.rows_read for r in results),
+        files=[f for r in results for f in r.files],
+    )

@@ -1,0 +1,378 @@
+"""Losses of the studied papers, each a small pure function of tensors citing paper and equation.
+
+Papers:
+- SS-MFAR: Gera et al., "SS-MFAR: Semi-supervised multi-task facial affect recognition",
+  2022 (Eq. 1-9).
+- DM: Kollias, Sharmanska, Zafeiriou, "Distribution matching for multi-task learning of
+  classification tasks", AAAI 2024 (Case Study I, Eq. 2-6; Case Study II for the generic
+  class/attribute forms).
+
+Label conventions follow the batch contract: expression -1 and AU -1 mean "no label";
+valence-arousal rows without a label are selected out by the caller (a -5 reaching
+:func:`ccc_loss` is an error). A loss over an empty selection returns a zero that is still attached
+to the graph, so a batch without labels for a task adds nothing and ``backward()`` still works.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from affectlib.labels import N_EXPR, VA_MISSING
+
+EPS = 1e-8  # floor for probabilities inside a log: log(1e-8) = -18.4, finite and float32-safe
+
+
+def _zero(like: Tensor) -> Tensor:
+    # keeps the graph so that callers can always add and backpropagate
+    return like.sum() * 0.0
+
+
+def _check_shape(name: str, x: Tensor, ndim: int) -> None:
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+
+
+def _check_probs(name: str, p: Tensor) -> None:
+    if p.numel() and (p.min() < 0 or p.max() > 1):
+        raise ValueError(f"{name} must be probabilities in [0, 1] (softmax/sigmoid), not logits")
+
+
+def _check_labels(name: str, y: Tensor, high: int) -> None:
+    """Labels must be integers in {-1 (no label), 0, ..., high - 1}."""
+    if y.numel() == 0:
+        return
+    bad = (y != y.round()) | (y < -1) | (y >= high)
+    if bad.any():
+        values = sorted({float(v) for v in y[bad].unique()[:8].tolist()})
+        raise ValueError(f"{name} must hold -1 or integers in [0, {high - 1}]; found {values}")
+
+
+# --- class re-weighting (SS-MFAR Eq. 1-2) ---------------------------------------------------------
+def expr_class_weights(expr: Tensor, n_classes: int = N_EXPR) -> Tensor:
+    """Expression class weights, SS-MFAR Eq. 1: ``W[i] = N / n[i]``.
+
+    ``expr`` (N,) holds class indices, -1 = no label (ignored). N counts the valid labels, n[i]
+    those of class i. A class without a sample gets weight 0 (it never occurs as a target).
+    Returns float32 (n_classes,). Under the mean reduction of :func:`weighted_ce` only the ratios
+    matter.
+    """
+    expr = torch.as_tensor(expr)
+    _check_shape("expr", expr, 1)
+    _check_labels("expr", expr, n_classes)
+    valid = expr[expr != -1].long()
+    counts = torch.bincount(valid, minlength=n_classes).float()
+    return torch.where(counts > 0, counts.sum() / counts.clamp_min(1), torch.zeros_like(counts))
+
+
+def au_pos_weight(au: Tensor, *, per_entry: bool = False) -> Tensor:
+    """AU positive weights for BCE, SS-MFAR Eq. 2: ``W[i] = negatives[i] / positives[i]``.
+
+    ``au`` (N, M) holds 1 / 0, -1 = no label. Counts run over the rows without any -1 (the paper's
+    rule: in Aff-Wild2 an image lacks all AU labels or none); ``per_entry=True`` counts every
+    labelled entry instead, for data sets where AUs are coded separately (EmotioNet). Always finite:
+    an AU without a positive gets 1.0 (plain BCE) — the ratio is undefined there and the weight only
+    scales positive terms, which that data lacks; an AU without a negative gets 0, as Eq. 2 says.
+    Returns float32 (M,).
+    """
+    au = torch.as_tensor(au)
+    _check_shape("au", au, 2)
+    _check_labels("au", au, 2)
+    if not per_entry:
+        au = au[(au != -1).all(dim=1)]
+    pos = (au == 1).sum(dim=0).float()
+    neg = (au == 0).sum(dim=0).float()
+    return torch.where(pos > 0, neg / pos.clamp_min(1), torch.ones_like(pos))
+
+
+# --- supervised task losses (SS-MFAR Eq. 5-7) -----------------------------------------------------
+def weighted_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Class-weighted cross entropy, SS-MFAR Eq. 5 with the weights of Eq. 1.
+
+    ``logits`` (B, C), ``target`` (B,) class indices, -1 = no label (ignored). Reduction is torch's
+    weighted mean ``sum_i w[y_i] * CE_i / sum_i w[y_i]``; 0 (graph-attached) when no target is valid
+    or every valid target has weight 0.
+    """
+    _check_shape("logits", logits, 2)
+    _check_shape("target", target, 1)
+    if weight is not None and weight.shape != (logits.shape[1],):
+        raise ValueError(f"weight must have shape ({logits.shape[1]},), got {tuple(weight.shape)}")
+    t = target.long()
+    valid = t != -1
+    if weight is not None:
+        weight = weight.to(logits.device, logits.dtype)
+    total = F.cross_entropy(logits, t, weight=weight, ignore_index=-1, reduction="sum")
+    if weight is None:
+        denom = valid.sum().to(logits.dtype)
+    else:
+        denom = (weight[t.clamp_min(0)] * valid).sum()
+    # denom is 0 only when total is 0 too; the clamp turns 0/0 into a graph-attached 0
+    return total / denom.clamp_min(EPS)
+
+
+def au_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross entropy over AU logits with positive weights, SS-MFAR Eq. 6 with Eq. 2.
+
+    ``logits`` and ``target`` (B, M); target 1 / 0, -1 = no label. Mean over the labelled entries
+    (equal to ``F.binary_cross_entropy_with_logits(..., pos_weight=...)`` when no entry is -1);
+    0 (graph-attached) when none is labelled.
+    """
+    _check_shape("logits", logits, 2)
+    if target.shape != logits.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
+    mask = (target != -1).to(logits.dtype)
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(logits.device, logits.dtype)
+    elem = F.binary_cross_entropy_with_logits(
+        logits, target.to(logits.dtype).clamp(0, 1), pos_weight=pos_weight, reduction="none"
+    )  # (B, M)
+    return (elem * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _ccc_columns(x: Tensor, y: Tensor) -> Tensor:
+    """CCC per column with population statistics; 1.0 where both columns are the same constant."""
+    mx, my = x.mean(dim=0), y.mean(dim=0)
+    vx = (x - mx).pow(2).mean(dim=0)
+    vy = (y - my).pow(2).mean(dim=0)
+    cov = ((x - mx) * (y - my)).mean(dim=0)
+    denom = vx + vy + (mx - my).pow(2)
+    # denom = 0 iff x and y are the same constant: perfect agreement
+    return torch.where(denom > 0, 2 * cov / denom.clamp_min(EPS), torch.ones_like(denom))
+
+
+def ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Concordance loss, SS-MFAR Eq. 7: ``1 - mean_d CCC_d`` over the columns (valence, arousal).
+
+    ``CCC = 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2)`` with population (1/B) statistics,
+    per column of ``pred`` / ``target`` (B, 2); the two CCCs are averaged, as the P_VA score does
+    (Eq. 10).
+    Constant input: CCC is 0 when one column is constant (no covariance) or both are different
+    constants; 1 when both are the same constant. A single row therefore scores 0 unless exact.
+    Computed in float32 (safe under AMP). Empty batch: 0, graph-attached. Rows must be labelled: a
+    target holding the -5 marker raises.
+    """
+    _check_shape("pred", pred, 2)
+    if target.shape != pred.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != pred {tuple(pred.shape)}")
+    if pred.shape[0] == 0:
+        return _zero(pred)
+    if (target == VA_MISSING).any():
+        raise ValueError("target holds the -5 'no label' marker; select rows with has_va first")
+    return 1.0 - _ccc_columns(pred.float(), target.float()).mean()
+
+
+# --- semi-supervised expression losses (SS-MFAR Eq. 4, 8, 9) --------------------------------------
+def adaptive_thresholds(
+    probs: Tensor,
+    labels: Tensor,
+    epoch: int,
+    beta: float = 0.95,
+    gamma: float = math.e,
+    floor: float = 0.0,
+) -> Tensor:
+    """Per-class confidence thresholds, SS-MFAR Eq. 4 (after Ada-CM, Li et al. 2022).
+
+    ``T[c] = beta / (1 + gamma**(-epoch)) * mean{probs[i, c] : labels[i] = c = argmax probs[i]}``
+
+    ``probs`` (N, C) softmax scores, ``labels`` (N,) with -1 = unlabelled (ignored). The mean runs
+    over the labelled samples of class c that the model classifies correctly. A class without such
+    a sample gets the mean confidence over all correctly classified samples (any class) — a
+    class-agnostic estimate rather than an arbitrary constant; with no correct sample at all the
+    mean is taken as 1, the strictest threshold Eq. 4 can give. ``epoch`` counts from 1 as in
+    Algorithm 1; ``floor`` is a lower bound (the paper's public code uses 0.8 and beta 0.97; the
+    defaults follow the paper).
+
+    Which samples: Algorithm 1 computes T per iteration from the batch's labelled weak views, the
+    public code from a pass over the training set after each epoch; callers pass either set. The
+    result is detached (thresholds are not learnt). Returns (C,) in the dtype of ``probs``.
+    """
+    _check_shape("probs", probs, 2)
+    _check_shape("labels", labels, 1)
+    n_classes = probs.shape[1]
+    _check_labels("labels", labels, n_classes)
+    with torch.no_grad():
+        valid = labels != -1
+        p, y = probs[valid].detach(), labels[valid].long()
+        correct = p.argmax(dim=1) == y
+        cls = y[correct]
+        conf = p[correct, cls]  # probability of the true (= predicted) class
+        sums = torch.zeros(n_classes, dtype=p.dtype, device=p.device).index_add_(0, cls, conf)
+        counts = torch.bincount(cls, minlength=n_classes)
+        fallback = conf.mean() if conf.numel() else torch.ones((), dtype=p.dtype, device=p.device)
+        mean = torch.where(counts > 0, sums / counts.clamp_min(1), fallback)
+        scale = beta / (1.0 + gamma ** (-float(epoch)))
+        return (scale * mean).clamp_min(floor)
+
+
+def symmetric_kl(p: Tensor, q: Tensor, eps: float = EPS) -> Tensor:
+    """Symmetric KL divergence, SS-MFAR Eq. 8: ``sum_c p log(p/q) + q log(q/p)``, batch mean.
+
+    ``p``, ``q`` (B, C) probability rows; natural log (the public code's log2 only rescales). Both
+    are clamped to ``>= eps`` so a zero probability gives a large finite value, not inf/NaN; the
+    clamped entries pass no gradient. Gradients flow to both arguments: detach one to treat it as
+    a target. Empty batch: 0, graph-attached.
+    """
+    _check_shape("p", p, 2)
+    if q.shape != p.shape:
+        raise ValueError(f"q shape {tuple(q.shape)} != p {tuple(p.shape)}")
+    _check_probs("p", p)
+    _check_probs("q", q)
+    if p.shape[0] == 0:
+        return _zero(p) + _zero(q)
+    p, q = p.clamp_min(eps), q.clamp_min(eps)
+    # p log(p/q) + q log(q/p) = (p - q)(log p - log q)
+    return ((p - q) * (p.log() - q.log())).sum(dim=1).mean()
+
+
+def pseudo_label_ce(
+    strong_logits: Tensor, weak_probs: Tensor, thresholds: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Unsupervised CE on confident pseudo-labels, SS-MFAR §2.6 (L_CE^u of Eq. 9), FixMatch style.
+
+    Pseudo-label ``y_i = argmax weak_probs[i]``; sample i is confident when
+    ``max weak_probs[i] >= thresholds[y_i]`` (Eq. 4 thresholds). Loss
+    ``sum_i mask_i * CE(strong_logits[i], y_i) / B`` — the mean over ALL unlabelled samples of the
+    batch, so a batch with few confident samples weighs little (FixMatch convention). The weak view
+    is a target: it is detached. Returns ``(loss, mask)`` with mask (B,) bool; the non-confident
+    samples (``~mask``) are the ones the consistency term :func:`symmetric_kl` uses.
+    """
+    _check_shape("strong_logits", strong_logits, 2)
+    if weak_probs.shape != strong_logits.shape:
+        raise ValueError(
+            f"weak_probs shape {tuple(weak_probs.shape)} != strong_logits "
+            f"{tuple(strong_logits.shape)}"
+        )
+    if thresholds.shape != (strong_logits.shape[1],):
+        raise ValueError(
+            f"thresholds must have shape ({strong_logits.shape[1]},), got {tuple(thresholds.shape)}"
+        )
+    weak = weak_probs.detach()
+    _check_probs("weak_probs", weak)
+    conf, pseudo = weak.max(dim=1)
+    mask = conf >= thresholds.to(weak.device, weak.dtype)[pseudo]
+    ce = F.cross_entropy(strong_logits, pseudo, reduction="none")  # (B,)
+    return (ce * mask).sum() / max(strong_logits.shape[0], 1), mask
+
+
+class ExprLossWeights(NamedTuple):
+    """Weights of the expression loss of SS-MFAR Eq. 9 (values from Ada-CM, Li et al. 2022):
+
+    ``L_Exp = supervised * L_CE^s + unsupervised * L_CE^u + consistency * L_KL^c``
+
+    - ``supervised`` (lambda_1 = 0.5): class-weighted CE on labelled weak views (Eq. 5,
+      :func:`weighted_ce`);
+    - ``unsupervised`` (lambda_2 = 1.0): CE of strong views on confident weak-view pseudo-labels
+      (:func:`pseudo_label_ce`);
+    - ``consistency`` (lambda_3 = 0.1): symmetric KL between weak and strong views of the
+      non-confident unlabelled samples (Eq. 8, :func:`symmetric_kl`).
+
+    The AU and VA losses enter Eq. 9 with weight 1. (The public code used 0.5, 0.5, 0.5.)
+    """
+
+    supervised: float = 0.5
+    unsupervised: float = 1.0
+    consistency: float = 0.1
+
+
+LAMBDAS = ExprLossWeights()  # == (0.5, 1.0, 0.1)
+
+
+# --- coupling of classes and attributes (DM, Kollias et al. 2024) ---------------------------------
+def class_attribute_matching(
+    class_probs: Tensor, attr_probs: Tensor, relation: Tensor, eps: float = EPS
+) -> Tensor:
+    """Distribution matching of attribute predictions with a class mixture, DM Eq. 2-3 / Case II.
+
+    ``q[b, i] = sum_c class_probs[b, c] * relation[c, i]`` (Eq. 2), ``relation[c, i] = p(a_i | c)``;
+    loss ``mean_b sum_i -attr_probs[b, i] * log q[b, i]`` (Eq. 3).
+
+    ``class_probs`` (B, C) softmax scores, ``attr_probs`` (B, M) sigmoid scores, ``relation`` (C, M)
+    in [0, 1]: 0/1 relatedness (Case I: 1 for prototypical and observational AUs) or empirical
+    conditional frequencies (Case II). The relation is used as given, without normalisation: since
+    the class probabilities sum to 1, q already lies in [0, 1] and is a probability of activation.
+    A class without related attributes (Neutral, Other) adds no mass to any q. Where q = 0 the log
+    is taken of ``eps``: a large finite penalty that pushes that attribute's prediction towards 0,
+    which is the paper's intent; an attribute related to no class at all is therefore always pushed
+    off — leave such columns out of ``relation`` and ``attr_probs``. Gradients flow to both
+    predictions. Empty batch: 0, graph-attached.
+    """
+    _check_shape("class_probs", class_probs, 2)
+    _check_shape("attr_probs", attr_probs, 2)
+    _check_shape("relation", relation, 2)
+    if relation.shape != (class_probs.shape[1], attr_probs.shape[1]):
+        raise ValueError(
+            f"relation must have shape (classes, attributes) = "
+            f"({class_probs.shape[1]}, {attr_probs.shape[1]}), got {tuple(relation.shape)}"
+        )
+    if attr_probs.shape[0] != class_probs.shape[0]:
+        raise ValueError("class_probs and attr_probs must have the same batch size")
+    _check_probs("class_probs", class_probs)
+    _check_probs("attr_probs", attr_probs)
+    _check_probs("relation", relation)
+    if class_probs.shape[0] == 0:
+        return _zero(class_probs) + _zero(attr_probs)
+    q = class_probs @ relation.to(class_probs.device, class_probs.dtype)  # (B, M)
+    return -(attr_probs * q.clamp_min(eps).log()).sum(dim=1).mean()
+
+
+def class_attribute_coannotation(
+    class_probs: Tensor, attr_labels: Tensor, attr_weights: Tensor
+) -> Tensor:
+    """Soft co-annotation of classes from attribute labels, DM Eq. 4-6 / Case II.
+
+    Indicator ``I[b, c] = sum_i w[c, i] y[b, i] / sum_i w[c, i]`` (Eq. 4), soft label
+    ``q[b] = softmax(I[b])`` (Eq. 5), loss ``mean_b sum_c -class_probs[b, c] log q[b, c]`` (Eq. 6).
+
+    ``class_probs`` (B, C) softmax scores; ``attr_labels`` (B, M) 1 / 0, -1 = not annotated;
+    ``attr_weights`` (C, M) >= 0 (Case I: 1 prototypical, annotator fraction observational, 0 else).
+    Sums over i run over the annotated attributes of each image (all of them when a row is
+    complete); a class without related annotated attributes (Neutral) has I = 0. The mean runs over
+    images with at least one annotated attribute; others contribute nothing; a batch without any
+    gives 0, graph-attached. Labels and weights are data: no gradient reaches them (nor any AU
+    prediction a caller derived them from); only ``class_probs`` is trained.
+    """
+    _check_shape("class_probs", class_probs, 2)
+    _check_shape("attr_labels", attr_labels, 2)
+    _check_shape("attr_weights", attr_weights, 2)
+    if attr_weights.shape != (class_probs.shape[1], attr_labels.shape[1]):
+        raise ValueError(
+            f"attr_weights must have shape (classes, attributes) = "
+            f"({class_probs.shape[1]}, {attr_labels.shape[1]}), got {tuple(attr_weights.shape)}"
+        )
+    if attr_labels.shape[0] != class_probs.shape[0]:
+        raise ValueError("class_probs and attr_labels must have the same batch size")
+    _check_probs("class_probs", class_probs)
+    labels = attr_labels.detach()
+    _check_labels("attr_labels", labels, 2)
+    w = attr_weights.detach().to(class_probs.device, class_probs.dtype)
+    if w.numel() and w.min() < 0:
+        raise ValueError("attr_weights must be >= 0")
+    annotated = (labels != -1).to(class_probs.dtype)  # (B, M)
+    y = labels.to(class_probs.dtype).clamp_min(0) * annotated
+    num, den = y @ w.T, annotated @ w.T  # (B, C)
+    indicator = torch.where(den > 0, num / den.clamp_min(EPS), torch.zeros_like(den))
+    per_image = -(class_probs * torch.log_softmax(indicator, dim=1)).sum(dim=1)  # (B,)
+    has = annotated.amax(dim=1) if annotated.numel() else annotated.sum(dim=1)
+    return (per_image * has).sum() / has.sum().clamp_min(1)
+
+
+def distribution_matching(expr_probs: Tensor, au_probs: Tensor, relation: Tensor) -> Tensor:
+    """DM loss of Kollias et al. 2024, Case Study I, Eq. 2-3: expressions x AUs.
+
+    ``expr_probs`` (B, C), ``au_probs`` (B, M), ``relation`` (C, M) 0/1 (``p(y_au^i | y_exp)``); see
+    :func:`class_attribute_matching` for the formula and edge cases.
+    """
+    return class_attribute_matching(expr_probs, au_probs, relation)
+
+
+def soft_coannotation(expr_probs: Tensor, au_labels: Tensor, au_weights: Tensor) -> Tensor:
+    """SCA loss of Kollias et al. 2024, Case Study I, Eq. 4-6: expressions from AU labels.
+
+    ``expr_probs`` (B, C), ``au_labels`` (B, M) 1 / 0 / -1, ``au_weights`` (C, M); see
+    :func:`class_attribute_coannotation` for the formula and edge cases.
+    """
+    return class_attribute_coannotation(expr_probs, au_labels, au_weights)

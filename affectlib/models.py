@@ -1,0 +1,321 @@
+"""Backbones and task heads of the multi-task affect network (SS-MFAR, Gera et al. 2022, §3.2).
+
+The network maps a batch of RGB images to expression logits, AU logits, valence-arousal and the
+shared feature vector. Images enter as they leave the image cache — uint8 in [0, 255] or float in
+[0, 1], shape (B, 3, H, W), RGB channel order — and the model applies the ImageNet normalisation
+itself, so batches never carry a normalisation convention with them.
+
+Architecture (§3.2 and the paper's public code): ResNet trunk -> global average pool -> dropout ->
+L2 normalisation -> three heads:
+
+- expression: linear -> ReLU -> linear to ``n_expr`` logits;
+- AUs: linear to ``n_au`` logits, one binary classifier per AU;
+- valence-arousal: linear -> ReLU -> linear -> tanh. The paper's "fully connected layer with ReLU"
+  cannot output a negative valence, so a final linear layer and tanh follow; tanh keeps VA in
+  [-1, 1], the range of the labels.
+
+Weights are never downloaded: ``ModelConfig.weights`` names a local file (safetensors or a torch
+state dict) read by :func:`load_weights`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet18, resnet50
+from torchvision.models.resnet import ResNet
+
+from affectlib.labels import N_AU, N_EXPR
+
+# ImageNet statistics: the torchvision ResNets and face checkpoints converted from them expect these
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    """Configuration of :class:`MultiTaskNet`.
+
+    backbone:    a key of :data:`BACKBONES` ("resnet18", "resnet50").
+    n_expr:      expression classes (8 in ABAW: the 6 basic, Neutral, Other).
+    n_au:        binary action units (12 in ABAW).
+    dropout:     dropout on the pooled features, before L2 normalisation (§3.2).
+    small_input: replace the 7x7 stride-2 stem and its max-pool (overall stride 4) by one 3x3
+                 conv of stride ``stem_stride`` without pool (CIFAR style), so 32-64 px faces
+                 keep a spatial final map (32 px: 1x1 with the standard stem, 4x4 with stride 1,
+                 2x2 with stride 2).
+    weights:     optional local checkpoint loaded by :func:`build_model`; heads may be absent.
+    head_hidden: width of the hidden layer of the expression and VA heads (16 in the paper's
+                 public code).
+    stem_stride: stride of the small-input stem; 1 is CIFAR's. It sets the cost: ResNet-18
+                 training on 2 CPU threads ran at ~58 / 200 / 325 img/s at 32 px for stride
+                 1 / stride 2 / the standard stem.
+    """
+
+    backbone: str = "resnet18"
+    n_expr: int = N_EXPR
+    n_au: int = N_AU
+    dropout: float = 0.5
+    small_input: bool = False
+    weights: str | None = None
+    head_hidden: int = 16
+    stem_stride: int = 1
+
+
+# --- backbone registry ----------------------------------------------------------------------------
+# A builder returns a module mapping normalised images (B, 3, H, W) to pooled features (B, D),
+# and D.
+BackboneBuilder = Callable[[ModelConfig], tuple[nn.Module, int]]
+BACKBONES: dict[str, BackboneBuilder] = {}
+
+
+def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator adding a builder to :data:`BACKBONES` under ``name``; warns if it replaces one."""
+
+    def add(builder: BackboneBuilder) -> BackboneBuilder:
+        if name in BACKBONES:
+            warnings.warn(f"backbone {name!r} is already registered; replacing it", stacklevel=2)
+        BACKBONES[name] = builder
+        return builder
+
+    return add
+
+
+def _resnet_trunk(net: ResNet, cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """Strip the classifier of a torchvision ResNet; optionally swap in the small-input stem."""
+    if cfg.small_input:
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=cfg.stem_stride, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    dim = net.fc.in_features
+    net.fc = nn.Identity()  # forward now ends at the flattened average pool: (B, D)
+    return net, dim
+
+
+@register_backbone("resnet18")
+def _build_resnet18(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    return _resnet_trunk(resnet18(weights=None), cfg)
+
+
+@register_backbone("resnet50")
+def _build_resnet50(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    return _resnet_trunk(resnet50(weights=None), cfg)
+
+
+# --- the network ----------------------------------------------------------------------------------
+def _check_config(cfg: ModelConfig) -> None:
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(
+            f"unknown backbone {cfg.backbone!r}; registered: {', '.join(sorted(BACKBONES))}"
+        )
+    for name in ("n_expr", "n_au", "head_hidden", "stem_stride"):
+        if int(getattr(cfg, name)) < 1:
+            raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"ModelConfig.dropout must lie in [0, 1), got {cfg.dropout}")
+
+
+def normalise_images(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 [0, 255] or float [0, 1] RGB images (B, 3, H, W) -> ImageNet-normalised float.
+
+    Float input is trusted to lie in [0, 1]: checking the range would cost a device sync per batch.
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    elif not x.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got {x.dtype}")
+    return (x - mean.to(x.dtype)) / std.to(x.dtype)
+
+
+class MultiTaskNet(nn.Module):
+    """Shared ResNet trunk with expression, AU and valence-arousal heads (SS-MFAR §3.2).
+
+    ``forward(x)`` returns ``{"expr": (B, n_expr) logits, "au": (B, n_au) logits,
+    "va": (B, 2) in [-1, 1], "feat": (B, D) unit-norm features}``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.cfg = cfg
+        self.backbone, self.feat_dim = BACKBONES[cfg.backbone](cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        h = cfg.head_hidden
+        self.expr_head = nn.Sequential(
+            nn.Linear(self.feat_dim, h), nn.ReLU(inplace=True), nn.Linear(h, cfg.n_expr)
+        )
+        self.au_head = nn.Linear(self.feat_dim, cfg.n_au)
+        self.va_head = nn.Sequential(
+            nn.Linear(self.feat_dim, h), nn.ReLU(inplace=True), nn.Linear(h, 2), nn.Tanh()
+        )
+        # not persistent: checkpoints hold learnt weights only, and the constants cannot go stale
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Images (B, 3, H, W) -> unit-norm features (B, D): pool -> dropout -> L2 normalise."""
+        pooled = self.backbone(normalise_images(x, self.mean, self.std))  # (B, D)
+        return F.normalize(self.dropout(pooled), dim=1)
+
+    def heads(self, feat: Tensor) -> dict[str, Tensor]:
+        return {"expr": self.expr_head(feat), "au": self.au_head(feat), "va": self.va_head(feat)}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        feat = self.features(x)
+        return {**self.heads(feat), "feat": feat}
+
+
+class TemporalGRU(nn.Module):
+    """Per-frame CNN features -> GRU -> per-frame task outputs, for clips (B, T, 3, H, W).
+
+    The frame encoder is a :class:`MultiTaskNet` whose feature path (not its heads) is reused; the
+    GRU state feeds new linear heads. Returns ``{"expr": (B, T, n_expr), "au": (B, T, n_au),
+    "va": (B, T, 2) in [-1, 1], "feat": (B, T, H')}`` with H' = hidden (x2 if bidirectional).
+    """
+
+    def __init__(
+        self,
+        encoder: MultiTaskNet,
+        hidden: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.gru = nn.GRU(
+            encoder.feat_dim, hidden, num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        out = hidden * (2 if bidirectional else 1)
+        self.expr_head = nn.Linear(out, encoder.cfg.n_expr)
+        self.au_head = nn.Linear(out, encoder.cfg.n_au)
+        self.va_head = nn.Sequential(nn.Linear(out, 2), nn.Tanh())
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if x.ndim != 5:
+            raise ValueError(f"clips must have shape (B, T, 3, H, W), got {tuple(x.shape)}")
+        b, t = x.shape[:2]
+        feat = self.encoder.features(x.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
+        seq, _ = self.gru(feat)  # (B, T, H')
+        return {
+            "expr": self.expr_head(seq),
+            "au": self.au_head(seq),
+            "va": self.va_head(seq),
+            "feat": seq,
+        }
+
+
+def build_model(cfg: ModelConfig) -> MultiTaskNet:
+    """Build a :class:`MultiTaskNet`; load ``cfg.weights`` if set (heads may be missing from it)."""
+    model = MultiTaskNet(cfg)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights, strict=False)
+    return model
+
+
+def param_groups(model: nn.Module, lr_backbone: float = 1e-3, lr_heads: float = 1e-2) -> list[dict]:
+    """Two optimiser groups: every submodule named ``backbone`` at ``lr_backbone``, the rest (heads,
+    GRU) at ``lr_heads`` — Adam with 1e-3 for the base network, 1e-2 for the classifiers (§3.2)."""
+    backbone = [
+        p for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "backbone"
+        for p in m.parameters()
+    ]  # fmt: skip
+    if not backbone:
+        raise ValueError(f"{type(model).__name__} has no submodule named 'backbone'")
+    ids = {id(p) for p in backbone}
+    heads = [p for p in model.parameters() if id(p) not in ids]
+    return [
+        {"params": backbone, "lr": lr_backbone, "name": "backbone"},
+        {"params": heads, "lr": lr_heads, "name": "heads"},
+    ]
+
+
+# --- weights from local files ---------------------------------------------------------------------
+class LoadReport(NamedTuple):
+    """Keys of a :func:`load_weights` call: loaded, missing from the file, unused from the file."""
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # training checkpoints wrap the weights next to optimiser state and metadata
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise TypeError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    state = dict(state)
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def _list(keys: list[str], limit: int = 12) -> str:
+    more = f" ... (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) -> LoadReport:
+    """Load a local checkpoint into ``module`` (a :class:`MultiTaskNet`, a backbone, any module).
+
+    Formats: ``*.safetensors`` via ``safetensors.torch.load_file``; anything else via
+    ``torch.load(path, weights_only=True)`` — a state dict, or a dict holding one under
+    "state_dict" or "model". A "module." prefix (DataParallel) is stripped. A backbone-only
+    checkpoint (keys without the "backbone." prefix) loads into ``module.backbone`` when ``module``
+    has one.
+
+    Errors name the keys: shape mismatches always raise; missing or unexpected keys raise when
+    ``strict``, otherwise they are skipped with a warning that lists them (e.g. heads absent from a
+    backbone checkpoint). A file that matches no key at all always raises. Nothing is downloaded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    state = _read_state_dict(path)
+    own = module.state_dict()
+    if not own.keys() & state.keys() and hasattr(module, "backbone"):
+        prefixed = {f"backbone.{k}": v for k, v in state.items()}
+        if own.keys() & prefixed.keys():
+            state = prefixed
+    missing = sorted(own.keys() - state.keys())
+    unexpected = sorted(state.keys() - own.keys())
+    common = sorted(own.keys() & state.keys())
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in common
+        if state[k].shape != own[k].shape
+    ]
+    if mismatched:
+        raise ValueError(f"{path}: shape mismatch for {len(mismatched)} keys: {_list(mismatched)}")
+    if not common:
+        raise ValueError(
+            f"{path}: no key matches {type(module).__name__}; file keys: {_list(sorted(state))}"
+        )
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{path}: missing keys [{_list(missing)}]; unexpected keys [{_list(unexpected)}] "
+            "(pass strict=False to load the matching keys only)"
+        )
+    module.load_state_dict({k: state[k] for k in common}, strict=False)
+    if missing or unexpected:
+        warnings.warn(
+            f"{path}: loaded {len(common)} keys; missing [{_list(missing)}]; "
+            f"unexpected [{_list(unexpected)}]",
+            stacklevel=2,
+        )
+    return LoadReport(common, missing, unexpected)

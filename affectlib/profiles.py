@@ -1,0 +1,143 @@
+"""Named presets of every setting the study uses: ``smoke`` (CI, seconds), ``cpu`` (the embedded default
+data at full size, minutes on 2 cores) and ``paper`` (the papers' settings, GPU, real data).
+
+A notebook's ``parameters`` cell names a profile; any field can be overridden::
+
+    cfg = profiles.get("cpu", epochs=3)
+
+``make test`` runs the stored notebooks under nbval, which cannot inject parameters; it sets the
+environment variable ``AFFECTLIB_PROFILE=smoke`` (and ``AFFECTLIB_RESULTS`` to a scratch folder), which
+:func:`resolve_profile_name` and :func:`results_root` honour. Nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV = "AFFECTLIB_PROFILE"
+RESULTS_ENV = "AFFECTLIB_RESULTS"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # data: the embedded default data set (ignored when real data are given)
+    n_train_subjects: int = 24  # subjects of the Aff-Wild2-like training split
+    n_val_subjects: int = 6  # subjects of its validation split, disjoint from training
+    videos_per_subject: int = 2
+    frames_per_video: int = 120
+    n_affectnet: int = 3000  # images of the AffectNet-format expression + VA set
+    n_emotionet: int = 3000  # images of the EmotioNet-format AU-only set
+    n_rafdb: int = 1000  # images of the RAF-DB-format expression set
+    n_pretrain_subjects: int = 40  # identities for the identity pretraining (not in any split)
+    image_size: int = 48  # pixels of the rendered faces (the papers use 112-224)
+    label_noise: float = (
+        1.0  # scale of the annotation noise of the embedded set (1 = documented rates)
+    )
+    # model
+    backbone: str = "resnet18"
+    small_input: bool = True  # CIFAR-style stem for small images
+    weights: str | None = None  # path of a local weights file (never downloaded)
+    # optim
+    epochs: int = 3
+    batch_size: int = 128
+    lr_backbone: float = 1e-3  # SS-MFAR §3.3
+    lr_heads: float = 1e-2  # SS-MFAR §3.3
+    seeds: tuple[int, ...] = (0, 1, 2)
+    # run
+    device: str = "cpu"
+    num_workers: int = 0
+    checkpoint_every: int = 200  # steps between checkpoints (and one per epoch)
+    extra: dict = field(default_factory=dict)  # method-specific settings
+
+    def replace(self, **overrides) -> Profile:
+        return _apply(self, overrides)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        n_train_subjects=4,
+        n_val_subjects=2,
+        videos_per_subject=1,
+        frames_per_video=24,
+        n_affectnet=96,
+        n_emotionet=96,
+        n_rafdb=48,
+        n_pretrain_subjects=4,
+        image_size=32,
+        epochs=1,
+        batch_size=32,
+        seeds=(0,),
+        checkpoint_every=10,
+    ),
+    "cpu": Profile(name="cpu"),
+    "paper": Profile(
+        name="paper",
+        image_size=224,  # SS-MFAR §3.3: cropped-aligned images resized to 224x224
+        small_input=False,
+        epochs=20,
+        batch_size=256,  # SS-MFAR §3.3
+        seeds=(0, 1, 2),
+        device="cuda",
+        num_workers=8,
+        checkpoint_every=1000,
+    ),
+}
+
+
+def _apply(p: Profile, overrides: dict) -> Profile:
+    names = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise KeyError(
+            f"unknown profile field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}"
+        )
+    if "seeds" in overrides:
+        overrides = {**overrides, "seeds": tuple(int(s) for s in overrides["seeds"])}
+    return dataclasses.replace(p, **overrides)
+
+
+def get(name: str, **overrides) -> Profile:
+    """The profile called ``name`` with ``overrides`` applied (unknown fields are an error)."""
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return _apply(PROFILES[name], overrides)
+
+
+def resolve_profile_name(name: str) -> str:
+    """The profile a notebook runs: ``$AFFECTLIB_PROFILE`` when set (``make test``), else ``name``."""
+    return os.environ.get(PROFILE_ENV) or name
+
+
+def results_root(out_dir: str) -> str:
+    """Where a notebook writes: ``$AFFECTLIB_RESULTS`` when set (``make test``), else ``out_dir``."""
+    return os.environ.get(RESULTS_ENV) or out_dir
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Parse ``key=value`` from the command line into a typed profile override."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    if key not in fields:
+        raise KeyError(f"unknown profile field {key!r}; known: {', '.join(sorted(fields))}")
+    default = getattr(PROFILES["cpu"], key)
+    raw = raw.strip()
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{key} expects true/false, got {raw!r}")
+        return key, raw.lower() in ("true", "1")
+    if isinstance(default, int):
+        return key, int(raw)
+    if isinstance(default, float):
+        return key, float(raw)
+    if isinstance(default, tuple):
+        return key, tuple(int(s) for s in raw.split(",") if s)
+    if default is None and raw.lower() in ("", "none"):
+        return key, None
+    return key, raw

@@ -1,0 +1,257 @@
+"""Tables and figures with provenance, and the papers' published tables beside ours.
+
+Every artefact a notebook produces goes through a :class:`ResultsWriter`: tables are written as CSV and
+Markdown, figures as PNG, each atomically (temporary file + rename, so an interrupted run never leaves a
+half-written file), and ``provenance.json`` beside them records the git commit (or ``"unversioned"``),
+the profile, a fingerprint of the data, the seeds, the device, package versions and the wall time.
+
+The papers' numbers live in ``affectlib/reference/*.csv``; :func:`paper_table` reads one and
+:func:`beside_paper` puts it next to ours with a delta column. Columns holding the papers' numbers are
+always prefixed ``paper:`` so that nobody mistakes them for a measurement of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REFERENCE_DIR = Path(__file__).parent / "reference"
+_VERSIONED_PACKAGES = (
+    "affectlib",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "pillow",
+    "matplotlib",
+    "papermill",
+)
+
+
+# --- atomic writes -------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --- provenance ----------------------------------------------------------------------------------
+def git_commit(where: str | Path | None = None) -> str:
+    """The commit of the checkout holding ``where`` (default: this package), ``+dirty`` when the work
+    tree has changes, or ``"unversioned"`` outside a git checkout."""
+    cwd = Path(where) if where else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unversioned"
+    return sha + ("+dirty" if dirty else "")
+
+
+def device_description() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+        threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        threads = os.cpu_count()
+    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads"
+
+
+def package_versions(names: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "not installed"
+    return out
+
+
+def fingerprint_files(paths: Iterable[str | Path]) -> str:
+    """SHA-256 (first 16 hex digits) over the names and bytes of ``paths`` in sorted order."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        h.update(str(p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_table(table: pd.DataFrame) -> str:
+    """SHA-256 (first 16 hex digits) of an annotation table's content (independent of row index)."""
+    values = pd.util.hash_pandas_object(table.reset_index(drop=True), index=False).to_numpy()
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+
+# --- tables --------------------------------------------------------------------------------------
+def _fmt(v, floatfmt: str) -> str:
+    if isinstance(v, float | np.floating):
+        return "" if np.isnan(v) else format(float(v), floatfmt)
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v).replace("|", "\\|")
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A GitHub-flavoured Markdown table of ``df`` (index included when it is named or not a range)."""
+    if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
+        df = df.reset_index()
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v, floatfmt) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the papers' published tables (``affectlib/reference/NAME.csv``), unchanged."""
+    path = REFERENCE_DIR / (name if name.endswith(".csv") else f"{name}.csv")
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in REFERENCE_DIR.glob("*.csv")))
+        raise FileNotFoundError(f"no published table {path.name}; known: {known}")
+    return pd.read_csv(path)
+
+
+def beside_paper(
+    ours: pd.DataFrame,
+    paper: pd.DataFrame | str,
+    on: str,
+    metrics: Iterable[str],
+    paper_on: str | None = None,
+    rename: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Our table with the paper's value and ``ours - paper`` beside each metric.
+
+    ``ours`` and ``paper`` are joined on the key column ``on`` (``paper_on`` in the paper's table, with
+    ``rename`` mapping our keys to the paper's spelling). For each metric ``m`` the result has ``m``
+    (ours), ``paper: m`` (the published number) and ``delta: m``. Rows of ours without a paper row keep
+    NaN in the paper columns; the paper's rows we did not run are left out.
+    """
+    if isinstance(paper, str):
+        paper = paper_table(paper)
+    metrics = list(metrics)
+    paper_on = paper_on or on
+    key = ours[on].map(lambda k: (rename or {}).get(k, k))
+    p = paper.set_index(paper_on)
+    out = ours.copy()
+    for m in metrics:
+        published = key.map(p[m]) if m in p.columns else pd.Series(np.nan, index=ours.index)
+        pos = out.columns.get_loc(m) + 1
+        out.insert(pos, f"paper: {m}", pd.to_numeric(published, errors="coerce"))
+        out.insert(pos + 1, f"delta: {m}", out[m] - out[f"paper: {m}"])
+    return out
+
+
+# --- the writer ----------------------------------------------------------------------------------
+class ResultsWriter:
+    """Writes one notebook's tables and figures under ``root/name`` with a provenance record."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str,
+        *,
+        profile=None,
+        seeds: Iterable[int] = (),
+        data_fingerprint: str | None = None,
+        data_root: str | None = None,
+    ):
+        self.dir = Path(root) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self._t0 = time.perf_counter()
+        self._started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.artifacts: list[str] = []
+        if dataclasses.is_dataclass(profile):
+            profile = dataclasses.asdict(profile)
+        self.meta = {
+            "notebook": name,
+            "commit": git_commit(),
+            "profile": profile,
+            "seeds": [int(s) for s in seeds],
+            "data_fingerprint": data_fingerprint,
+            "data_root": data_root,
+            "device": device_description(),
+            "versions": package_versions(),
+        }
+
+    def table(self, df: pd.DataFrame, name: str, caption: str = "", floatfmt: str = ".4f") -> Path:
+        """Write ``df`` as ``name.csv`` and ``name.md`` (with ``caption`` above the table)."""
+        csv = atomic_write_text(self.dir / f"{name}.csv", df.to_csv(index=False))
+        md = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt)
+        atomic_write_text(self.dir / f"{name}.md", md)
+        self._record(csv.name, f"{name}.md")
+        return csv
+
+    def figure(self, fig, name: str, dpi: int = 110) -> Path:
+        """Save a matplotlib figure as ``name.png``."""
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        path = atomic_write_bytes(self.dir / f"{name}.png", buf.getvalue())
+        self._record(path.name)
+        return path
+
+    def text(self, content: str, name: str) -> Path:
+        path = atomic_write_text(self.dir / name, content)
+        self._record(path.name)
+        return path
+
+    def _record(self, *names: str) -> None:
+        for n in names:
+            if n not in self.artifacts:
+                self.artifacts.append(n)
+        self.write_provenance()
+
+    def write_provenance(self, **extra) -> Path:
+        self.meta.update(extra)
+        record = {
+            **self.meta,
+            "started": self._started,
+            "wall_time_s": round(time.perf_counter() - self._t0, 2),
+            "artifacts": sorted(self.artifacts),
+        }
+        return atomic_write_text(
+            self.dir / "provenance.json", json.dumps(record, indent=2, default=str) + "\n"
+        )
