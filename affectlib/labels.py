@@ -1,7 +1,7 @@
 """Label spaces of the data sets the study uses, their invalid markers, and mappings between them.
 
 Every loader converts its data set's codes to the ABAW space below, which is also the space of the
-standard annotation table (see ``affectlib.data.table``):
+standard annotation table (see ``affectlib.data.formats``):
 
 - expressions 0..7: Neutral, Anger, Disgust, Fear, Happiness, Sadness, Surprise, Other; ``-1`` = no label;
 - action units: one column ``AU<n>`` per AU, 1 / 0, ``-1`` = no label;

@@ -291,15 +291,17 @@ def class_attribute_matching(
     loss ``mean_b sum_i -attr_probs[b, i] * log q[b, i]`` (Eq. 3).
 
     ``class_probs`` (B, C) softmax scores, ``attr_probs`` (B, M) sigmoid scores, ``relation`` (C, M)
-    in [0, 1]: 0/1 relatedness (Case I: 1 for prototypical and observational AUs) or empirical
-    conditional frequencies (Case II). The relation is used as given, without normalisation: since
-    the class probabilities sum to 1, q already lies in [0, 1] and is a probability of activation.
-    A class without related attributes (Neutral, Other) adds no mass to any q. Where q = 0 the log
-    is taken of ``eps``: a large finite penalty that pushes that attribute's prediction towards 0,
-    which is the paper's intent; an attribute related to no class at all is therefore always pushed
-    off — leave such columns out of ``relation`` and ``attr_probs``. Gradients flow to both
-    predictions. Empty batch: 0, graph-attached.
+    in [0, 1] (a tensor or array, e.g. from ``relatedness.relation_matrix``): 0/1 relatedness (Case
+    I: 1 for prototypical and observational AUs) or empirical conditional frequencies (Case II). The
+    relation is used as given, without normalisation: since the class probabilities sum to 1, q
+    already lies in [0, 1] and is a probability of activation. A class without related attributes
+    (Neutral, Other) adds no mass to any q. Where q = 0 the log is taken of ``eps``: a large finite
+    penalty that pushes that attribute's prediction towards 0, which is the paper's intent; an
+    attribute related to no class at all is therefore always pushed off — leave such columns out of
+    ``relation`` and ``attr_probs``. Gradients flow to both predictions. Empty batch: 0,
+    graph-attached.
     """
+    relation = torch.as_tensor(relation, dtype=class_probs.dtype, device=class_probs.device)
     _check_shape("class_probs", class_probs, 2)
     _check_shape("attr_probs", attr_probs, 2)
     _check_shape("relation", relation, 2)
@@ -315,7 +317,7 @@ def class_attribute_matching(
     _check_probs("relation", relation)
     if class_probs.shape[0] == 0:
         return _zero(class_probs) + _zero(attr_probs)
-    q = class_probs @ relation.to(class_probs.device, class_probs.dtype)  # (B, M)
+    q = class_probs @ relation  # (B, M)
     return -(attr_probs * q.clamp_min(eps).log()).sum(dim=1).mean()
 
 
@@ -335,6 +337,8 @@ def class_attribute_coannotation(
     gives 0, graph-attached. Labels and weights are data: no gradient reaches them (nor any AU
     prediction a caller derived them from); only ``class_probs`` is trained.
     """
+    attr_weights = torch.as_tensor(attr_weights, dtype=class_probs.dtype, device=class_probs.device)
+    attr_labels = torch.as_tensor(attr_labels, device=class_probs.device)
     _check_shape("class_probs", class_probs, 2)
     _check_shape("attr_labels", attr_labels, 2)
     _check_shape("attr_weights", attr_weights, 2)
@@ -348,7 +352,7 @@ def class_attribute_coannotation(
     _check_probs("class_probs", class_probs)
     labels = attr_labels.detach()
     _check_labels("attr_labels", labels, 2)
-    w = attr_weights.detach().to(class_probs.device, class_probs.dtype)
+    w = attr_weights.detach()
     if w.numel() and w.min() < 0:
         raise ValueError("attr_weights must be >= 0")
     annotated = (labels != -1).to(class_probs.dtype)  # (B, M)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from . import formats
 
 _AW = "affwild2/annotations"
@@ -79,10 +77,10 @@ def load_dataset(
         )
         for p in annotation_paths(data_root, format, annotations)
     ]
-    table = pd.concat([r.table for r in results], ignore_index=True)
     return formats.LoadResult(
-        table=table,
+        table=formats.concat_tables([r.table for r in results]),
         errors=[e for r in results for e in r.errors],
         rows_read=sum(r.rows_read for r in results),
         files=[f for r in results for f in r.files],
+        format=format,
     )

@@ -1,0 +1,993 @@
+"""Parametric 2-D face renderer: the instrument behind the embedded default data set.
+
+A face is drawn from three groups of parameters and a pose:
+
+- identity (``sample_identities``): face shape, skin tone, feature sizes and spacing, brows, hair line
+  and hair style, iris colour, lips, occasionally glasses / beard / moustache;
+- action units: one intensity per AU in ``RENDER_AUS``, 0 (absent) .. 5 (FACS intensity E), float;
+- pose: yaw, pitch, roll in degrees;
+- nuisance (``sample_nuisance``): crop jitter, gaze, illumination, background clutter, occlusion,
+  blur and sensor noise. JPEG artefacts are left to whoever writes the files.
+
+How an AU moves the face follows the FACS manual (Ekman, Friesen & Hager 2002, "Facial Action Coding
+System", chapters 2-4): AU1 raises the inner brow (central forehead wrinkles), AU2 the outer brow
+(lateral wrinkles), AU4 lowers the brows and pulls them together (vertical glabellar furrows, lower
+upper lid), AU5 raises the upper lid (white above the iris), AU6 raises the cheeks (narrows the eye from
+below, lower-lid bulge, crow's feet, deeper nasolabial fold), AU7 tightens the lids (lower lid raised
+and straightened), AU9 wrinkles the nose (bridge wrinkles, nostrils up, brows down medially), AU10
+raises the upper lip (upper teeth show), AU12 pulls the lip corners up and out, AU15 pulls them down,
+AU17 pushes the chin boss and lower lip up (chin dimpling, mentolabial crease), AU20 stretches the lips
+horizontally, AU23 tightens (narrows, thins) the lips, AU24 presses them together (thin lips, bulges
+above and below), AU25 parts the lips, AU26 drops the jaw (longer face, wider opening).
+
+Symmetry: every AU is rendered bilaterally (both sides with the same intensity), so a horizontal flip
+of an image keeps its AU labels valid; the flip negates yaw and roll (it swaps AU51/AU52 and AU55/AU56,
+see ``pose_aus``). Identities carry a little asymmetry of their own (keys in ``ASYMMETRIC_KEYS``); with
+those keys zero, frontal pose and ``neutral_nuisance`` the image is mirror symmetric up to rounding.
+
+Coordinates: the image spans [-1, 1] in x (left to right) and y (top to bottom). Face features live in
+"canonical" coordinates (u, v) of a frontal face of half-width ~0.7; every pixel is mapped back into
+them (crop jitter, then roll, then an inverse cylinder for yaw and pitch), so each feature is an
+anti-aliased signed-distance shape evaluated on a per-batch coordinate grid and composited with alpha.
+Bilateral features are evaluated once on |u|. Everything is numpy float32, vectorised over a chunk of
+faces; the only Python loops run over shape primitives, blur taps and chunks.
+
+Determinism: ``render`` is a pure function of its inputs: the same arrays and ``seed`` give the same
+bytes. Sensor noise comes from a counter-based hash of (seed, the face's ``noise_key``, pixel), so a
+face's noise does not depend on which other faces share its chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RENDER_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 24, 25, 26)
+POSE_AUS: tuple[int, ...] = (51, 52, 53, 54, 55, 56)
+AU_MAX = 5.0
+AU_ATLAS_ROWS: tuple[str, ...] = tuple(f"AU{a}" for a in RENDER_AUS)
+ATLAS_GAP = 2  # pixels of white between atlas cells
+ASYMMETRIC_KEYS: tuple[str, ...] = ("asym", "hair_part")
+N_CLUTTER = 4
+
+IDENTITY_KEYS: tuple[str, ...] = (
+    "face_w", "face_h", "jaw_w", "chin_v", "skin", "eye_y", "eye_dx", "eye_w", "eye_h", "iris",
+    "brow_gap", "brow_thick", "brow_len", "brow_arch", "brow_rgb", "nose_v", "nose_w", "mouth_v",
+    "mouth_w", "lip_u", "lip_l", "lip_rgb", "age", "hair_rgb", "hair_vol", "hairline", "hair_long",
+    "fringe", "hair_part", "glasses", "glasses_rgb", "beard", "moustache", "clothes", "asym", "key",
+)  # fmt: skip
+NUISANCE_KEYS: tuple[str, ...] = (
+    "shift", "scale", "gaze", "light", "ambient", "gain", "cast", "bg", "bg_dir", "clutter_kind",
+    "clutter_xy", "clutter_size", "clutter_angle", "clutter_rgb", "occ_kind", "occ_xy", "occ_size",
+    "occ_angle", "occ_rgb", "blur", "noise", "noise_key",
+)  # fmt: skip
+
+# occluder kinds (nuisance "occ_kind")
+OCC_NONE, OCC_BAR, OCC_HAND, OCC_PATCH = 0, 1, 2, 3
+
+_F = np.float32
+_AU_INDEX = {a: i for i, a in enumerate(RENDER_AUS)}
+_CRANIUM_V = -0.08  # centre of the cranium ellipse (canonical v)
+_PITCH_V = 0.05  # height of the pitch axis
+_PITCH_R = 1.15  # radius of the pitch cylinder
+_FACE_SCALE = 0.84  # head size in the crop at scale 1: the chin and the crown stay inside
+_SOFT = _F(1.0 / 0.05)  # inverse edge width of soft shading blobs (canonical units)
+
+# --- palettes -----------------------------------------------------------------------------------
+_SKIN = np.array([[0.97, 0.82, 0.71], [0.86, 0.66, 0.52], [0.66, 0.45, 0.31], [0.40, 0.26, 0.17]])
+_HAIR = np.array(
+    [
+        [0.07, 0.05, 0.04],  # black
+        [0.22, 0.13, 0.07],  # dark brown
+        [0.42, 0.27, 0.15],  # brown
+        [0.78, 0.62, 0.38],  # blond
+        [0.55, 0.22, 0.09],  # red
+        [0.62, 0.61, 0.60],  # grey
+    ]
+)
+_HAIR_P = np.array([0.32, 0.26, 0.16, 0.12, 0.05, 0.09])
+_IRIS = np.array([[0.22, 0.13, 0.07], [0.38, 0.26, 0.12], [0.28, 0.42, 0.58], [0.30, 0.42, 0.28]])
+_IRIS_P = np.array([0.55, 0.2, 0.15, 0.1])
+
+
+# --- parameter sampling -------------------------------------------------------------------------
+def _u(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    return rng.uniform(lo, hi, n).astype(_F)
+
+
+def _skin_tone(t: np.ndarray) -> np.ndarray:
+    """Piecewise-linear skin colour along the palette, t in [0, 1] (0 lightest, 1 darkest)."""
+    pos = t * (len(_SKIN) - 1)
+    i = np.minimum(pos.astype(int), len(_SKIN) - 2)
+    f = (pos - i)[:, None]
+    return _SKIN[i] * (1 - f) + _SKIN[i + 1] * f
+
+
+def sample_identities(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Sample ``n`` identities; every array has ``n`` rows (colours are (n, 3) RGB in [0, 1]).
+
+    Lengths are canonical face units (face half-width ~0.7, image half-width 1). ``glasses``,
+    ``hair_long`` and ``moustache`` are 0/1; ``beard`` is a density (0 for ~85% of identities);
+    ``asym`` (n, 3) offsets eye / brow / mouth-corner heights between the sides and ``hair_part``
+    slants the fringe: they are the only asymmetric keys (``ASYMMETRIC_KEYS``). ``key`` (uint32)
+    seeds the identity's fixed texture (beard stubble).
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    tone = rng.beta(1.3, 1.6, n)
+    skin = np.clip(_skin_tone(tone) + rng.normal(0, 0.025, (n, 3)), 0.05, 1.0)
+    hair = _HAIR[rng.choice(len(_HAIR), n, p=_HAIR_P)] * rng.uniform(0.85, 1.15, (n, 1))
+    # brows stay darker than the skin so that brow motion is visible on every identity
+    brow = np.minimum(0.75 * hair + 0.1 * skin, 0.55 * skin)
+    lip = np.clip(skin * np.array([0.86, 0.58, 0.58]) + np.array([0.08, 0.0, 0.02]), 0, 1)
+    lip = lip * rng.uniform(0.9, 1.05, (n, 1))
+    glasses = (rng.random(n) < 0.12).astype(_F)
+    bearded = rng.random(n) < 0.15
+    beard = np.where(bearded, rng.uniform(0.35, 0.95, n), 0.0)
+    bald = rng.random(n) < 0.08
+    ident = {
+        "face_w": _u(rng, 0.62, 0.74, n),
+        "face_h": _u(rng, 0.80, 0.90, n),
+        "jaw_w": _u(rng, 0.80, 0.96, n),
+        "chin_v": _u(rng, 0.84, 0.94, n),
+        "skin": skin,
+        "eye_y": _u(rng, -0.13, -0.07, n),
+        "eye_dx": _u(rng, 0.24, 0.29, n),
+        "eye_w": _u(rng, 0.100, 0.125, n),
+        "eye_h": _u(rng, 0.040, 0.055, n),
+        "iris": _IRIS[rng.choice(len(_IRIS), n, p=_IRIS_P)] * rng.uniform(0.8, 1.2, (n, 1)),
+        "brow_gap": _u(rng, 0.115, 0.15, n),
+        "brow_thick": _u(rng, 0.016, 0.028, n),
+        "brow_len": _u(rng, 0.26, 0.33, n),
+        "brow_arch": _u(rng, 0.008, 0.035, n),
+        "brow_rgb": brow,
+        "nose_v": _u(rng, 0.17, 0.25, n),
+        "nose_w": _u(rng, 0.075, 0.10, n),
+        "mouth_v": _u(rng, 0.45, 0.53, n),
+        "mouth_w": _u(rng, 0.16, 0.21, n),
+        "lip_u": _u(rng, 0.025, 0.042, n),
+        "lip_l": _u(rng, 0.032, 0.052, n),
+        "lip_rgb": lip,
+        "age": rng.beta(1.2, 3.0, n).astype(_F),
+        "hair_rgb": np.clip(hair, 0, 1),
+        "hair_vol": np.where(bald, 0.0, rng.uniform(0.03, 0.2, n)).astype(_F),
+        "hairline": np.where(bald, rng.uniform(-0.95, -0.8, n), rng.uniform(-0.7, -0.52, n)),
+        "hair_long": (rng.random(n) < 0.35).astype(_F) * ~bald,
+        "fringe": np.where(rng.random(n) < 0.2, rng.uniform(0.3, 0.9, n), 0.0) * ~bald,
+        "hair_part": np.where(rng.random(n) < 0.5, rng.uniform(-1, 1, n), 0.0),
+        "glasses": glasses,
+        "glasses_rgb": rng.uniform(0.0, 0.45, (n, 3)) * rng.uniform(0.2, 1.0, (n, 1)),
+        "beard": beard,
+        "moustache": (bearded & (rng.random(n) < 0.7)).astype(_F),
+        "clothes": rng.uniform(0.05, 0.9, (n, 3)),
+        "asym": rng.normal(0, 0.006, (n, 3)),
+        "key": rng.integers(0, 2**32, n, dtype=np.uint32),
+    }
+    return {k: (v if v.dtype == np.uint32 else v.astype(_F)) for k, v in ident.items()}
+
+
+def sample_nuisance(
+    n: int, rng: np.random.Generator, *, difficulty: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Sample per-face nuisance: crop jitter, gaze, illumination, background, occlusion, blur, noise.
+
+    ``difficulty`` scales every nuisance range (0: clean studio images, 1: default, >1 harder).
+    Occlusion happens with probability ``min(1, 0.15 * difficulty)``. Keys: ``shift`` (n, 2) and
+    ``scale`` (n,) place the face in the crop; ``gaze`` (n, 2) moves both irises; ``light`` (n, 3) is
+    a unit direction towards the light in camera coordinates (x right, y down, z towards the camera);
+    ``ambient`` (n,), ``gain`` (n,), ``cast`` (n, 3) RGB multipliers; ``bg`` (n, 2, 3) gradient
+    colours along ``bg_dir`` (n, 2); ``clutter_*`` (n, N_CLUTTER, ...) shapes (kind 0 none, 1 blob,
+    2 box, 3 striped box); ``occ_*`` the occluder (kind ``OCC_NONE/BAR/HAND/PATCH``); ``blur`` (n,)
+    Gaussian sigma as a fraction of the image side; ``noise`` (n,) std of additive Gaussian noise on
+    the [0, 1] scale; ``noise_key`` (n,) uint32 seeds the face's noise.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if not np.isfinite(difficulty) or difficulty < 0:
+        raise ValueError(f"difficulty must be a finite number >= 0, got {difficulty}")
+    d = float(difficulty)
+    az = rng.uniform(-np.pi, np.pi, n)
+    tilt = np.radians(rng.uniform(0, 55, n) * min(d, 1.5))
+    light = np.stack([np.sin(tilt) * np.cos(az), np.sin(tilt) * np.sin(az), np.cos(tilt)], 1)
+    cast_amt = 0.12 * min(d, 2.0)
+    bg_ang = rng.uniform(0, 2 * np.pi, n)
+    clutter_kind = rng.integers(0, 4, (n, N_CLUTTER)) * (rng.random((n, 1)) < min(1, 0.8 * d))
+    occ_on = rng.random(n) < min(1.0, 0.15 * d)
+    occ_kind = np.where(occ_on, rng.integers(1, 4, n), OCC_NONE)
+    noisy = rng.random(n) < 0.6
+    blurry = rng.random(n) < 0.5
+    nuis = {
+        "shift": rng.normal(0, 0.03 * d, (n, 2)),
+        "scale": np.exp(rng.normal(0, 0.04 * d, n)),
+        "gaze": rng.normal(0, 0.012, (n, 2)) * min(d, 1.0),
+        "light": light,
+        "ambient": rng.uniform(0.55, 0.8, n) - 0.15 * min(d, 2.0) * rng.random(n),
+        "gain": np.exp(rng.normal(0, 0.12 * d, n)),
+        "cast": np.exp(rng.normal(0, cast_amt / 2, (n, 3))),
+        "bg": rng.uniform(0.1, 0.9, (n, 2, 3)),
+        "bg_dir": np.stack([np.cos(bg_ang), np.sin(bg_ang)], 1),
+        "clutter_kind": clutter_kind.astype(np.int64),
+        "clutter_xy": rng.uniform(-1.1, 1.1, (n, N_CLUTTER, 2)),
+        "clutter_size": rng.uniform(0.1, 0.6, (n, N_CLUTTER, 2)),
+        "clutter_angle": rng.uniform(0, np.pi, (n, N_CLUTTER)),
+        "clutter_rgb": rng.uniform(0.0, 1.0, (n, N_CLUTTER, 3)),
+        "occ_kind": occ_kind.astype(np.int64),
+        "occ_xy": rng.uniform(-0.5, 0.5, (n, 2)),
+        "occ_size": rng.uniform(0.12, 0.32, (n, 2)),
+        "occ_angle": rng.uniform(0, np.pi, n),
+        "occ_rgb": rng.uniform(0.05, 0.95, (n, 3)),
+        "blur": np.where(blurry, rng.uniform(0.0, 0.018 * d, n), 0.0),
+        "noise": np.where(noisy, rng.uniform(0.0, 0.03 * d, n), 0.0),
+        "noise_key": rng.integers(0, 2**32, n, dtype=np.uint32),
+    }
+    out = {}
+    for k, v in nuis.items():
+        out[k] = v if v.dtype in (np.uint32, np.int64) else v.astype(_F)
+    return out
+
+
+def neutral_nuisance(n: int) -> dict[str, np.ndarray]:
+    """Nuisance of a clean studio image: centred crop, frontal light, plain grey background, no gaze
+    shift, no clutter, occlusion, blur or noise. The atlas and the symmetry checks use it."""
+    z = np.zeros
+    return {
+        "shift": z((n, 2), _F),
+        "scale": np.ones(n, _F),
+        "gaze": z((n, 2), _F),
+        "light": np.tile(np.array([0, 0, 1], _F), (n, 1)),
+        "ambient": np.full(n, 0.65, _F),
+        "gain": np.ones(n, _F),
+        "cast": np.ones((n, 3), _F),
+        "bg": np.full((n, 2, 3), 0.6, _F),
+        "bg_dir": np.tile(np.array([0, 1], _F), (n, 1)),
+        "clutter_kind": z((n, N_CLUTTER), np.int64),
+        "clutter_xy": z((n, N_CLUTTER, 2), _F),
+        "clutter_size": np.full((n, N_CLUTTER, 2), 0.1, _F),
+        "clutter_angle": z((n, N_CLUTTER), _F),
+        "clutter_rgb": z((n, N_CLUTTER, 3), _F),
+        "occ_kind": z(n, np.int64),
+        "occ_xy": z((n, 2), _F),
+        "occ_size": np.full((n, 2), 0.1, _F),
+        "occ_angle": z(n, _F),
+        "occ_rgb": z((n, 3), _F),
+        "blur": z(n, _F),
+        "noise": z(n, _F),
+        "noise_key": z(n, np.uint32),
+    }
+
+
+def take(params: dict[str, np.ndarray], index: np.ndarray | slice) -> dict[str, np.ndarray]:
+    """Select rows of every array: ``take(ids, subject_of_frame)`` gives one identity row per frame."""
+    return {k: v[index] for k, v in params.items()}
+
+
+def pose_aus(pose: np.ndarray, threshold_deg: float = 15.0) -> np.ndarray:
+    """EmotioNet head-pose codes AU51..AU56 (``POSE_AUS``) as 0/1, shape (N, 6), int64.
+
+    Sign convention (the subject's left/right, as FACS codes them; the image shows the subject
+    unmirrored, so the subject's left is the image right):
+    yaw > 0 turns the head to the subject's left (nose moves to the image right): AU51 when
+    ``yaw > threshold``, AU52 (turn right) when ``yaw < -threshold``; pitch > 0 lifts the head (nose
+    moves up): AU53 up when ``pitch > threshold``, AU54 down when ``pitch < -threshold``; roll > 0
+    tilts the head towards the subject's left shoulder (clockwise on screen): AU55 when
+    ``roll > threshold``, AU56 when ``roll < -threshold``. A code needs the angle strictly beyond the
+    threshold. A horizontal image flip negates yaw and roll, swapping AU51/52 and AU55/56.
+    """
+    p = np.asarray(pose, dtype=float)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"pose must have shape (N, 3) = yaw, pitch, roll degrees, got {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("pose contains NaN or infinite angles")
+    if not np.isfinite(threshold_deg) or threshold_deg < 0:
+        raise ValueError(f"threshold_deg must be finite and >= 0, got {threshold_deg}")
+    t = threshold_deg
+    cols = [p[:, 0] > t, p[:, 0] < -t, p[:, 1] > t, p[:, 1] < -t, p[:, 2] > t, p[:, 2] < -t]
+    return np.stack(cols, 1).astype(np.int64)
+
+
+# --- signed distances and coverage --------------------------------------------------------------
+def _cover(d: np.ndarray, inv_w: np.ndarray | float) -> np.ndarray:
+    """Anti-aliased coverage of a shape with signed distance ``d`` (negative inside): a ramp one
+    pixel wide (``inv_w`` = 1 / pixel size in the units of ``d``)."""
+    a = 0.5 - d * inv_w
+    return np.clip(a, 0.0, 1.0, out=a)
+
+
+def _stroke(dc: np.ndarray, half: np.ndarray | float, inv_w: np.ndarray | float) -> np.ndarray:
+    """Coverage of a stroke of half-width ``half`` around a centre line at distance ``|dc|``; strokes
+    thinner than a pixel are capped at the fraction of the pixel they cover (2 * half / pixel)."""
+    a = 0.5 + (half - np.abs(dc)) * inv_w
+    return np.clip(a, 0.0, np.minimum(1.0, 2.0 * half * inv_w), out=a)
+
+
+def _band(y: np.ndarray, top: np.ndarray, bottom: np.ndarray, inv_w: np.ndarray) -> np.ndarray:
+    """Coverage of the region top <= y <= bottom (curves as functions of x); an empty or
+    zero-thickness region covers nothing, so curves that meet (lip corners) leave no seam."""
+    half = np.maximum(bottom - top, 0.0) * 0.5
+    return _stroke(y - (top + half), half, inv_w)
+
+
+def _ellipse(px: np.ndarray, py: np.ndarray, ax: np.ndarray, ay: np.ndarray) -> np.ndarray:
+    """Approximate signed distance to an axis-aligned ellipse centred at 0 with half-axes ax, ay:
+    d = (r - 1) / |grad r| with r = |(px/ax, py/ay)| (first order, exact on the boundary)."""
+    qx = px / ax
+    qy = py / ay
+    r = np.sqrt(qx * qx + qy * qy)
+    g = np.sqrt((qx / ax) ** 2 + (qy / ay) ** 2)
+    return (r - 1.0) / (g / (r + 1e-6) + 1e-6)
+
+
+def _segment(
+    px: np.ndarray, py: np.ndarray, ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray
+) -> np.ndarray:
+    """Unsigned distance to the segment a-b (a capsule's SDF is this minus its radius)."""
+    pax = px - ax
+    pay = py - ay
+    bax = bx - ax
+    bay = by - ay
+    h = np.clip((pax * bax + pay * bay) / (bax * bax + bay * bay + 1e-9), 0.0, 1.0)
+    return np.sqrt((pax - bax * h) ** 2 + (pay - bay * h) ** 2)
+
+
+def _box(
+    px: np.ndarray, py: np.ndarray, hx: np.ndarray, hy: np.ndarray, ang: np.ndarray, rad: np.ndarray
+) -> np.ndarray:
+    """Signed distance to a rectangle centred at 0, half-sizes hx, hy, rotated by ang, corners
+    rounded with radius rad (rad = min(hx, hy) gives a stadium)."""
+    c = np.cos(ang)
+    s = np.sin(ang)
+    qx = np.abs(px * c + py * s) - (hx - rad)
+    qy = np.abs(-px * s + py * c) - (hy - rad)
+    out = np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
+    return out + np.minimum(np.maximum(qx, qy), 0.0) - rad
+
+
+def _paint(img: np.ndarray, alpha: np.ndarray, rgb: np.ndarray) -> None:
+    """Alpha-composite colour ``rgb`` (B,1,1,3) over ``img`` (B,H,W,3) in place: img += a (c - img)."""
+    t = rgb - img
+    t *= alpha[..., None]
+    img += t
+
+
+def _hash_uniform(key: np.ndarray, shape: tuple[int, int], salt: int) -> np.ndarray:
+    """Counter-based uniform noise in [0, 1), (B, H, W): murmur3's 32-bit finaliser applied to
+    (pixel index, per-face key, salt). Independent of the batch a face is rendered in."""
+    idx = np.arange(shape[0] * shape[1], dtype=np.uint32).reshape(1, *shape)
+    h = idx * np.uint32(0x9E3779B1) + (key.astype(np.uint32) ^ np.uint32(salt))[:, None, None]
+    for mult in (0x85EBCA6B, 0xC2B2AE35):
+        h ^= h >> np.uint32(16)
+        h *= np.uint32(mult)
+    h ^= h >> np.uint32(16)
+    return (h >> np.uint32(8)).astype(_F) * _F(1.0 / (1 << 24))
+
+
+# --- AU -> geometry -------------------------------------------------------------------------------
+def _col(x: np.ndarray) -> np.ndarray:
+    """(B,) or (B, k) -> broadcastable over (B, H, W): (B,1,1) or (B,1,1,k)."""
+    x = np.asarray(x, dtype=_F)
+    return x.reshape(x.shape[0], 1, 1, *x.shape[1:])
+
+
+def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature geometry (canonical units, each (B,1,1)) from identity and AU intensities.
+
+    Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a, so intensity 1
+    (FACS A, trace) moves a feature by a fifth of its maximum: about half a pixel at 48 px for brows
+    and lip corners, which is subtle but visible beside the neutral face.
+    """
+    a = {k: _col(au[:, i] / AU_MAX) for k, i in _AU_INDEX.items()}
+    i = {k: _col(v) for k, v in ident.items() if k != "key"}
+    g: dict[str, np.ndarray] = {}
+    # eyes: upper-lid height hu, lower-lid height hl (from the eye's centre line)
+    g["eye_y"] = i["eye_y"]
+    g["eye_dx"] = i["eye_dx"]
+    g["eye_w"] = i["eye_w"]
+    g["hu"] = i["eye_h"] * (
+        1 + 0.85 * a[5] - 0.3 * a[7] - 0.25 * a[4] - 0.12 * a[6] - 0.15 * a[9]
+    ).clip(0.15)
+    g["hl"] = (0.8 * i["eye_h"]) * (
+        1 + 0.1 * a[5] - 0.5 * a[6] - 0.55 * a[7] - 0.15 * a[12] - 0.2 * a[9]
+    ).clip(0.1)
+    g["iris_r"] = 0.8 * i["eye_h"]
+    # lower-lid bulge, crow's feet, cheek raise, infraorbital furrow (AU6, AU7; strong AU12)
+    g["bulge"] = (0.12 + 0.55 * a[6] + 0.5 * a[7]).clip(0, 0.8)
+    g["crows"] = 0.85 * a[6]
+    g["cheek_lift"] = 0.06 * a[6] + 0.03 * a[12]
+    g["cheek_glow"] = (0.12 + 0.4 * np.maximum(a[6], 0.7 * a[12])).clip(0, 0.6)
+    g["furrow"] = 0.6 * a[6] + 0.15 * a[7]
+    # brows: inner end (x_in, y_in), outer end (x_out, y_out), arch, thickness
+    brow_base = i["eye_y"] - i["brow_gap"]
+    g["x_in"] = 0.09 - 0.035 * a[4]
+    g["x_out"] = g["x_in"] + i["brow_len"] + 0.02 * a[4]
+    g["y_in"] = brow_base - 0.12 * a[1] - 0.015 * a[2] + 0.065 * a[4] + 0.03 * a[9]
+    g["y_out"] = brow_base + 0.012 - 0.02 * a[1] - 0.09 * a[2] + 0.03 * a[4]
+    g["arch"] = i["brow_arch"] + 0.02 * a[2] - 0.015 * a[1] - 0.01 * a[4]
+    g["brow_t"] = i["brow_thick"] * (1 + 0.25 * a[4])
+    # forehead wrinkles: AU1 central, AU2 lateral; glabella (AU4); nose root and bridge (AU4, AU9)
+    g["wr_center"] = 0.95 * a[1] + 0.15 * i["age"]
+    g["wr_side"] = 0.9 * a[2] + 0.15 * i["age"]
+    g["wr_ref"] = brow_base - 0.08 - 0.06 * a[1] - 0.05 * a[2]
+    g["glabella"] = 0.9 * a[4]
+    g["root"] = (0.45 * a[4] + 0.6 * a[9]).clip(0, 0.9)
+    g["nose_wr"] = 0.9 * a[9]
+    # nose
+    g["nose_v"] = i["nose_v"]
+    g["nose_w"] = i["nose_w"] * (1 + 0.18 * a[9] + 0.06 * a[10])
+    g["nostril_v"] = i["nose_v"] + 0.022 - 0.03 * a[9] - 0.012 * a[10]
+    g["ala"] = 0.15 + 0.5 * a[9] + 0.2 * a[10]
+    # mouth: half-width cw, corner height cy, inner gaps, lip thicknesses, AU10 lift, AU17 push
+    mw = i["mouth_w"]
+    g["mouth_v"] = i["mouth_v"]
+    g["cw"] = mw * (
+        1 + 0.22 * a[12] + 0.28 * a[20] - 0.13 * a[23] - 0.05 * a[24] - 0.07 * a[26] + 0.04 * a[15]
+    )
+    flat = 1 - 0.6 * a[24]  # AU24 presses the lips into a straight line
+    g["cy"] = (-0.07 * a[12] + 0.055 * a[15] + 0.012 * a[20] + 0.012 * a[17]) * flat
+    closed = (1 - 0.85 * np.maximum(a[23], a[24])).clip(0)
+    g["gap_u"] = (0.012 * a[25] + 0.02 * a[26]) * closed + 0.022 * a[10]
+    g["gap_l"] = (0.03 * a[25] + 0.11 * a[26]) * closed
+    g["lift"] = 0.035 * a[10] + 0.012 * a[9]
+    g["push"] = 0.03 * a[17]
+    thin = 1 - 0.55 * a[23] - 0.6 * a[24] - 0.3 * a[20] - 0.18 * a[12]
+    g["th_u"] = i["lip_u"] * thin.clip(0.15)
+    g["th_l"] = i["lip_l"] * (thin + 0.15 * a[17]).clip(0.15)
+    g["lip_line"] = 0.006 + 0.004 * a[24] + 0.002 * a[23]
+    g["lip_edge"] = 0.2 + 0.45 * a[23]
+    g["press"] = 0.55 * a[24]
+    g["mentolabial"] = (0.2 + 0.6 * a[17] + 0.3 * a[24]).clip(0, 0.85)
+    g["ment_up"] = 0.02 * a[17]
+    g["dimple"] = 0.6 * a[17]
+    g["stretch"] = 0.7 * a[20]
+    g["depress"] = 0.6 * a[15]
+    g["nasolabial"] = (
+        0.2 * i["age"] + 0.55 * a[12] + 0.55 * a[10] + 0.45 * a[9] + 0.3 * a[6] + 0.15 * a[20]
+    ).clip(0, 0.85)
+    # jaw: AU26 drops the chin, AU17 lifts the chin boss a little
+    g["chin_v"] = i["chin_v"] + 0.12 * a[26] - 0.015 * a[17]
+    return g
+
+
+# --- chunk renderer -----------------------------------------------------------------------------
+def _frames(
+    ident: dict[str, np.ndarray], pose: np.ndarray, nuis: dict[str, np.ndarray], size: int
+) -> dict[str, np.ndarray]:
+    """Per-pixel coordinates: crop frame (hx, hy), rolled head frame (xr, yr), canonical face (u, v),
+    and the inverse pixel sizes used for anti-aliasing in each."""
+    c = (np.arange(size, dtype=_F) + 0.5) * _F(2.0 / size) - 1.0
+    sx, sy = _col(nuis["shift"][:, 0]), _col(nuis["shift"][:, 1])
+    sc = _col(nuis["scale"]) * _FACE_SCALE
+    hx = (c[None, None, :] - sx) / sc  # (B,1,W)
+    hy = (c[None, :, None] - sy) / sc  # (B,H,1)
+    rad = np.radians(pose.astype(_F))
+    yaw, pitch, roll = (_col(rad[:, k]) for k in range(3))
+    cr, sr = np.cos(roll), np.sin(roll)
+    # roll > 0 turns the face clockwise on screen, so the inverse map turns the pixel back
+    xr = cr * hx + sr * hy
+    yr = cr * hy - sr * hx
+    # yaw/pitch: the face is drawn on a cylinder of radius R about a vertical axis (pitch: about a
+    # horizontal axis); a pixel at angle phi0 shows the canonical point at phi0 - yaw
+    R = _col(ident["face_w"]) * 1.02
+    s = np.clip(xr / R, -0.999, 0.999)
+    cos0 = np.sqrt(1.0 - s * s)
+    phi = np.clip(np.arcsin(s) - yaw, -np.pi / 2, np.pi / 2)
+    u = R * np.sin(phi)
+    ju = np.cos(phi) / cos0  # du/dxr
+    t = np.clip((yr - _PITCH_V) / _PITCH_R, -0.999, 0.999)
+    tcos0 = np.sqrt(1.0 - t * t)
+    th = np.clip(np.arcsin(t) + pitch, -np.pi / 2, np.pi / 2)
+    v = _PITCH_V + _PITCH_R * np.sin(th)
+    jv = np.cos(th) / tcos0
+    px = _F(2.0 / size) / sc  # pixel size in head-frame units, (B,1,1)
+    w_can = np.clip(np.maximum(ju, jv), 0.5, 3.0) * px
+    return {
+        "hx": hx, "hy": hy, "xr": xr, "yr": yr, "u": u, "v": v,
+        "au": np.abs(u), "side": np.sign(u).astype(_F),
+        "inv_img": 1.0 / px, "inv_can": 1.0 / w_can, "sin_yaw": np.sin(yaw),
+    }  # fmt: skip
+
+
+def _background(img: np.ndarray, nuis: dict[str, np.ndarray], size: int) -> None:
+    """Gradient background with clutter shapes, in raw image coordinates."""
+    c = (np.arange(size, dtype=_F) + 0.5) * _F(2.0 / size) - 1.0
+    x, y = c[None, None, :], c[None, :, None]
+    d = nuis["bg_dir"]
+    t = (x * _col(d[:, 0]) + y * _col(d[:, 1])) * 0.5 + 0.5
+    c0, c1 = _col(nuis["bg"][:, 0]), _col(nuis["bg"][:, 1])
+    img[...] = c0 + t[..., None] * (c1 - c0)
+    inv = _F(size / 2.0)
+    kinds = nuis["clutter_kind"]
+    for k in range(kinds.shape[1]):
+        on = kinds[:, k] > 0
+        if not on.any():
+            continue
+        kk = _col(kinds[:, k].astype(_F))
+        cx, cy = _col(nuis["clutter_xy"][:, k, 0]), _col(nuis["clutter_xy"][:, k, 1])
+        hx, hy = _col(nuis["clutter_size"][:, k, 0]), _col(nuis["clutter_size"][:, k, 1])
+        ang = _col(nuis["clutter_angle"][:, k])
+        rad = np.where(kk == 1, np.minimum(hx, hy), 0.02)  # blobs are stadiums, boxes nearly square
+        dist = _box(x - cx, y - cy, hx, hy, ang, rad)
+        a = _cover(dist, inv) * _col(on.astype(_F))
+        # striped boxes: alternate bands along the box's own axis
+        stripes = np.sin((x * np.cos(ang) + y * np.sin(ang)) * 18.0) > 0
+        a *= np.where(kk == 3, stripes, True)
+        _paint(img, a, _col(nuis["clutter_rgb"][:, k]))
+
+
+def _head(img: np.ndarray, fg: np.ndarray, f: dict, g: dict, ident: dict) -> np.ndarray:
+    """Hair volume, neck, clothes, ears and the skin of the head; returns skin coverage."""
+    fw, fh = _col(ident["face_w"]), _col(ident["face_h"])
+    hv = _col(ident["hair_vol"])
+    xr, yr, ii = f["xr"], f["yr"], f["inv_img"]
+    hair = _col(ident["hair_rgb"])
+    skin = _col(ident["skin"])
+    # hair behind the head: a cap, plus a curtain down to the shoulders for long hair
+    d_cap = _ellipse(xr, yr - (_CRANIUM_V - 0.03), fw + hv, fh + 0.7 * hv + 0.01)
+    long_len = 0.5 + 0.45 * _col(ident["hair_long"])
+    d_curtain = np.maximum(np.abs(xr) - (fw + hv), np.maximum(_CRANIUM_V - yr, yr - long_len))
+    a = _cover(np.minimum(d_cap, d_curtain), ii)
+    a *= _col(ident["hair_vol"] > 0.0)
+    _paint(img, a, hair)
+    np.maximum(fg, a, out=fg)
+    # clothes (in the crop frame: the body does not roll with the head) and the neck
+    a = _cover(_ellipse(f["hx"], f["hy"] - 1.55, 1.25, 0.65), ii)
+    _paint(img, a, _col(ident["clothes"]))
+    np.maximum(fg, a, out=fg)
+    a = _cover(np.maximum(np.abs(xr) - 0.38 * fw, 0.2 - yr), ii)
+    _paint(img, a, skin * 0.78)
+    np.maximum(fg, a, out=fg)
+    # ears sit behind the rotation axis: they slide against the turn and the cranium hides the far one
+    ex = np.abs(xr + 0.3 * fw * f["sin_yaw"]) - 0.97 * fw
+    a = _cover(_ellipse(ex, yr - (g["eye_y"] + 0.07), 0.075, 0.14), ii)
+    _paint(img, a, skin * 0.92)
+    np.maximum(fg, a, out=fg)
+    # skin: cranium (head frame) united with the jaw (canonical frame, so it turns with the face)
+    a = _cover(_ellipse(xr, yr - _CRANIUM_V, fw, fh), ii)
+    vj = 0.05
+    jaw = _ellipse(f["u"], f["v"] - vj, fw * _col(ident["jaw_w"]), g["chin_v"] - vj)
+    np.maximum(a, _cover(jaw, f["inv_can"]), out=a)
+    _paint(img, a, skin)
+    np.maximum(fg, a, out=fg)
+    return a
+
+
+def _soft(d: np.ndarray) -> np.ndarray:
+    """Soft-edged coverage for shading blobs (edge ~0.05 canonical units, independent of size)."""
+    return _cover(d, _SOFT)
+
+
+def _skin_marks(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+    """Cheeks, folds and wrinkles drawn on the skin: AU-driven shading and lines."""
+    u, v, au, ic = f["u"], f["v"], f["au"], f["inv_can"]
+    skin = _col(ident["skin"])
+    dark = skin * 0.6
+    light = np.minimum(skin * 1.12 + 0.03, 1.0)
+    ey, edx, ew = g["eye_y"], g["eye_dx"], g["eye_w"]
+    # cheek apples rise with AU6 (and strong AU12)
+    cv = g["nose_v"] - 0.01 - g["cheek_lift"]
+    a = _soft(_ellipse(au - (edx + 0.03), v - cv, 0.13, 0.08))
+    _paint(img, a * g["cheek_glow"], light)
+    # infraorbital furrow under the eye (AU6)
+    fy = ey + g["hl"] + 0.055 - 0.3 * g["cheek_lift"]
+    tx = (au - edx) / (1.2 * ew)
+    dist = np.maximum(np.abs(v - (fy + 0.02 * tx * tx)) - 0.006, (np.abs(tx) - 1.0) * ew)
+    _paint(img, _stroke(dist + 0.006, 0.006, ic) * g["furrow"], dark)
+    # nasolabial fold: from the nose wing to just outside the lip corner
+    ax_, ay_ = g["nose_w"] + 0.03, g["nose_v"] - 0.03 - 0.02 * (g["lift"] > 0)
+    bx_, by_ = g["cw"] + 0.045, g["mouth_v"] + 0.8 * g["cy"] + 0.03
+    dist = _segment(au, v, ax_, ay_, bx_, by_)
+    _paint(img, _stroke(dist, 0.007, ic) * g["nasolabial"], dark)
+    # forehead wrinkles: three lines above the brows, AU1 centrally, AU2 laterally
+    period = 0.065
+    k = (v + 0.25 * u * u - g["wr_ref"]) / period
+    dc = (k - np.round(k)) * period
+    band = _cover(np.abs(k + 1.0) * period - 1.5 * period, ic)
+    wt = g["wr_center"] * np.exp(-((u / 0.17) ** 2)) + g["wr_side"] * np.exp(
+        -(((au - 0.3) / 0.13) ** 2)
+    )
+    _paint(img, _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9), dark)
+    # glabellar furrows: two short vertical lines between the inner brow ends (AU4)
+    dist = _segment(au, v, 0.032, g["y_in"] - 0.08, 0.026, g["y_in"] + 0.04)
+    _paint(img, _stroke(dist, 0.008, ic) * g["glabella"], dark)
+    # horizontal wrinkle at the nose root (AU4, AU9) and chevrons across the bridge (AU9)
+    dist = np.maximum(np.abs(v - (ey - 0.005)) - 0.006, au - 0.06)
+    _paint(img, _stroke(dist + 0.006, 0.006, ic) * g["root"], dark)
+    k = (v - 0.35 * au - (ey + 0.03)) / 0.035
+    dc = (k - np.round(k)) * 0.035
+    band = _cover(np.maximum(np.abs(k - 1.0) * 0.035 - 0.05, au - 0.07), ic)
+    _paint(img, _stroke(dc, 0.006, ic) * band * g["nose_wr"], dark)
+
+
+def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, light_x: np.ndarray) -> None:
+    """Nose: side shading, wings, nostrils, tip highlight. The protruding parts are shifted by
+    parallax so that under yaw the tip moves further than the root."""
+    v, ic = f["v"], f["inv_can"]
+    skin = _col(ident["skin"])
+    ey, nv, nw = g["eye_y"], g["nose_v"], g["nose_w"]
+    depth = np.clip((v - ey) / (nv - ey), 0.0, 1.0) * 0.12
+    un = f["u"] - depth * f["sin_yaw"]
+    aun = np.abs(un)
+    side = np.sign(un)
+    # side shading, stronger on the side facing away from the light
+    dist = _segment(aun, v, 0.045, ey + 0.04, 0.8 * nw, nv - 0.025)
+    shade = 0.3 * (1.0 - 0.9 * side * light_x)
+    _paint(img, _stroke(dist, 0.014, ic) * shade, skin * 0.7)
+    # tip highlight
+    a = _soft(_ellipse(un, v - (nv - 0.03), 0.03, 0.03))
+    _paint(img, a * 0.3, np.minimum(skin * 1.15 + 0.04, 1.0))
+    # wings: rings around the nostrils
+    d = _ellipse(aun - 0.62 * nw, v - (g["nostril_v"] - 0.012), 0.045, 0.034)
+    _paint(img, _stroke(d, 0.006, ic) * g["ala"], skin * 0.65)
+    # nostrils
+    a = _cover(_ellipse(aun - 0.45 * nw, v - g["nostril_v"], 0.3 * nw, 0.015), ic)
+    _paint(img, a * 0.85, skin * 0.3)
+
+
+def _eyes(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Eyes on |u|: crease, sclera, iris, upper-lid line, lower-lid bulge, crow's feet."""
+    v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
+    skin = _col(ident["skin"])
+    asym = _col(ident["asym"][:, 0])
+    ey = g["eye_y"] + side * asym
+    edx, ew, hu, hl = g["eye_dx"], g["eye_w"], g["hu"], g["hl"]
+    ex = au - edx
+    dy = v - ey + 0.08 * ex  # outer corner slightly higher (canthal tilt)
+    t = ex / ew
+    q = 1.0 - t * t
+    yu = -hu * q  # upper lid curve
+    yl = hl * q  # lower lid curve
+    # lid crease above the upper lid; AU5 lifts it with the lid
+    dist = np.maximum(np.abs(dy - (yu - 0.03)) - 0.005, (np.abs(t) - 0.85) * ew)
+    _paint(img, _stroke(dist + 0.005, 0.005, ic) * 0.35, skin * 0.62)
+    # sclera
+    d_eye = np.maximum(yu - dy, dy - yl)
+    a_eye = _cover(d_eye, ic)
+    _paint(img, a_eye, np.array([0.93, 0.92, 0.88], _F))
+    # iris (gaze moves both irises the same way on screen)
+    gx, gy = _col(nuis["gaze"][:, 0]), _col(nuis["gaze"][:, 1])
+    d_iris = _ellipse(ex - side * gx, dy - gy, g["iris_r"], g["iris_r"])
+    a = np.minimum(_cover(d_iris, ic), a_eye)
+    _paint(img, a, _col(ident["iris"]))
+    # upper-lid line (lashes), sitting on the lid edge
+    dist = np.maximum(np.abs(dy - (yu - 0.004)) - 0.009, (np.abs(t) - 1.08) * ew)
+    _paint(img, _stroke(dist + 0.009, 0.009, ic) * 0.9, skin * 0.25)
+    # lower-lid bulge line (AU6, AU7)
+    dist = np.maximum(np.abs(dy - (yl + 0.022)) - 0.005, (np.abs(t) - 0.9) * ew)
+    _paint(img, _stroke(dist + 0.005, 0.005, ic) * g["bulge"], skin * 0.6)
+    # crow's feet: three short lines fanning out from the outer corner (AU6)
+    cx = edx + ew + 0.025
+    for dxe, dye in ((0.06, -0.025), (0.065, 0.005), (0.055, 0.035)):
+        dist = _segment(au, v - ey, cx, 0.0, cx + dxe, dye)
+        _paint(img, _stroke(dist, 0.005, ic) * g["crows"], skin * 0.6)
+
+
+def _brows(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+    """Brows on |u|: a tapered quadratic stroke from the inner end (x_in, y_in) to the outer end
+    (x_out, y_out) with an arch; AU1/AU2/AU4/AU9 move the ends (see ``_geometry``)."""
+    v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
+    asym = _col(ident["asym"][:, 1])
+    x0, x1 = g["x_in"], g["x_out"]
+    y0, y1 = g["y_in"] + side * asym, g["y_out"] + side * asym
+    L = x1 - x0
+    s = (au - x0) / L
+    yb = y0 + (y1 - y0) * s - 4.0 * g["arch"] * s * (1.0 - s)
+    slope = ((y1 - y0) - 4.0 * g["arch"] * (1.0 - 2.0 * s)) / L
+    th = g["brow_t"] * (1.15 - 0.55 * s)
+    d = np.abs(v - yb) / np.sqrt(1.0 + slope * slope) - th
+    d = np.maximum(d, np.maximum(x0 - au, au - x1))
+    _paint(img, _cover(d, ic) * 0.92, _col(ident["brow_rgb"]))
+
+
+def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+    """Mouth on |u|: lips, opening, teeth, lip line, plus the AU marks around it.
+
+    With t = |u| / cw and q = 1 - t^2, the four contours meet at the corners (t = 1, height cy):
+    inner upper  yiu = cy t^2 - (gap_u + lift) q,
+    inner lower  yil = cy t^2 + gap_l q - push q,
+    outer upper  yuo = yiu - (th_u + lift / 2) sqrt(q) (+ a small cupid's bow),
+    outer lower  ylo = yil + th_l sqrt(q).
+    """
+    v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
+    skin = _col(ident["skin"])
+    lip = _col(ident["lip_rgb"])
+    dark = skin * 0.6
+    cw = g["cw"]
+    my = g["mouth_v"]
+    cy = g["cy"] + side * _col(ident["asym"][:, 2])
+    t = au / cw
+    t2 = t * t
+    q = np.maximum(1.0 - t2, 0.0)
+    sq = np.sqrt(q)
+    yv = v - my
+    base = cy * t2
+    yiu = base - (g["gap_u"] + g["lift"]) * q
+    yil = base + g["gap_l"] * q - g["push"] * q
+    bow = 0.012 * np.maximum(1.0 - (au / 0.045) ** 2, 0.0)
+    yuo = yiu - (g["th_u"] + 0.5 * g["lift"]) * sq + bow * (q > 0)
+    ylo = yil + g["th_l"] * sq
+    # AU marks around the mouth: AU24 bulges, AU17 crease and chin dimples, AU20/AU15 corner lines
+    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
+    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
+    _paint(img, _stroke(dist + 0.006, 0.008, ic) * g["press"], np.minimum(skin * 1.1 + 0.03, 1))
+    ment_y = g["gap_l"] - g["push"] + g["th_l"] + 0.045 - g["ment_up"]
+    dist = np.maximum(np.abs(yv - ment_y + 0.6 * au * au) - 0.006, au - 0.1)
+    _paint(img, _stroke(dist + 0.006, 0.006, ic) * g["mentolabial"], dark)
+    cv = g["chin_v"] - my - 0.1
+    dimples = np.minimum(
+        _ellipse(au - 0.035, yv - cv, 0.013, 0.011), _ellipse(au, yv - cv - 0.035, 0.013, 0.011)
+    )
+    _paint(img, _cover(dimples, ic) * g["dimple"], skin * 0.7)
+    ccx, ccy = cw + 0.012, cy + 0.01
+    dist = _segment(au, yv, ccx, ccy, ccx + 0.06, ccy + 0.055)
+    _paint(img, _stroke(dist, 0.006, ic) * g["stretch"], dark)
+    dist = _segment(au, yv, ccx, ccy + 0.005, ccx + 0.02, ccy + 0.085)
+    _paint(img, _stroke(dist, 0.006, ic) * g["depress"], dark)
+    # lips: upper slightly darker than lower; a darker vermilion edge (stronger with AU23)
+    _paint(img, _band(yv, yuo, yiu, ic), lip * 0.9)
+    _paint(img, _band(yv, yil, ylo, ic), lip)
+    d_lips = np.maximum(yuo - yv, yv - ylo)
+    d_edge = np.maximum(np.abs(d_lips) - 0.004, (t - 1.0) * cw)
+    _paint(img, _stroke(d_edge + 0.004, 0.004, ic) * g["lip_edge"], lip * 0.7)
+    # lip line (the commissures show as its ends)
+    ym = 0.5 * (yiu + yil)
+    dist = np.maximum(np.abs(yv - ym) - g["lip_line"], (t - 1.04) * cw)
+    _paint(img, _stroke(dist + g["lip_line"], g["lip_line"], ic) * 0.85, lip * 0.35)
+    # opening: dark cavity, upper teeth hanging from the upper lip, lower teeth on the lower lip
+    _paint(img, _band(yv, yiu, yil, ic), np.array([0.18, 0.06, 0.06], _F))
+    teeth = np.array([0.92, 0.89, 0.8], _F)
+    _paint(img, _band(yv, yiu, np.minimum(yil, yiu + 0.03), ic), teeth)
+    _paint(img, _band(yv, np.maximum(yiu, yil - 0.016), yil, ic) * 0.8, teeth * 0.9)
+
+
+def _beard(img: np.ndarray, f: dict, g: dict, ident: dict, idx: np.ndarray) -> None:
+    """Beard and moustache for the faces ``idx`` (stubble texture fixed per identity)."""
+    u, v, au, ic = f["u"][idx], f["v"][idx], f["au"][idx], f["inv_can"][idx]
+    gi = {k: x[idx] for k, x in g.items()}
+    fw = _col(ident["face_w"][idx])
+    hair = _col(ident["hair_rgb"][idx])
+    tex = 0.65 + 0.35 * _hash_uniform(ident["key"][idx], u.shape[1:], 0xBEA2D)
+    my, cw = gi["mouth_v"], gi["cw"]
+    jaw = _ellipse(u, v - 0.05, fw * _col(ident["jaw_w"][idx]), gi["chin_v"] - 0.05)
+    top = my - 0.02 + gi["cy"] - 0.5 * np.maximum(au - 0.8 * cw, 0.0)
+    d = np.maximum(jaw + 0.01, top - v)
+    a = _cover(d, ic) * tex * _col(ident["beard"][idx])
+    # moustache: between the nose and the upper lip
+    yuo = my - gi["lift"] - gi["gap_u"] - gi["th_u"]
+    dm = np.maximum(np.maximum(gi["nostril_v"] + 0.03 - v, v - yuo), au - (cw + 0.03))
+    am = _cover(dm, ic) * tex * _col(ident["moustache"][idx]) * 0.9
+    np.maximum(a, am, out=a)
+    sub = img[idx]
+    _paint(sub, a, hair)
+    img[idx] = sub
+
+
+def _hair_front(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+    """Hair over the forehead and temples (canonical frame), with an optional slanted fringe."""
+    u, v, au, ic = f["u"], f["v"], f["au"], f["inv_can"]
+    fw, fh, hv = _col(ident["face_w"]), _col(ident["face_h"]), _col(ident["hair_vol"])
+    hl = _col(ident["hairline"])
+    fr = _col(ident["fringe"])
+    # the hair line curves down to the temples and drops into sideburns near the ears
+    line = hl + 0.45 * u * u + 3.0 * np.maximum(au - 0.78 * fw, 0.0)
+    fringe_to = g["eye_y"] - 0.2 + _col(ident["hair_part"]) * 0.12 * u
+    wf = np.maximum(1.0 - (u / (0.85 * fw)) ** 2, 0.0)
+    line = line + fr * wf * np.maximum(fringe_to - line, 0.0)
+    d = v - line
+    # the hair never reaches past its own volume (the cap of ``_head``)
+    outer = _ellipse(f["xr"], f["yr"] - (_CRANIUM_V - 0.03), fw + hv + 0.005, fh + 0.7 * hv + 0.015)
+    a = np.minimum(_cover(d, ic), _cover(outer, f["inv_img"]))
+    a *= _col(ident["hair_vol"] > 0.0)
+    _paint(img, a, _col(ident["hair_rgb"]))
+
+
+def _glasses(img: np.ndarray, f: dict, g: dict, ident: dict, idx: np.ndarray) -> None:
+    """Glasses for the faces ``idx``: tinted lenses, rims, bridge and temples."""
+    v, au, ic = f["v"][idx], f["au"][idx], f["inv_can"][idx]
+    gi = {k: x[idx] for k, x in g.items()}
+    rgb = _col(ident["glasses_rgb"][idx])
+    ey, edx, ew = gi["eye_y"], gi["eye_dx"], gi["eye_w"]
+    lens = _ellipse(au - edx, v - (ey + 0.01), 1.55 * ew, 1.15 * ew)
+    sub = img[idx]
+    _paint(sub, _cover(lens, ic) * 0.12, np.array([0.6, 0.7, 0.8], _F))
+    _paint(sub, _stroke(lens, 0.011, ic), rgb)
+    bridge = _segment(au, v, 0.0, ey - 0.02, edx - 1.5 * ew, ey - 0.01)
+    temple = _segment(au, v, edx + 1.5 * ew, ey - 0.01, edx + 3.0 * ew, ey - 0.02)
+    _paint(sub, _stroke(np.minimum(bridge, temple), 0.01, ic), rgb)
+    img[idx] = sub
+
+
+def _shade(f: dict, ident: dict, nuis: dict) -> np.ndarray:
+    """Lambertian shading of the head ellipsoid: ambient + (1 - ambient) max(0, n . l)."""
+    nx = f["xr"] / (1.1 * _col(ident["face_w"]))
+    ny = (f["yr"] - _CRANIUM_V) / (1.15 * _col(ident["face_h"]))
+    nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.0, 1.0))
+    light = nuis["light"]
+    ndl = nx * _col(light[:, 0]) + ny * _col(light[:, 1]) + nz * _col(light[:, 2])
+    amb = _col(nuis["ambient"])
+    return amb + (1.0 - amb) * np.maximum(ndl, 0.0)
+
+
+def _occluder(img: np.ndarray, f: dict, ident: dict, nuis: dict, idx: np.ndarray) -> None:
+    """Bar (pen, microphone, arm), hand (palm and four fingers) or patch over the faces ``idx``."""
+    hx, hy = f["hx"][idx], f["hy"][idx]
+    ii = f["inv_img"][idx]
+    kind = _col(nuis["occ_kind"][idx].astype(_F))
+    cx, cy = _col(nuis["occ_xy"][idx, 0]), _col(nuis["occ_xy"][idx, 1])
+    sx, sy = _col(nuis["occ_size"][idx, 0]), _col(nuis["occ_size"][idx, 1])
+    ang = _col(nuis["occ_angle"][idx])
+    px, py = hx - cx, hy - cy
+    bar = _box(px, py, 3.0 + 0 * sx, 0.35 * sy, ang, 0.35 * sy)
+    patch = _box(px, py, sx, sy, ang, 0.2 * np.minimum(sx, sy))
+    # hand: palm below the centre, fingers pointing along the angle, like a hand resting on a cheek
+    c, s = np.cos(ang), np.sin(ang)
+    palm = _ellipse(px * c + py * s + 0.2, -px * s + py * c, 0.22, 0.17)
+    fingers = palm
+    for j, length in enumerate((0.2, 0.25, 0.24, 0.18)):
+        off = (j - 1.5) * 0.075
+        bx, by = -0.05 * c - off * s, -0.05 * s + off * c
+        ex, ey = bx + length * c, by + length * s
+        fingers = np.minimum(fingers, _segment(px, py, bx, by, ex, ey) - 0.034)
+    d = np.where(kind == OCC_BAR, bar, np.where(kind == OCC_HAND, fingers, patch))
+    rgb = np.where(kind[..., None] == OCC_HAND, _col(ident["skin"][idx]) * 0.95, 0.0)
+    rgb = rgb + np.where(kind[..., None] == OCC_HAND, 0.0, _col(nuis["occ_rgb"][idx]))
+    sub = img[idx]
+    _paint(sub, _cover(d, ii), rgb.astype(_F))
+    img[idx] = sub
+
+
+def _blur(img: np.ndarray, sigma_px: np.ndarray) -> np.ndarray:
+    """Separable Gaussian blur with a per-image sigma (pixels); edges replicate."""
+    r = int(np.ceil(3.0 * float(sigma_px.max())))
+    offs = np.arange(-r, r + 1, dtype=_F)
+    w = np.exp(-0.5 * (offs[None, :] / sigma_px[:, None].astype(_F)) ** 2)
+    w /= w.sum(1, keepdims=True)
+    n, h, wd, _ = img.shape
+    pad = np.pad(img, ((0, 0), (r, r), (0, 0), (0, 0)), mode="edge")
+    out = np.zeros_like(img)
+    for k in range(2 * r + 1):
+        out += pad[:, k : k + h] * w[:, k, None, None, None]
+    pad = np.pad(out, ((0, 0), (0, 0), (r, r), (0, 0)), mode="edge")
+    out = np.zeros_like(img)
+    for k in range(2 * r + 1):
+        out += pad[:, :, k : k + wd] * w[:, k, None, None, None]
+    return out
+
+
+def _render_chunk(
+    ident: dict[str, np.ndarray],
+    au: np.ndarray,
+    pose: np.ndarray,
+    nuis: dict[str, np.ndarray],
+    size: int,
+    seed: int,
+) -> np.ndarray:
+    n = au.shape[0]
+    g = _geometry(ident, au)
+    f = _frames(ident, pose, nuis, size)
+    img = np.empty((n, size, size, 3), _F)
+    _background(img, nuis, size)
+    fg = np.zeros((n, size, size), _F)
+    _head(img, fg, f, g, ident)
+    _skin_marks(img, f, g, ident)
+    _nose(img, f, g, ident, _col(nuis["light"][:, 0]))
+    _eyes(img, f, g, ident, nuis)
+    _brows(img, f, g, ident)
+    bearded = np.flatnonzero((ident["beard"] > 0) | (ident["moustache"] > 0))
+    if bearded.size:
+        _beard(img, f, g, ident, bearded)
+    _mouth(img, f, g, ident)
+    _hair_front(img, f, g, ident)
+    glasses = np.flatnonzero(ident["glasses"] > 0)
+    if glasses.size:
+        _glasses(img, f, g, ident, glasses)
+    # shading applies to the person (fg), the gain and colour cast to the whole picture
+    shade = 1.0 + fg * (_shade(f, ident, nuis) - 1.0)
+    img *= shade[..., None]
+    occluded = np.flatnonzero(nuis["occ_kind"] != OCC_NONE)
+    if occluded.size:
+        _occluder(img, f, ident, nuis, occluded)
+    img *= _col(nuis["gain"][:, None] * nuis["cast"])
+    sigma = nuis["blur"] * size
+    blurry = np.flatnonzero(sigma >= 0.25)
+    if blurry.size:
+        img[blurry] = _blur(img[blurry], sigma[blurry])
+    noisy = np.flatnonzero(nuis["noise"] > 0)
+    if noisy.size:
+        key = nuis["noise_key"][noisy] ^ np.uint32(seed & 0xFFFFFFFF)
+        shape = (size, size * 3)
+        u1 = _hash_uniform(key, shape, 0x1)
+        u2 = _hash_uniform(key, shape, 0x2)
+        gauss = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(_F(2 * np.pi) * u2)
+        img[noisy] += gauss.reshape(-1, size, size, 3) * _col(nuis["noise"][noisy])[..., None]
+    np.clip(img, 0.0, 1.0, out=img)
+    return (img * 255.0 + 0.5).astype(np.uint8)
+
+
+# --- public entry points ------------------------------------------------------------------------
+def _check_params(
+    params: dict[str, np.ndarray], keys: tuple[str, ...], n: int, what: str
+) -> dict[str, np.ndarray]:
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise KeyError(f"{what} is missing keys {missing}; build it with sample_{what}()")
+    for k in keys:
+        rows = np.shape(params[k])[0] if np.ndim(params[k]) else None
+        if rows != n:
+            raise ValueError(f"{what}[{k!r}] has {rows} rows, expected {n} (one per face)")
+    return {k: np.asarray(params[k]) for k in keys}
+
+
+def render(
+    identity: dict[str, np.ndarray],
+    au: np.ndarray,
+    pose: np.ndarray,
+    nuisance: dict[str, np.ndarray],
+    size: int = 48,
+    *,
+    seed: int = 0,
+    chunk: int = 512,
+) -> np.ndarray:
+    """Render N faces as uint8 RGB images, shape (N, size, size, 3).
+
+    identity: one row per face (use ``take(sample_identities(...), subject_of_face)`` so a subject
+    keeps its identity across the frames of a video); au: (N, len(RENDER_AUS)) intensities in
+    [0, 5], column j is AU ``RENDER_AUS[j]``, rendered bilaterally; pose: (N, 3) yaw, pitch, roll in
+    degrees (sign convention in ``pose_aus``; the renderer is meant for |yaw| <= 60, |pitch|, |roll|
+    <= 40); nuisance: one row per face from ``sample_nuisance`` or ``neutral_nuisance``. ``seed``
+    salts the sensor noise; ``chunk`` bounds the faces rendered at once (memory ~ chunk * size^2 *
+    ~0.5 kB). Same inputs, seed and chunk give the same bytes.
+    """
+    au = np.asarray(au, dtype=float)
+    pose = np.asarray(pose, dtype=float)
+    if au.ndim != 2 or au.shape[1] != len(RENDER_AUS):
+        raise ValueError(f"au must have shape (N, {len(RENDER_AUS)}) (RENDER_AUS), got {au.shape}")
+    n = au.shape[0]
+    if pose.shape != (n, 3):
+        raise ValueError(f"pose must have shape ({n}, 3) = yaw, pitch, roll degrees, got {pose.shape}")
+    if not np.all(np.isfinite(au)) or au.min(initial=0) < 0 or au.max(initial=0) > AU_MAX:
+        raise ValueError(f"au intensities must be finite and within [0, {AU_MAX:g}]")
+    if not np.all(np.isfinite(pose)) or np.abs(pose).max(initial=0) > 90:
+        raise ValueError("pose angles must be finite degrees within [-90, 90]")
+    if not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size must be an integer >= 8, got {size!r}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    ident = _check_params(identity, IDENTITY_KEYS, n, "identities")
+    nuis = _check_params(nuisance, NUISANCE_KEYS, n, "nuisance")
+    out = np.empty((n, size, size, 3), np.uint8)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        out[sl] = _render_chunk(take(ident, sl), au[sl], pose[sl], take(nuis, sl), size, seed)
+    return out
+
+
+def atlas_identity(seed: int = 0) -> dict[str, np.ndarray]:
+    """One plain identity for the atlas: symmetric, no glasses, beard or fringe, medium skin."""
+    ident = sample_identities(1, np.random.default_rng(seed))
+    for k in ("glasses", "beard", "moustache", "fringe", "hair_part", "age"):
+        ident[k][:] = 0
+    ident["asym"][:] = 0
+    ident["skin"][:] = _skin_tone(np.array([0.3]))
+    ident["hair_vol"][:] = np.maximum(ident["hair_vol"], 0.06)
+    ident["hairline"][:] = -0.62
+    return ident
+
+
+def au_atlas(size: int = 64, seed: int = 0) -> np.ndarray:
+    """Grid of one identity showing each RENDER_AU alone at intensities 0..5, frontal, clean.
+
+    Returns uint8 (rows * (size + gap) - gap, 6 * (size + gap) - gap, 3) for ``plt.imshow``: row r is
+    AU ``RENDER_AUS[r]`` (labels in ``AU_ATLAS_ROWS``), column c is intensity c (column 0 is the
+    neutral face), cells separated by ``ATLAS_GAP`` white pixels.
+    """
+    ident1 = atlas_identity(seed)
+    n_int = 6
+    au = np.zeros((len(RENDER_AUS) * n_int, len(RENDER_AUS)))
+    for r in range(len(RENDER_AUS)):
+        au[r * n_int : (r + 1) * n_int, r] = np.arange(n_int)
+    n = au.shape[0]
+    faces = render(take(ident1, np.zeros(n, int)), au, np.zeros((n, 3)), neutral_nuisance(n), size)
+    step = size + ATLAS_GAP
+    grid = np.full((len(RENDER_AUS) * step - ATLAS_GAP, n_int * step - ATLAS_GAP, 3), 255, np.uint8)
+    for k in range(n):
+        r, c = divmod(k, n_int)
+        grid[r * step : r * step + size, c * step : c * step + size] = faces[k]
+    return grid

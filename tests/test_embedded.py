@@ -1,0 +1,142 @@
+"""The embedded label story and its files in the real formats."""
+
+import filecmp
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affectlib import labels as L
+from affectlib import profiles
+from affectlib.data import embedded, formats, study
+from affectlib.data.generate import ensure, generate
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("embedded")
+    generate(out, profiles.get("smoke"), seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cpu_story():
+    return embedded.generate_story(profiles.get("cpu"), seed=0)
+
+
+def test_same_seed_writes_the_same_bytes(smoke_dir, tmp_path):
+    generate(tmp_path, profiles.get("smoke"), seed=0)
+    files = sorted(p.relative_to(smoke_dir) for p in smoke_dir.rglob("*") if p.is_file())
+    assert files
+    for rel in files:
+        if rel.suffix == ".gz":  # gzip stores a timestamp; compare the content
+            pd.testing.assert_frame_equal(pd.read_csv(smoke_dir / rel), pd.read_csv(tmp_path / rel))
+        else:
+            assert filecmp.cmp(smoke_dir / rel, tmp_path / rel, shallow=False), rel
+
+
+def test_another_seed_gives_other_labels():
+    a = embedded.generate_story(profiles.get("smoke"), seed=0).affwild
+    b = embedded.generate_story(profiles.get("smoke"), seed=1).affwild
+    assert not np.array_equal(a["true_expr"], b["true_expr"])
+
+
+def test_every_generated_file_is_accepted_by_its_real_format_loader(smoke_dir):
+    for fmt in study.DEFAULT_ANNOTATIONS:
+        r = study.load_dataset(smoke_dir, fmt)
+        assert r.rejected == 0, (fmt, r.errors[:3])
+        assert r.accepted == r.rows_read > 0
+
+
+def test_missing_labels_match_the_ss_mfar_training_rates(cpu_story):
+    tr = cpu_story.affwild[cpu_story.affwild["split"] == "train"]
+    n = len(tr)
+    counts = {
+        "expr": int((tr["expr"] == -1).sum()),
+        "au": int((tr["AU1"] == -1).sum()),
+        "va": int((tr["valence"] == -5).sum()),
+    }
+    for task, paper in {"va": 38465, "au": 39066, "expr": 51737}.items():
+        assert counts[task] == round(paper / 142383 * n), task
+
+
+def test_both_co_missingness_rules_hold(cpu_story):
+    aw = cpu_story.affwild
+    assert ((aw["valence"] == -5) == (aw["arousal"] == -5)).all()
+    au = aw[list(L.AU_COLUMNS)].to_numpy() == -1
+    assert (au.all(axis=1) == au.any(axis=1)).all()
+
+
+def test_missingness_comes_both_as_whole_videos_and_as_runs_of_frames(cpu_story):
+    tr = cpu_story.affwild[cpu_story.affwild["split"] == "train"]
+    share = (tr["expr"] == -1).groupby(tr["video"]).mean()
+    assert (share == 1).any() and ((share > 0) & (share < 1)).any()
+
+
+def test_validation_subjects_never_appear_in_training(cpu_story):
+    aw = cpu_story.affwild
+    assert not set(aw.loc[aw.split == "train", "subject"]) & set(
+        aw.loc[aw.split == "validation", "subject"]
+    )
+    ids = [set(t["identity"]) for t in (aw, cpu_story.affectnet, cpu_story.emotionet, cpu_story.rafdb)]
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            assert not ids[i] & ids[j]
+
+
+def test_truth_table_uses_kollias_affwild2_column_and_du_for_aus_outside_affwild2():
+    p = embedded.p_au_truth()
+    assert p.loc["Happiness", "AU12"] == pytest.approx(0.82)
+    assert p.loc["Disgust", "AU10"] == pytest.approx(0.85)
+    assert p.loc["Surprise", "AU5"] == pytest.approx(0.5)  # Aff-Wild2 column lists AU5 for surprise
+    assert p.loc["Disgust", "AU9"] == pytest.approx(0.9)  # Du et al. prototypical, not in Aff-Wild2
+    assert p.loc["Sadness", "AU17"] == pytest.approx(0.67)  # Du et al. observational fraction
+    assert p.loc["Happiness", "AU4"] == pytest.approx(embedded.BASE_RATE)
+    assert (p.loc["Neutral"] == embedded.NEUTRAL_RATE).all()
+
+
+def test_true_au_rates_follow_the_truth_table(cpu_story):
+    aw = cpu_story.affwild
+    p = embedded.p_au_truth()
+    for expr in ("Happiness", "Neutral"):
+        rows = aw[aw["true_expr"] == L.expr_index(expr)]
+        for au in ("AU12", "AU25"):
+            observed = rows[f"true_{au}"].mean()
+            assert abs(observed - p.loc[expr, au]) < 0.12, (expr, au, observed)
+
+
+def test_expressions_persist_over_frames(cpu_story):
+    aw = cpu_story.affwild.sort_values(["video", "frame"])
+    same = (aw["true_expr"].to_numpy()[1:] == aw["true_expr"].to_numpy()[:-1]).mean()
+    assert same > 0.9
+
+
+def test_annotation_noise_keeps_most_labels_and_changes_some(cpu_story):
+    aw = cpu_story.affwild
+    lab = aw[aw["expr"] >= 0]
+    agree = (lab["expr"] == lab["true_expr"]).mean()
+    assert 0.8 < agree < 0.99
+
+
+def test_per_task_files_merge_to_the_mtl_table(smoke_dir):
+    mtl = study.load_dataset(smoke_dir, "abaw-mtl").table
+    parts = [study.load_dataset(smoke_dir, f"abaw-{t}") for t in ("expr", "au", "va")]
+    merged = formats.merge_tasks(*parts)
+    cols = ["path", "split", "expr", *L.AU_COLUMNS, "valence", "arousal"]
+    a = mtl[cols].sort_values(["split", "path"], ignore_index=True)
+    b = merged[cols].sort_values(["split", "path"], ignore_index=True)
+    # a video with no file for any task is only in the MTL file, and then has no label at all
+    only_mtl = ~a["path"].isin(b["path"])
+    none = (a["expr"] == -1) & (a["AU1"] == -1) & (a["valence"] == -5)
+    assert (none[only_mtl]).all()
+    pd.testing.assert_frame_equal(a[~only_mtl].reset_index(drop=True), b, check_dtype=False)
+
+
+def test_ensure_reuses_an_up_to_date_folder_and_regenerates_a_stale_one(tmp_path):
+    p = profiles.get("smoke")
+    root = ensure(p, 0, tmp_path / "d")
+    stamp = (root / "manifest.json").stat().st_mtime_ns
+    assert ensure(p, 0, root) == root
+    assert (root / "manifest.json").stat().st_mtime_ns == stamp
+    ensure(p.replace(frames_per_video=12), 0, root)
+    assert (root / "manifest.json").stat().st_mtime_ns != stamp

@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from affectlib import profiles, results
+
+
+def test_table_is_written_as_csv_and_markdown_with_provenance(tmp_path):
+    w = results.ResultsWriter(tmp_path, "01_x", profile=profiles.get("smoke"), seeds=[0, 1])
+    df = pd.DataFrame({"method": ["a", "b"], "f1": [0.5, 0.25]})
+    w.table(df, "table_f1", caption="F1 per method")
+    assert pd.read_csv(tmp_path / "01_x" / "table_f1.csv").equals(df)
+    md = (tmp_path / "01_x" / "table_f1.md").read_text()
+    assert md.startswith("F1 per method\n\n| method | f1 |")
+    assert "| b | 0.2500 |" in md
+    prov = json.loads((tmp_path / "01_x" / "provenance.json").read_text())
+    assert prov["profile"]["name"] == "smoke" and prov["seeds"] == [0, 1]
+    assert prov["artifacts"] == ["table_f1.csv", "table_f1.md"]
+    for key in ("commit", "device", "versions", "wall_time_s", "data_fingerprint"):
+        assert key in prov
+    assert prov["versions"]["pandas"] == pd.__version__
+
+
+def test_atomic_write_leaves_no_temporary_file_and_replaces_content(tmp_path):
+    p = tmp_path / "a.txt"
+    results.atomic_write_text(p, "one")
+    results.atomic_write_text(p, "two")
+    assert p.read_text() == "two"
+    assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    p = tmp_path / "a.txt"
+    results.atomic_write_text(p, "old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "replace", boom)
+    with pytest.raises(OSError):
+        results.atomic_write_text(p, "new")
+    assert p.read_text() == "old"
+    assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_git_commit_outside_a_checkout_is_unversioned(tmp_path):
+    assert results.git_commit(tmp_path) == "unversioned"
+
+
+def test_beside_paper_puts_the_published_value_and_delta_next_to_ours():
+    ours = pd.DataFrame({"method": ["MFAR", "SS-MFAR", "Ours-only"], "overall": [0.9, 1.2, 1.0]})
+    out = results.beside_paper(ours, "ssmfar_table1", on="method", metrics=["overall"])
+    assert list(out.columns) == ["method", "overall", "paper: overall", "delta: overall"]
+    np.testing.assert_allclose(out["paper: overall"][:2], [1.043, 1.119])
+    np.testing.assert_allclose(out["delta: overall"][:2], [0.9 - 1.043, 1.2 - 1.119])
+    assert np.isnan(out["paper: overall"][2])
+
+
+def test_beside_paper_renames_our_keys_to_the_papers_spelling():
+    ours = pd.DataFrame({"method": ["mfar"], "exp_f1": [0.3]})
+    out = results.beside_paper(
+        ours, "ssmfar_table1", on="method", metrics=["exp_f1"], rename={"mfar": "MFAR"}
+    )
+    assert out["paper: exp_f1"].iloc[0] == pytest.approx(0.222)
+
+
+def test_unknown_paper_table_lists_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="ssmfar_table1"):
+        results.paper_table("nope")
+
+
+def test_fingerprint_changes_with_content_not_with_index():
+    a = pd.DataFrame({"x": [1, 2]})
+    b = pd.DataFrame({"x": [1, 2]}, index=[5, 6])
+    c = pd.DataFrame({"x": [1, 3]})
+    assert results.fingerprint_table(a) == results.fingerprint_table(b)
+    assert results.fingerprint_table(a) != results.fingerprint_table(c)
