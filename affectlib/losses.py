@@ -32,6 +32,10 @@ def _zero(like: Tensor) -> Tensor:
     return like.sum() * 0.0
 
 
+def _at_least_f32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _check_shape(name: str, x: Tensor, ndim: int) -> None:
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
@@ -95,12 +99,13 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) ->
 
     ``logits`` (B, C), ``target`` (B,) class indices, -1 = no label (ignored). Reduction is torch's
     weighted mean ``sum_i w[y_i] * CE_i / sum_i w[y_i]``; 0 (graph-attached) when no target is valid
-    or every valid target has weight 0.
+    or every valid target has weight 0. Computed in float32 at least.
     """
     _check_shape("logits", logits, 2)
     _check_shape("target", target, 1)
     if weight is not None and weight.shape != (logits.shape[1],):
         raise ValueError(f"weight must have shape ({logits.shape[1]},), got {tuple(weight.shape)}")
+    logits = _at_least_f32(logits)  # half-precision logits under AMP would round the weights too
     t = target.long()
     valid = t != -1
     if weight is not None:
@@ -124,6 +129,7 @@ def au_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None) -> 
     _check_shape("logits", logits, 2)
     if target.shape != logits.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
+    logits = _at_least_f32(logits)
     mask = (target != -1).to(logits.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(logits.device, logits.dtype)
@@ -149,11 +155,10 @@ def ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
 
     ``CCC = 2 s_xy / (s_x^2 + s_y^2 + (mean_x - mean_y)^2)`` with population (1/B) statistics,
     per column of ``pred`` / ``target`` (B, 2); the two CCCs are averaged, as the P_VA score does
-    (Eq. 10).
-    Constant input: CCC is 0 when one column is constant (no covariance) or both are different
-    constants; 1 when both are the same constant. A single row therefore scores 0 unless exact.
-    Computed in float32 (safe under AMP). Empty batch: 0, graph-attached. Rows must be labelled: a
-    target holding the -5 marker raises.
+    (Eq. 10). Constant input: CCC is 0 when one column is constant (no covariance) or both are
+    different constants; 1 when both are the same constant. A single row therefore scores 0 unless
+    exact. Computed in float32 at least (safe under AMP). Empty batch: 0, graph-attached. Rows must
+    be labelled: a target holding the -5 marker raises.
     """
     _check_shape("pred", pred, 2)
     if target.shape != pred.shape:
@@ -162,7 +167,7 @@ def ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
         return _zero(pred)
     if (target == VA_MISSING).any():
         raise ValueError("target holds the -5 'no label' marker; select rows with has_va first")
-    return 1.0 - _ccc_columns(pred.float(), target.float()).mean()
+    return 1.0 - _ccc_columns(_at_least_f32(pred), _at_least_f32(target)).mean()
 
 
 # --- semi-supervised expression losses (SS-MFAR Eq. 4, 8, 9) --------------------------------------

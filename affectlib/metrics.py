@@ -169,7 +169,7 @@ def au_f1(au_true: ArrayLike, au_pred: ArrayLike) -> float:
 
 
 def afa(au_true: ArrayLike, au_pred: ArrayLike) -> float:
-    """AFA: average of mean F1 and mean accuracy over AUs (DM Table 2, after the EmotioNet challenge).
+    """AFA: mean of average F1 and average accuracy over AUs (DM Table 2; EmotioNet challenge).
 
     ``0.5 * (mean_j F1_j + mean_j Acc_j)``, both per AU with -1 entries skipped; the EmotioNet
     challenge "final score" (Wang et al. 2020, §3) is the same quantity. NaN when no AU has a

@@ -166,6 +166,7 @@ class MultiTaskNet(nn.Module):
         return F.normalize(self.dropout(pooled), dim=1)
 
     def heads(self, feat: Tensor) -> dict[str, Tensor]:
+        """Unit-norm features (B, D) -> expression logits, AU logits, VA in [-1, 1]."""
         return {"expr": self.expr_head(feat), "au": self.au_head(feat), "va": self.va_head(feat)}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -223,14 +224,14 @@ def build_model(cfg: ModelConfig) -> MultiTaskNet:
 def param_groups(model: nn.Module, lr_backbone: float = 1e-3, lr_heads: float = 1e-2) -> list[dict]:
     """Two optimiser groups: every submodule named ``backbone`` at ``lr_backbone``, the rest (heads,
     GRU) at ``lr_heads`` — Adam with 1e-3 for the base network, 1e-2 for the classifiers (§3.2)."""
-    backbone = [
-        p for name, m in model.named_modules() if name.rsplit(".", 1)[-1] == "backbone"
-        for p in m.parameters()
-    ]  # fmt: skip
-    if not backbone:
+    by_id: dict[int, nn.Parameter] = {}  # a backbone nested in a backbone counts once
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "backbone":
+            by_id.update((id(p), p) for p in module.parameters())
+    if not by_id:
         raise ValueError(f"{type(model).__name__} has no submodule named 'backbone'")
-    ids = {id(p) for p in backbone}
-    heads = [p for p in model.parameters() if id(p) not in ids]
+    backbone = list(by_id.values())
+    heads = [p for p in model.parameters() if id(p) not in by_id]
     return [
         {"params": backbone, "lr": lr_backbone, "name": "backbone"},
         {"params": heads, "lr": lr_heads, "name": "heads"},

@@ -590,10 +590,9 @@ def recovery(
 
     ``truth``: rows = expression names, columns ``AU<n>`` (the generator's
     ``truth/p_au_given_expr.csv``). Adds ``truth``, ``error = p - truth``, ``covered`` (``lo <=
-    truth <= hi``) and ``well_supported``: at least ``min_each`` counted images with the AU active
-    and ``min_each`` with it inactive, the cells whose interval can be trusted. An expression or AU
-    absent from ``truth`` gets NaN truth and error, ``covered = False``; an empty cell (``p`` NaN)
-    is neither covered nor well supported.
+    truth <= hi``, when the estimate has an interval) and ``well_supported``
+    (:func:`well_supported`). An expression or AU absent from ``truth`` gets NaN truth and error,
+    ``covered = False``; an empty cell (``p`` NaN) is neither covered nor well supported.
     """
     for name in ("expression", "au", "p", "n_expr", "n_both"):
         if name not in long.columns:
@@ -611,9 +610,16 @@ def recovery(
     out["error"] = out["p"] - true_p
     if {"lo", "hi"} <= set(long.columns):
         out["covered"] = (out["lo"] <= true_p) & (true_p <= out["hi"])
-    n_inactive = out["n_expr"] - out["n_both"]
-    out["well_supported"] = (out["n_both"] >= min_each) & (n_inactive >= min_each)
+    out["well_supported"] = well_supported(long, min_each)
     return out
+
+
+def well_supported(long: pd.DataFrame, min_each: int = WELL_SUPPORTED_MIN) -> pd.Series:
+    """Cells of an estimate with at least ``min_each`` counted images with the AU active and as
+    many with it inactive (``n_both`` and ``n_expr - n_both``); their intervals can be trusted."""
+    if min_each < 1:
+        raise ValueError(f"min_each must be >= 1, got {min_each}")
+    return (long["n_both"] >= min_each) & (long["n_expr"] - long["n_both"] >= min_each)
 
 
 def recovery_summary(estimates: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -643,8 +649,8 @@ def annotation_noise(truth: pd.DataFrame, au_columns: Sequence[str] | None = Non
 
     Rows: ``expr`` (``disagree`` = share of expression-labelled images whose annotated class is not
     the true one), then each AU: ``missed`` = share of truly active AUs annotated inactive,
-    ``false_active`` = share of truly inactive AUs annotated active; ``images`` = labelled images the
-    share is over. Unlabelled images (``-1``) are left out. NaN where nothing was counted.
+    ``false_active`` = share of truly inactive AUs annotated active; ``images`` = labelled images
+    the share is over. Unlabelled images (``-1``) are left out. NaN where nothing was counted.
     """
     au_columns = _au_columns(truth, au_columns)
     missing = [f"true_{c}" for c in ["expr", *au_columns] if f"true_{c}" not in truth.columns]
@@ -728,9 +734,9 @@ def domain_vs_affwild2(annotated_aus: Sequence[int] = ABAW_AUS) -> pd.DataFrame:
 
     One row per (expression, AU) listed by either source of Kollias Table 1: ``domain`` (the kind,
     prototypical / observational, or ``""``), ``domain_weight``, ``affwild2_rate`` (the paper's
-    number, NaN when not listed), ``au_annotated`` (the AU is among ``annotated_aus``, Aff-Wild2's 12)
-    and ``status``: ``both``, ``affwild2 only``, ``domain only`` or ``domain only (not annotated)``
-    when Aff-Wild2 could not have listed it.
+    number, NaN when not listed), ``au_annotated`` (the AU is among ``annotated_aus``, Aff-Wild2's
+    12) and ``status``: ``both``, ``affwild2 only``, ``domain only``, or ``domain only (not
+    annotated)`` when Aff-Wild2 could not have listed it.
     """
     dom = domain_table("domain").rename(columns={"kind": "domain", "weight": "domain_weight"})
     aw2 = domain_table("affwild2")[["expression", "au", "weight"]]
@@ -804,7 +810,8 @@ def domain_sentences(pairs: pd.DataFrame) -> list[str]:
     for au, added in pairs[pairs["status"] == "affwild2 only"].groupby("au"):
         of_au = pairs["au"] == au
         out.append(
-            f"AU{au}: Aff-Wild2 lists it for {int((of_au & in_aw2).sum())} of {n_expr} expressions, "
+            f"AU{au}: Aff-Wild2 lists it for {int((of_au & in_aw2).sum())} of {n_expr} "
+            "expressions, "
             f"the domain table for {int((of_au & in_dom).sum())} "
             f"(added by Aff-Wild2: {', '.join(added['expression_name'])})."
         )
@@ -815,6 +822,12 @@ def domain_sentences(pairs: pd.DataFrame) -> list[str]:
             f"{aus} of the domain table are not among Aff-Wild2's annotated AUs, so its column "
             "cannot list them."
         )
+    unannotated = pairs[pairs["affwild2_rate"].notna() & ~pairs["au_annotated"]]
+    for row in unannotated.itertuples(index=False):
+        out.append(
+            f"The paper's Aff-Wild2 column lists AU{row.au} for {row.expression_name} "
+            f"({row.affwild2_rate:g}), although AU{row.au} is not among Aff-Wild2's annotated AUs."
+        )
     dropped = pairs[pairs["status"] == "domain only"]
     if len(dropped):
         listed = "; ".join(
@@ -822,8 +835,31 @@ def domain_sentences(pairs: pd.DataFrame) -> list[str]:
             for e, g in dropped.groupby("expression_name", sort=False)
         )
         out.append(
-            f"Annotated in Aff-Wild2, related by the domain table, absent from its column: {listed}."
+            "Annotated in Aff-Wild2, related by the domain table, absent from its column: "
+            f"{listed}."
         )
+    return out
+
+
+def convergence_sentences(curve: pd.DataFrame) -> list[str]:
+    """One sentence per ``label`` of a :func:`convergence` curve: the mean error at its smallest and
+    largest size, and how much it fell over the last doubling of images (a small fall means the
+    error has levelled off: more data of that kind will not bring the estimate closer)."""
+    out = []
+    for name, part in curve.groupby("label", sort=False):
+        agg = part.groupby("fraction").agg(images=("images", "mean"), mae=("mae", "mean"))
+        first, last = agg.iloc[0], agg.iloc[-1]
+        half = agg.iloc[int(np.argmin(np.abs(agg["images"].to_numpy() - last["images"] / 2)))]
+        text = (
+            f"{name}: mean |error| {first['mae']:.3f} with {first['images']:.0f} images, "
+            f"{last['mae']:.3f} with {last['images']:.0f}"
+        )
+        if half["images"] < last["images"] and half["mae"] > 0:
+            text += (
+                f"; from {half['images']:.0f} to {last['images']:.0f} images it fell by "
+                f"{1 - last['mae'] / half['mae']:.0%}"
+            )
+        out.append(text + ".")
     return out
 
 
@@ -890,14 +926,15 @@ def plot_matrix(
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label=label, fraction=0.04)
     if text is not None:
-        norm = im.norm
+        colour_map = plt.get_cmap(cmap)
         for (i, j), s in np.ndenumerate(text.to_numpy()):
             if not s:
                 continue
+            r, g, b, _ = (
+                colour_map(im.norm(values[i, j])) if np.isfinite(values[i, j]) else (1,) * 4
+            )
+            dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.5  # on a light cell
             faint = dim is not None and bool(dim.to_numpy()[i, j])
-            # dark text on light cells; the colour map's middle is light for diverging maps
-            light = np.isfinite(values[i, j]) and plt.get_cmap(cmap)(norm(values[i, j]))[:3]
-            dark = light is not False and sum(light) / 3 > 0.55
             ax.text(
                 j,
                 i,
@@ -905,7 +942,7 @@ def plot_matrix(
                 ha="center",
                 va="center",
                 fontsize=6,
-                color="black" if dark else "white",
+                color="black" if dark_text else "white",
                 alpha=0.45 if faint else 1.0,
             )
     return fig
@@ -928,8 +965,8 @@ def plot_estimate(long: pd.DataFrame, title: str, ax=None):
 def plot_recovery(estimates: dict[str, pd.DataFrame], truth: pd.DataFrame):
     """The truth beside the error of each estimate (outputs of :func:`recovery`).
 
-    Error cells read ``p - truth``; ``*`` marks an interval that misses the truth; cells that are not
-    well supported are greyed.
+    Error cells read ``p - truth``; ``*`` marks an interval that misses the truth; cells that are
+    not well supported are greyed.
     """
     import matplotlib.pyplot as plt
 

@@ -78,7 +78,9 @@ def test_validation_subjects_never_appear_in_training(cpu_story):
     assert not set(aw.loc[aw.split == "train", "subject"]) & set(
         aw.loc[aw.split == "validation", "subject"]
     )
-    ids = [set(t["identity"]) for t in (aw, cpu_story.affectnet, cpu_story.emotionet, cpu_story.rafdb)]
+    ids = [
+        set(t["identity"]) for t in (aw, cpu_story.affectnet, cpu_story.emotionet, cpu_story.rafdb)
+    ]
     for i in range(len(ids)):
         for j in range(i + 1, len(ids)):
             assert not ids[i] & ids[j]
@@ -140,3 +142,52 @@ def test_ensure_reuses_an_up_to_date_folder_and_regenerates_a_stale_one(tmp_path
     assert (root / "manifest.json").stat().st_mtime_ns == stamp
     ensure(p.replace(frames_per_video=12), 0, root)
     assert (root / "manifest.json").stat().st_mtime_ns != stamp
+
+
+def test_the_image_of_row_i_was_rendered_from_row_is_parameters(smoke_dir):
+    from PIL import Image
+
+    from affectlib.data import render as R
+    from affectlib.data.generate import render_plan
+
+    p = profiles.get("smoke")
+    plans = render_plan(embedded.generate_story(p, 0), smoke_dir, 0)
+    for name, plan in plans.items():
+        rows = [0, len(plan.files) // 2, len(plan.files) - 1]
+        again = R.render(
+            R.take(plan.identity, rows),
+            plan.au[rows],
+            plan.pose[rows],
+            R.take(plan.nuisance, rows),
+            p.image_size,
+            seed=0,
+        ).astype(float)
+        for k, i in enumerate(rows):
+            on_disk = np.asarray(Image.open(plan.files[i]).convert("RGB"), float)
+            own = np.abs(on_disk - again[k]).mean()
+            other = np.abs(on_disk - again[(k + 1) % len(rows)]).mean()
+            assert own < 16 and own < other / 2, (name, i, own, other)
+
+
+def test_images_sit_in_the_real_layouts_and_loaders_find_every_one(smoke_dir):
+    for fmt in ("abaw-mtl", "affectnet", "emotionet", "rafdb"):
+        r = study.load_dataset(smoke_dir, fmt, check_images=True)
+        assert r.rejected == 0, (fmt, r.errors[:3])
+    assert (smoke_dir / "affwild2" / "cropped_aligned").is_dir()
+    assert list((smoke_dir / "rafdb" / "Image" / "aligned").glob("train_*_aligned.jpg"))
+
+
+def test_generate_refuses_a_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate(tmp_path, profiles.get("smoke"), 0, images=False)
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
+def test_regenerating_removes_files_of_the_earlier_version(tmp_path):
+    p = profiles.get("smoke")
+    generate(tmp_path, p, 0, images=False)
+    stale = tmp_path / "affwild2" / "annotations" / "EXPR_Classification_Challenge" / "Train_Set"
+    (stale / "999-old.txt").write_text("Neutral\n")
+    generate(tmp_path, p, 0, images=False)
+    assert not (stale / "999-old.txt").exists()

@@ -133,7 +133,7 @@ LABELS = np.array([0, 0, 1, 1, -1, 2])
 def test_adaptive_thresholds_follow_eq4_on_correctly_classified_labelled_samples():
     t = losses.adaptive_thresholds(_t(PROBS), torch.tensor(LABELS), epoch=3)
     scale = 0.95 / (1 + math.e**-3)
-    # class 2 has no correct sample: it takes the mean confidence of all correct ones (0.7, 0.9, 0.5)
+    # class 2 has no correct sample: it takes the mean confidence of all correct ones
     expected = scale * np.array([0.8, 0.5, (0.7 + 0.9 + 0.5) / 3])
     np.testing.assert_allclose(t.numpy(), expected)
 
@@ -225,7 +225,8 @@ def test_distribution_matching_is_finite_where_q_is_zero_at_a_related_au():
 
 
 def _happy_weights():
-    # happiness: AU12, AU25 prototypical, AU6 observational 0.51 (DM Table 1); columns AU6, AU12, AU25
+    # happiness: AU12, AU25 prototypical, AU6 observational 0.51 (DM Table 1)
+    # columns: AU6, AU12, AU25
     w = np.zeros((3, 3))  # classes: Neutral (no AUs), Happiness, a class with AU25 only
     w[1] = [0.51, 1.0, 1.0]
     w[2] = [0.0, 0.0, 1.0]

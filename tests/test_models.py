@@ -1,4 +1,4 @@
-"""Models: output contract for every registered backbone, normalisation, weights from local files."""
+"""Models: output contract of every backbone, normalisation, weights from local files."""
 
 from __future__ import annotations
 

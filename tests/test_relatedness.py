@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from affectlib import profiles
 from affectlib import relatedness as rel
+from affectlib.data.embedded import generate_story
 from affectlib.labels import ABAW_AUS, AU_COLUMNS, EXPRESSIONS, N_EXPR
 
 HAPPINESS, SADNESS, FEAR = (EXPRESSIONS.index(n) for n in ("Happiness", "Sadness", "Fear"))
@@ -366,3 +368,224 @@ def test_bad_input_is_named_in_the_error():
         rel.empirical_cooccurrence(np.zeros(3), np.zeros((3, 1)), np.zeros(2))
     with pytest.raises(ValueError, match="ci must lie in"):
         rel.empirical(table, ci=95)
+
+
+# --- recovery of a known truth ------------------------------------------------------------------
+
+
+def hand_estimate() -> pd.DataFrame:
+    """Happiness x AU1, AU2, AU4 as empirical() would report them."""
+    return pd.DataFrame(
+        {
+            "expression": HAPPINESS,
+            "expression_name": "Happiness",
+            "au": [1, 2, 4],
+            "n_expr": [100, 100, 0],
+            "n_both": [30, 90, 0],
+            "p": [0.3, 0.9, np.nan],
+            "lo": [0.2, 0.85, np.nan],
+            "hi": [0.4, 0.95, np.nan],
+        }
+    )
+
+
+def test_recovery_adds_error_coverage_and_support_by_hand():
+    truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8]}, index=["Happiness"])
+    rec = rel.recovery(hand_estimate(), truth, min_each=20)
+    np.testing.assert_allclose(rec["truth"], [0.35, 0.8, np.nan])
+    np.testing.assert_allclose(rec["error"], [-0.05, 0.1, np.nan])
+    # 0.35 lies in [0.2, 0.4]; 0.8 is below [0.85, 0.95]; AU4 has no truth and no estimate
+    assert rec["covered"].tolist() == [True, False, False]
+    # AU1: 30 active, 70 inactive; AU2: only 10 inactive
+    assert rec["well_supported"].tolist() == [True, False, False]
+
+
+def test_well_supported_needs_images_on_both_sides():
+    long = pd.DataFrame({"n_expr": [50, 50, 50, 10], "n_both": [25, 24, 26, 5]})
+    assert rel.well_supported(long, 25).tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="min_each must be >= 1"):
+        rel.well_supported(long, 0)
+
+
+def test_recovery_summary_averages_by_hand_and_is_nan_without_cells():
+    truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8]}, index=["Happiness"])
+    rec = rel.recovery(hand_estimate(), truth, min_each=20)
+    row = rel.recovery_summary({"hand": rec}).iloc[0]
+    assert (row["cells"], row["cells_well_supported"]) == (2, 1)
+    assert row["mae"] == pytest.approx((0.05 + 0.1) / 2)
+    assert row["bias"] == pytest.approx((-0.05 + 0.1) / 2)
+    assert row["coverage"] == pytest.approx(0.5)
+    assert row["mae_well_supported"] == pytest.approx(0.05)
+    assert row["coverage_well_supported"] == 1.0
+    none = rel.recovery_summary({"hand": rel.recovery(hand_estimate(), truth, min_each=95)})
+    assert none["cells_well_supported"].iloc[0] == 0
+    assert np.isnan(none["mae_well_supported"].iloc[0])
+    assert np.isnan(none["coverage_well_supported"].iloc[0])
+
+
+def test_true_label_table_puts_the_truth_in_the_label_columns():
+    truth = pd.DataFrame(
+        {
+            "video": ["a", "a"],
+            "expr": [-1, 2],
+            "AU1": [1, -1],
+            "true_expr": [4, 3],
+            "true_AU1": [0, 1],
+        }
+    )
+    true = rel.true_label_table(truth)
+    assert true.columns.tolist() == ["video", "expr", "AU1"]
+    assert true["expr"].tolist() == [4, 3] and true["AU1"].tolist() == [0, 1]
+    with pytest.raises(KeyError, match="no 'true_expr' column"):
+        rel.true_label_table(truth.drop(columns="true_expr"))
+
+
+def test_annotation_noise_counts_by_hand():
+    truth = pd.DataFrame(
+        {
+            "expr": [HAPPINESS, HAPPINESS, SADNESS, -1],
+            "true_expr": [HAPPINESS, SADNESS, SADNESS, SADNESS],
+            "AU1": [1, 0, 0, -1],
+            "true_AU1": [1, 1, 1, 0],
+            "AU2": [1, 0, 0, -1],
+            "true_AU2": [0, 0, 0, 1],
+        }
+    )
+    noise = rel.annotation_noise(truth).set_index("label")
+    # expression: one of three labelled images disagrees; the unlabelled one is not counted
+    assert noise.loc["expr", "images"] == 3 and noise.loc["expr", "disagree"] == pytest.approx(
+        1 / 3
+    )
+    # AU1: three labelled, all truly active, two annotated inactive; none truly inactive
+    assert noise.loc["AU1", "missed"] == pytest.approx(2 / 3)
+    assert np.isnan(noise.loc["AU1", "false_active"])
+    # AU2: three truly inactive, one annotated active
+    assert noise.loc["AU2", "false_active"] == pytest.approx(1 / 3)
+    assert np.isnan(noise.loc["AU2", "missed"])
+
+
+def video_table(n_videos: int = 10, frames: int = 20) -> pd.DataFrame:
+    """Videos of one expression each; AU1 is active in the first half of every video."""
+    video = np.repeat(np.arange(n_videos), frames)
+    return pd.DataFrame(
+        {
+            "video": video,
+            "expr": np.where(video % 2 == 0, HAPPINESS, SADNESS),
+            "AU1": (np.tile(np.arange(frames), n_videos) < frames // 2).astype(int),
+        }
+    )
+
+
+def test_convergence_draws_whole_videos():
+    truth = pd.DataFrame({"AU1": [0.4, 0.5]}, index=["Happiness", "Sadness"])
+    curve = rel.convergence(video_table(), truth, [0.2, 0.5, 1.0], repeats=3, seed=1)
+    # all videos are drawn once only; 20 frames per video are counted together
+    assert curve.groupby("fraction").size().tolist() == [3, 3, 1]
+    assert curve["videos"].tolist() == [2] * 3 + [5] * 3 + [10]
+    np.testing.assert_array_equal(curve["images"], curve["videos"] * 20)
+    # every video has AU1 in half its frames: the estimate is 0.5 whatever is drawn
+    full = curve[curve["fraction"] == 1.0].iloc[0]
+    assert full["mae"] == pytest.approx((0.1 + 0.0) / 2)
+    assert full["cells"] == 2 and full["cells_well_supported"] == 2
+    with pytest.raises(ValueError, match="fractions must lie in"):
+        rel.convergence(video_table(), truth, [0.0, 1.0], repeats=2)
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        rel.convergence(video_table(), truth, [1.0], repeats=0)
+
+
+def test_convergence_error_shrinks_with_more_videos():
+    rng = np.random.default_rng(0)
+    video = np.repeat(np.arange(200), 10)
+    table = pd.DataFrame(
+        {"video": video, "expr": HAPPINESS, "AU1": (rng.random(2000) < 0.3).astype(int)}
+    )
+    truth = pd.DataFrame({"AU1": [0.3]}, index=["Happiness"])
+    curve = rel.convergence(table, truth, [0.05, 1.0], repeats=20, seed=0)
+    small, full = curve.groupby("fraction")["mae"].mean()
+    # binomial s.e. with 100 and 2000 images: ~0.046 and ~0.010
+    assert small > 2 * full
+
+
+def test_domain_vs_affwild2_marks_what_each_source_lists():
+    pairs = rel.domain_vs_affwild2().set_index(["expression_name", "au"])
+    assert pairs.loc[("Happiness", 12), "status"] == "both"
+    assert pairs.loc[("Happiness", 7), "status"] == "affwild2 only"
+    assert pairs.loc[("Sadness", 6), "status"] == "domain only"
+    assert pairs.loc[("Disgust", 9), "status"] == "domain only (not annotated)"
+    # AU7: the domain table relates it to Anger only, Aff-Wild2 to all six expressions
+    au7 = pairs.xs(7, level="au")
+    assert au7["affwild2_rate"].notna().sum() == 6
+    assert au7.index[au7["domain"] != ""].tolist() == ["Anger"]
+    assert len(pairs) == 41  # 32 domain + 28 Aff-Wild2 rows, 19 pairs in both
+
+
+def test_domain_sentences_name_au7_and_the_unannotated_au5():
+    text = " ".join(rel.domain_sentences(rel.domain_vs_affwild2()))
+    assert "AU7: Aff-Wild2 lists it for 6 of 6 expressions, the domain table for 1" in text
+    assert "lists AU5 for Surprise (0.5), although AU5 is not among" in text
+    assert "AU5, AU9, AU11, AU17, AU20 of the domain table are not among" in text
+
+
+def test_sentences_report_the_summary_numbers():
+    summary = pd.DataFrame(
+        [
+            {"estimate": "a", "cells": 4, "cells_well_supported": 2, "mae": 0.05, "bias": -0.01,
+             "coverage": 0.5, "mae_well_supported": 0.04, "bias_well_supported": 0.0,
+             "coverage_well_supported": 0.75},
+            {"estimate": "b", "cells": 0, "cells_well_supported": 0, "mae": np.nan,
+             "bias": np.nan, "coverage": np.nan, "mae_well_supported": np.nan,
+             "bias_well_supported": np.nan, "coverage_well_supported": np.nan},
+        ]
+    )  # fmt: skip
+    first, second = rel.recovery_sentences(summary)
+    assert "mean |error| 0.050" in first and "hold the truth in 75%" in first
+    assert second == "b: no cell could be estimated."
+
+
+def test_true_labels_recover_the_generators_truth_on_the_cpu_profile():
+    # what notebook 02 claims: from the true labels of the training split, the well-supported
+    # cells' intervals hold the truth at about their nominal rate; from the annotated labels the
+    # noise pulls the rates off and coverage drops well below it
+    story = generate_story(profiles.get("cpu"))
+    train = story.affwild[story.affwild["split"] == "train"]
+    summary = rel.recovery_summary(
+        {
+            name: rel.recovery(rel.empirical(t, au_columns=list(AU_COLUMNS), seed=0), story.p_au)
+            for name, t in (("annotated", train), ("true", rel.true_label_table(train)))
+        }
+    ).set_index("estimate")
+    true, annotated = summary.loc["true"], summary.loc["annotated"]
+    assert true["cells"] == N_EXPR * len(ABAW_AUS)
+    assert true["cells_well_supported"] >= 40
+    assert true["coverage_well_supported"] >= 0.85
+    assert true["mae_well_supported"] < 0.06
+    assert annotated["coverage_well_supported"] < true["coverage_well_supported"] - 0.15
+    assert annotated["mae_well_supported"] > true["mae_well_supported"]
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def test_figures_draw_one_panel_per_estimate():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8], "AU4": [0.1]}, index=["Happiness"])
+    rec = rel.recovery(hand_estimate(), truth, min_each=20)
+    estimates = {"a": rec, "b": rec}
+    figures = [
+        (rel.plot_estimate(rec, "estimate"), 1),
+        (rel.plot_recovery(estimates, truth), 3),
+        (rel.plot_estimate_vs_truth(estimates), 2),
+        (rel.plot_domain_vs_affwild2(rel.domain_vs_affwild2()), 1),
+    ]
+    curve = rel.convergence(video_table(), truth, [0.5, 1.0], 2).assign(label="x")
+    figures.append((rel.plot_convergence(curve, n_cells=2), 2))
+    for fig, panels in figures:
+        # colour bars are axes too: count the panels that hold an image or a line
+        panels_drawn = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        drawn = [ax for ax in panels_drawn if ax.images or ax.lines or ax.collections]
+        assert len(drawn) == panels
+        plt.close(fig)

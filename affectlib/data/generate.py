@@ -20,15 +20,33 @@ the manifest matches.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
 
 from .. import labels as L
 from ..results import atomic_write_text
 from . import writers
-from .embedded import generate_story
+from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+JPEG_QUALITY = (
+    60,
+    95,
+)  # each image is saved at a quality drawn from this range: JPEG artefacts vary
+IMAGE_FOLDERS = {  # where each data set's images go, as in the real releases
+    "affwild2": "affwild2/cropped_aligned",
+    "affectnet": "affectnet/Manually_Annotated_Images",
+    "emotionet": "emotionet",
+    "rafdb": "rafdb/Image/aligned",
+}
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "embedded"
 # the profile fields the data set depends on (training settings do not change the data)
 DATA_FIELDS = (
@@ -54,9 +72,113 @@ def data_settings(profile, seed: int) -> dict:
     }
 
 
-def generate(out: str | Path, profile, seed: int = 0) -> dict:
-    """Write the embedded data set for ``profile`` and ``seed`` under ``out``; returns the manifest."""
+def _render_params(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    from .render import RENDER_AUS
+
+    au = df[[f"I_AU{a}" for a in RENDER_AUS]].to_numpy(float)
+    return np.clip(au, 0, 5), df[["yaw", "pitch", "roll"]].to_numpy(float)
+
+
+@dataclass
+class RenderPlan:
+    """Everything one data set's images are rendered from: row i of each array is image i."""
+
+    files: list[Path]
+    identity: dict
+    au: np.ndarray
+    pose: np.ndarray
+    nuisance: dict
+    quality: np.ndarray
+
+
+def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
+    """What :func:`render_images` renders, per data set, so that any image can be re-rendered.
+
+    A subject keeps its identity in every frame; a video keeps its illumination, background and
+    occluder (drawn once per video) while the sensor noise is fresh in every frame."""
+    from . import render as R
+
+    rng = np.random.default_rng([seed, 31337])
+    identities = R.sample_identities(story.n_identities, rng)
+    aw = story.affwild
+    videos, vid_idx = np.unique(aw["video"].to_numpy(str), return_inverse=True)
+    aw_nuis = R.take(R.sample_nuisance(len(videos), rng), vid_idx)
+    aw_nuis["noise_key"] = rng.integers(0, 2**32, len(aw), dtype=np.uint32)
+    plans = {}
+    for name, df, paths in (
+        ("affwild2", aw, aw["path"]),
+        ("affectnet", story.affectnet, story.affectnet["path"]),
+        ("emotionet", story.emotionet, "images/" + story.emotionet["path"]),
+        ("rafdb", story.rafdb, story.rafdb["name"].str.replace(".jpg", "_aligned.jpg")),
+    ):
+        nuis = aw_nuis if name == "affwild2" else R.sample_nuisance(len(df), rng)
+        au, pose = _render_params(df)
+        plans[name] = RenderPlan(
+            files=[out / IMAGE_FOLDERS[name] / p for p in paths],
+            identity=R.take(identities, df["identity"].to_numpy()),
+            au=au,
+            pose=pose,
+            nuisance=nuis,
+            quality=rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, len(df)),
+        )
+    return plans
+
+
+def render_images(story: Story, out: Path, size: int, seed: int, chunk: int = 1024) -> None:
+    """Render every image of ``story`` as JPEG into the real folder layouts under ``out``."""
+    from . import render as R
+
+    for name, plan in render_plan(story, out, seed).items():
+        for d in {f.parent for f in plan.files}:
+            d.mkdir(parents=True, exist_ok=True)
+        with tqdm(total=len(plan.files), desc=f"render {name}", unit="face", leave=False) as bar:
+            for lo in range(0, len(plan.files), chunk):
+                sl = slice(lo, lo + chunk)
+                faces = R.render(
+                    R.take(plan.identity, sl),
+                    plan.au[sl],
+                    plan.pose[sl],
+                    R.take(plan.nuisance, sl),
+                    size,
+                    seed=seed,
+                )
+                for k, face in enumerate(faces):
+                    buf = io.BytesIO()
+                    Image.fromarray(face).save(
+                        buf, format="JPEG", quality=int(plan.quality[lo + k])
+                    )
+                    plan.files[lo + k].write_bytes(buf.getvalue())
+                bar.update(len(faces))
+
+
+MARKER = ".affectlib-embedded"
+_PARTS = ("affwild2", "affectnet", "emotionet", "rafdb", "truth", "manifest.json")
+
+
+def _prepare(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not ((out / MARKER).exists() or (out / "manifest.json").exists()):
+            raise FileExistsError(
+                f"{out} is not empty and holds no embedded data set; choose an empty folder"
+            )
+        for part in _PARTS:
+            p = out / part
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by python -m affectlib generate\n")
+
+
+def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> dict:
+    """Write the embedded data set for ``profile`` and ``seed`` under ``out``; returns the manifest.
+
+    ``images=False`` writes the annotations and the truth only (the label story). A folder that
+    already holds an embedded data set (or an interrupted one) is cleared first, so no file of an
+    earlier version survives; any other non-empty folder is refused."""
     out = Path(out)
+    _prepare(out)
     story = generate_story(profile, seed)
     aw = story.affwild
     ann = out / "affwild2" / "annotations"
@@ -85,8 +207,11 @@ def generate(out: str | Path, profile, seed: int = 0) -> dict:
         ("rafdb", story.rafdb),
     ):
         df.to_csv(truth / f"{name}.csv.gz", index=False)
+    if images:
+        render_images(story, out, profile.image_size, seed)
     manifest = {
         **data_settings(profile, seed),
+        "images": bool(images),
         "profile": profile.name,
         "counts": {
             "affwild2_train": int((aw["split"] == "train").sum()),
@@ -115,7 +240,7 @@ def ensure(profile, seed: int = 0, root: str | Path | None = None) -> Path:
     want = data_settings(profile, seed)
     if manifest.exists():
         have = json.loads(manifest.read_text())
-        if all(have.get(k) == v for k, v in want.items()):
+        if have.get("images") and all(have.get(k) == v for k, v in want.items()):
             return root
     generate(root, profile, seed)
     return root
