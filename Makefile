@@ -28,7 +28,7 @@ reproduce: data
 test: $(STAMP)
 	AFFECTLIB_PROFILE=smoke AFFECTLIB_RESULTS=build/test-results \
 	$(BIN)/python -m pytest tests notebooks --nbval-lax \
-	  --sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
+	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check affectlib tests benchmarks notebooks

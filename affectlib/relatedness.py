@@ -785,6 +785,18 @@ def recovery_sentences(summary: pd.DataFrame, min_each: int = WELL_SUPPORTED_MIN
     return out
 
 
+def bias_sentence(rec: pd.DataFrame, name: str, low: float = 0.1, high: float = 0.5) -> str:
+    """Mean signed error of an estimate (:func:`recovery`) on rare cells (truth below ``low``) and
+    on frequent ones (truth at least ``high``), where label noise pushes in opposite directions."""
+    cells = rec[rec["n_expr"] > 0]
+    rare = cells.loc[cells["truth"] < low, "error"]
+    frequent = cells.loc[cells["truth"] >= high, "error"]
+    return (
+        f"{name}: mean signed error {_mean(rare):+.3f} on the {len(rare)} cells with truth below "
+        f"{low:g}, {_mean(frequent):+.3f} on the {len(frequent)} cells with truth {high:g} or more."
+    )
+
+
 def noise_sentence(noise: pd.DataFrame) -> str:
     """The measured annotation noise of :func:`annotation_noise`, as one sentence."""
     expr = noise[noise["label"] == "expr"].iloc[0]
@@ -792,8 +804,7 @@ def noise_sentence(noise: pd.DataFrame) -> str:
     return (
         f"Annotation noise measured against the truth: {expr['disagree']:.1%} of expression labels "
         f"name another class; annotators missed {_mean(aus['missed']):.1%} of true AU activations "
-        f"and marked {_mean(aus['false_active']):.1%} of inactive AUs active (means over AUs), "
-        "so annotated rates fall below the truth for frequent AUs and rise above it for rare ones."
+        f"and marked {_mean(aus['false_active']):.1%} of inactive AUs active (means over AUs)."
     )
 
 
@@ -855,9 +866,10 @@ def convergence_sentences(curve: pd.DataFrame) -> list[str]:
             f"{last['mae']:.3f} with {last['images']:.0f}"
         )
         if half["images"] < last["images"] and half["mae"] > 0:
+            change = last["mae"] / half["mae"] - 1
             text += (
-                f"; from {half['images']:.0f} to {last['images']:.0f} images it fell by "
-                f"{1 - last['mae'] / half['mae']:.0%}"
+                f"; from {half['images']:.0f} to {last['images']:.0f} images it "
+                f"{'fell' if change <= 0 else 'rose'} by {abs(change):.0%}"
             )
         out.append(text + ".")
     return out
@@ -971,14 +983,25 @@ def plot_recovery(estimates: dict[str, pd.DataFrame], truth: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     first = next(iter(estimates.values()))
-    rows = to_matrix(first, "truth").rename(columns=lambda a: f"AU{a}")
+    shown = truth.reindex(
+        index=first["expression_name"].unique(), columns=[f"AU{a}" for a in first["au"].unique()]
+    )
     n = len(estimates) + 1
-    fig, axes = plt.subplots(1, n, figsize=(6.2 * n, 0.42 * len(rows) + 1.6))
-    plot_matrix(rows, "generator's truth", text=rows.map("{:.2f}".format), ax=axes[0], label="p")
+    n_cols = min(n, 2)
+    n_rows = -(-n // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(7.0 * n_cols, (0.42 * len(shown) + 1.6) * n_rows), squeeze=False
+    )
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    plot_matrix(
+        shown, "generator's truth", text=shown.map(lambda v: f"{v:.2f}"), ax=axes[0], label="p"
+    )
     limit = max(
         0.05, max(float(np.nanmax(np.abs(r["error"]), initial=0)) for r in estimates.values())
     )
-    for ax, (name, rec) in zip(axes[1:], estimates.items(), strict=True):
+    for ax, (name, rec) in zip(axes[1:n], estimates.items(), strict=True):
         err = to_matrix(rec, "error").rename(columns=lambda a: f"AU{a}")
         missed = ~to_matrix(rec, "covered").astype(bool)
         text = pd.DataFrame(

@@ -319,6 +319,11 @@ def _ellipse(px: np.ndarray, py: np.ndarray, ax: np.ndarray, ay: np.ndarray) -> 
     return (r - 1.0) / (g / (r + 1e-6) + 1e-6)
 
 
+def _circle(px: np.ndarray, py: np.ndarray, r: np.ndarray | float) -> np.ndarray:
+    """Signed distance to a circle of radius r centred at 0."""
+    return np.sqrt(px * px + py * py) - r
+
+
 def _segment(
     px: np.ndarray, py: np.ndarray, ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray
 ) -> np.ndarray:
@@ -573,45 +578,79 @@ def _soft(d: np.ndarray) -> np.ndarray:
 
 
 def _skin_marks(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
-    """Cheeks, folds and wrinkles drawn on the skin: AU-driven shading and lines."""
+    """Cheeks, folds and wrinkles drawn on the skin. The light marks (cheek apples, chin boss, AU24
+    bulge) and the dark lines are each merged with max() and painted once."""
     u, v, au, ic = f["u"], f["v"], f["au"], f["inv_can"]
     skin = _rgb(ident["skin"])
-    dark = skin * 0.6
-    light = np.minimum(skin * 1.08 + 0.03, 1.0)
-    ey, edx, ew = g["eye_y"], g["eye_dx"], g["eye_w"]
-    # cheek apples rise with AU6 (and strong AU12)
+    ey, edx, ew, hl = g["eye_y"], g["eye_dx"], g["eye_w"], g["hl"]
+    cw, my = g["cw"], g["mouth_v"]
+    cy = g["cy"] + f["side"] * _col(ident["asym"][:, 2])
+    yv = v - my
+    # --- light: cheek apples rise with AU6 (and strong AU12); chin boss (AU17); AU24 bulge
     cv = g["nose_v"] - 0.01 - g["cheek_lift"]
-    a = _soft(_ellipse(au - (edx + 0.02), v - cv, 0.12, 0.065))
-    _paint(img, a * g["cheek_glow"], light)
+    light = _soft(_ellipse(au - (edx + 0.02), v - cv, 0.12, 0.065)) * g["cheek_glow"]
+    chin = g["chin_v"] - my - 0.1
+    boss = _soft(_ellipse(au, yv - chin - 0.02, 0.09, 0.06)) * g["chin_boss"]
+    np.maximum(light, boss, out=light)
+    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
+    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
+    np.maximum(light, _stroke(dist + 0.006, 0.008, ic) * g["press"], out=light)
+    _paint(img, light, np.minimum(skin * 1.08 + 0.03, 1.0))
+    # --- dark lines
     # infraorbital furrow under the eye (AU6)
-    fy = ey + g["hl"] + 0.055 - 0.3 * g["cheek_lift"]
+    fy = ey + hl + 0.055 - 0.3 * g["cheek_lift"]
     tx = (au - edx) / (1.2 * ew)
     dist = np.maximum(np.abs(v - (fy + 0.02 * tx * tx)) - 0.006, (np.abs(tx) - 1.0) * ew)
-    _paint(img, _stroke(dist + 0.006, 0.006, ic) * g["furrow"], dark)
+    lines = _stroke(dist + 0.006, 0.006, ic) * g["furrow"]
+    # lower-lid bulge (AU6, AU7)
+    ty = ey + 0.08 * (edx - au)  # the eye's own tilted centre line, as in ``_eyes``
+    dist = np.maximum(
+        np.abs(v - ty - (hl * (1.0 - tx * tx * 1.44) + 0.022)) - 0.005, (np.abs(tx) - 0.75) * ew
+    )
+    np.maximum(lines, _stroke(dist + 0.005, 0.005, ic) * g["bulge"], out=lines)
+    # crow's feet: three short lines fanning out from the outer eye corner (AU6)
+    cx = edx + ew + 0.025
+    for dxe, dye in ((0.06, -0.025), (0.065, 0.005), (0.055, 0.035)):
+        dist = _segment(au, v - ey, cx, 0.0, cx + dxe, dye)
+        np.maximum(lines, _stroke(dist, 0.005, ic) * g["crows"], out=lines)
     # nasolabial fold: from the nose wing to just outside the lip corner
     ax_, ay_ = g["nose_w"] + 0.03, g["nose_v"] - 0.03 - 0.02 * (g["lift"] > 0)
-    bx_, by_ = g["cw"] + 0.045, g["mouth_v"] + 0.8 * g["cy"] + 0.03
+    bx_, by_ = cw + 0.045, my + 0.8 * g["cy"] + 0.03
     dist = _segment(au, v, ax_, ay_, bx_, by_)
-    _paint(img, _stroke(dist, 0.007, ic) * g["nasolabial"], dark)
+    np.maximum(lines, _stroke(dist, 0.007, ic) * g["nasolabial"], out=lines)
     # forehead wrinkles: three lines above the brows, AU1 centrally, AU2 laterally
     period = 0.065
     k = (v + 0.25 * u * u - g["wr_ref"]) / period
     dc = (k - np.round(k)) * period
     band = _cover(np.abs(k + 1.0) * period - 1.5 * period, ic)
-    wt = g["wr_center"] * np.exp(-((u / 0.17) ** 2)) + g["wr_side"] * np.exp(
-        -(((au - 0.3) / 0.13) ** 2)
-    )
-    _paint(img, _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9), dark)
+    wt = g["wr_center"] * np.exp(-((u / 0.17) ** 2))
+    wt += g["wr_side"] * np.exp(-(((au - 0.3) / 0.13) ** 2))
+    np.maximum(lines, _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9), out=lines)
     # glabellar furrows: two short vertical lines between the inner brow ends (AU4)
     dist = _segment(au, v, 0.032, g["y_in"] - 0.08, 0.026, g["y_in"] + 0.04)
-    _paint(img, _stroke(dist, 0.008, ic) * g["glabella"], dark)
+    np.maximum(lines, _stroke(dist, 0.008, ic) * g["glabella"], out=lines)
     # horizontal wrinkle at the nose root (AU4, AU9) and chevrons across the bridge (AU9)
     dist = np.maximum(np.abs(v - (ey - 0.005)) - 0.006, au - 0.06)
-    _paint(img, _stroke(dist + 0.006, 0.006, ic) * g["root"], dark)
+    np.maximum(lines, _stroke(dist + 0.006, 0.006, ic) * g["root"], out=lines)
     k = (v - 0.35 * au - (ey + 0.03)) / 0.035
     dc = (k - np.round(k)) * 0.035
     band = _cover(np.maximum(np.abs(k - 1.0) * 0.035 - 0.05, au - 0.07), ic)
-    _paint(img, _stroke(dc, 0.006, ic) * band * g["nose_wr"], dark)
+    np.maximum(lines, _stroke(dc, 0.006, ic) * band * g["nose_wr"], out=lines)
+    # mentolabial crease (AU17, AU24) and chin dimples (AU17)
+    ment_y = g["gap_l"] - g["push"] + g["th_l"] + 0.045 - g["ment_up"]
+    dist = np.maximum(np.abs(yv - ment_y + 1.5 * au * au) - 0.007, au - 0.1)
+    np.maximum(lines, _stroke(dist + 0.007, 0.007, ic) * g["mentolabial"], out=lines)
+    dimples = np.minimum(
+        _circle(au - 0.035, yv - chin, 0.012), _circle(au, yv - chin - 0.035, 0.012)
+    )
+    np.maximum(lines, _cover(dimples, ic) * (0.75 * g["dimple"]), out=lines)
+    # lines from the lip corners: outwards-down (AU20 stretch), downwards (AU15 depressor)
+    ccx, ccy = cw + 0.012, cy + 0.01
+    dist = _segment(au, yv, ccx, ccy, ccx + 0.06, ccy + 0.055)
+    np.maximum(lines, _stroke(dist, 0.006, ic) * g["stretch"], out=lines)
+    dist = _segment(au, yv, ccx, ccy + 0.005, ccx + 0.02, ccy + 0.085)
+    np.maximum(lines, _stroke(dist, 0.006, ic) * g["depress"], out=lines)
+    _paint(img, lines, skin * 0.6)
 
 
 def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, light_x: np.ndarray) -> None:
@@ -640,7 +679,7 @@ def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, light_x: np.ndarray) -
 
 
 def _eyes(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
-    """Eyes on |u|: crease, sclera, iris, upper-lid line, lower-lid bulge, crow's feet."""
+    """Eyes on |u|: crease, sclera, iris, upper-lid line (the marks around them: ``_skin_marks``)."""
     v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
     skin = _rgb(ident["skin"])
     asym = _col(ident["asym"][:, 0])
@@ -661,20 +700,12 @@ def _eyes(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     _paint(img, a_eye, _const([0.93, 0.92, 0.88]))
     # iris (gaze moves both irises the same way on screen)
     gx, gy = _col(nuis["gaze"][:, 0]), _col(nuis["gaze"][:, 1])
-    d_iris = _ellipse(ex - side * gx, dy - gy, g["iris_r"], g["iris_r"])
+    d_iris = _circle(ex - side * gx, dy - gy, g["iris_r"])
     a = np.minimum(_cover(d_iris, ic), a_eye)
     _paint(img, a, _rgb(ident["iris"]))
     # upper-lid line (lashes), sitting on the lid edge
     dist = np.maximum(np.abs(dy - (yu - 0.004)) - 0.009, (np.abs(t) - 1.08) * ew)
     _paint(img, _stroke(dist + 0.009, 0.009, ic) * 0.9, skin * 0.25)
-    # lower-lid bulge line (AU6, AU7)
-    dist = np.maximum(np.abs(dy - (yl + 0.022)) - 0.005, (np.abs(t) - 0.9) * ew)
-    _paint(img, _stroke(dist + 0.005, 0.005, ic) * g["bulge"], skin * 0.6)
-    # crow's feet: three short lines fanning out from the outer corner (AU6)
-    cx = edx + ew + 0.025
-    for dxe, dye in ((0.06, -0.025), (0.065, 0.005), (0.055, 0.035)):
-        dist = _segment(au, v - ey, cx, 0.0, cx + dxe, dye)
-        _paint(img, _stroke(dist, 0.005, ic) * g["crows"], skin * 0.6)
 
 
 def _brows(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
@@ -695,7 +726,7 @@ def _brows(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
 
 
 def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
-    """Mouth on |u|: lips, opening, teeth, lip line, plus the AU marks around it.
+    """Mouth on |u|: lips, opening, teeth, lip line (the marks around it: ``_skin_marks``).
 
     With t = |u| / cw and q = 1 - t^2, the four contours meet at the corners (t = 1, height cy):
     inner upper  yiu = cy t^2 - (gap_u + lift) q,
@@ -704,9 +735,7 @@ def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     outer lower  ylo = yil + th_l sqrt(q).
     """
     v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
-    skin = _rgb(ident["skin"])
     lip = _rgb(ident["lip_rgb"])
-    dark = skin * 0.6
     cw = g["cw"]
     my = g["mouth_v"]
     cy = g["cy"] + side * _col(ident["asym"][:, 2])
@@ -721,26 +750,6 @@ def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     bow = 0.012 * np.maximum(1.0 - (au / 0.045) ** 2, 0.0)
     yuo = yiu - (g["th_u"] + 0.5 * g["lift"]) * sq + bow * (q > 0)
     ylo = yil + g["th_l"] * sq
-    # AU marks around the mouth: AU24 bulges, AU17 crease and chin dimples, AU20/AU15 corner lines
-    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
-    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
-    _paint(img, _stroke(dist + 0.006, 0.008, ic) * g["press"], np.minimum(skin * 1.1 + 0.03, 1))
-    ment_y = g["gap_l"] - g["push"] + g["th_l"] + 0.045 - g["ment_up"]
-    dist = np.maximum(np.abs(yv - ment_y + 1.5 * au * au) - 0.007, au - 0.1)
-    _paint(img, _stroke(dist + 0.007, 0.007, ic) * g["mentolabial"], dark)
-    cv = g["chin_v"] - my - 0.1
-    dimples = np.minimum(
-        _ellipse(au - 0.035, yv - cv, 0.013, 0.011), _ellipse(au, yv - cv - 0.035, 0.013, 0.011)
-    )
-    # chin boss pushed up (AU17): a highlight with dimpled skin
-    boss = _soft(_ellipse(au, yv - cv - 0.02, 0.09, 0.06))
-    _paint(img, boss * g["chin_boss"], np.minimum(skin * 1.1 + 0.03, 1.0))
-    _paint(img, _cover(dimples, ic) * g["dimple"], skin * 0.7)
-    ccx, ccy = cw + 0.012, cy + 0.01
-    dist = _segment(au, yv, ccx, ccy, ccx + 0.06, ccy + 0.055)
-    _paint(img, _stroke(dist, 0.006, ic) * g["stretch"], dark)
-    dist = _segment(au, yv, ccx, ccy + 0.005, ccx + 0.02, ccy + 0.085)
-    _paint(img, _stroke(dist, 0.006, ic) * g["depress"], dark)
     # lips: upper slightly darker than lower; a darker vermilion edge (stronger with AU23)
     _paint(img, _band(yv, yuo, yiu, ic), lip * 0.9)
     _paint(img, _band(yv, yil, ylo, ic), lip)
