@@ -65,7 +65,13 @@ def _audit(argv: list[str]) -> int:
     return audit.main(argv)
 
 
-COMMANDS = {"reproduce": _reproduce, "audit": _audit, "generate": _generate}
+def _train(argv: list[str]) -> int:
+    from .cli_train import main as train_main
+
+    return train_main(argv)
+
+
+COMMANDS = {"reproduce": _reproduce, "audit": _audit, "generate": _generate, "train": _train}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             "usage: python -m affectlib {" + ",".join(COMMANDS) + "} [options]\n"
             "  reproduce  run the notebooks headless (papermill) and write results/\n"
             "  audit      validate an annotation file in a real format and summarise it\n"
-            "  generate   write the embedded default data set\n",
+            "  generate   write the embedded default data set\n"
+            "  train      train one method (python -m affectlib train --help)\n",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2

@@ -1,0 +1,91 @@
+"""The command line, run exactly as a user runs it: python -m affectlib ..."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from affectlib import reproduce
+
+HEADER = "image,valence,arousal,expression,aus\n"
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "affectlib", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_generate_writes_the_embedded_set_and_audit_accepts_it(tmp_path):
+    r = run("generate", "--out", str(tmp_path / "d"), "--profile", "smoke", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    mtl = tmp_path / "d" / "affwild2" / "annotations" / "MTL" / "training_set_annotations.txt"
+    a = run("audit", str(mtl), "--format", "abaw-mtl", "--json", "--images",
+            str(tmp_path / "d" / "affwild2" / "cropped_aligned"))  # fmt: skip
+    assert a.returncode == 0, a.stdout + a.stderr
+    summary = json.loads(a.stdout)
+    lines = mtl.read_text().splitlines()
+    assert summary["rows"] == summary["accepted"] == len(lines) - 1
+    assert summary["invalid"]["expr"] == sum(ln.split(",")[3] == "-1" for ln in lines[1:])
+
+
+def test_audit_exit_status_is_1_when_rows_are_rejected_and_names_the_line(tmp_path):
+    f = tmp_path / "training_set_annotations.txt"
+    good = "v1/00001.jpg,0.1,0.2,3," + ",".join(["0"] * 12) + "\n"
+    bad = "v1/00002.jpg,0.1,-5,3," + ",".join(["0"] * 12) + "\n"
+    f.write_text(HEADER + good + bad)
+    r = run("audit", str(f), "--format", "abaw-mtl")
+    assert r.returncode == 1
+    assert f"{f}:3:" in r.stdout
+
+
+def test_audit_exit_status_is_2_for_unusable_input_without_a_traceback(tmp_path):
+    r = run("audit", str(tmp_path / "missing.txt"), "--format", "abaw-mtl")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "missing.txt" in r.stderr
+
+
+def test_unknown_command_is_an_error():
+    assert run("fly").returncode == 2
+
+
+def _notebook(path: Path, sources: list[str]) -> None:
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+def test_a_failing_notebook_stops_the_run_naming_the_notebook_and_the_cell(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    _notebook(books / "01_ok.ipynb", ['profile = "cpu"\nout_dir = "results"', "x = 1"])
+    _notebook(books / "02_bad.ipynb", ['profile = "cpu"\nout_dir = "results"', "x = 1", "1 / 0"])
+    _notebook(
+        books / "03_never.ipynb", ['profile = "cpu"\nout_dir = "results"', "open('ran', 'w')"]
+    )
+    with pytest.raises(reproduce.NotebookFailed) as e:
+        reproduce.reproduce("smoke", None, tmp_path / "out", notebooks=books)
+    msg = str(e.value)
+    assert "02_bad.ipynb" in msg and "cell" in msg and "ZeroDivisionError" in msg
+    assert (tmp_path / "out" / "01_ok" / "01_ok.ipynb").exists()
+    assert (tmp_path / "out" / "02_bad" / "02_bad.ipynb").exists()  # kept, with the traceback
+    assert not (books / "ran").exists()
+
+
+def test_only_selects_notebooks_and_rejects_an_unknown_one(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    for n in ("01_a", "02_b", "03_c"):
+        _notebook(books / f"{n}.ipynb", ['profile = "cpu"'])
+    assert [p.stem for p in reproduce.find_notebooks(books, ["03", "01"])] == ["01_a", "03_c"]
+    with pytest.raises(ValueError, match="07"):
+        reproduce.find_notebooks(books, ["07"])
