@@ -14,6 +14,11 @@ both labels (the paper's Aff-Wild2 column and, for Case II "beyond faces", ``p(y
 problem (:func:`empirical_cooccurrence`); :func:`empirical` is its expression/AU form on the
 annotation table.
 
+Where the truth is known (the embedded data set keeps its labels before noise), :func:`recovery`,
+:func:`recovery_summary` and :func:`convergence` measure how far an estimate is from it, and
+:func:`annotation_noise` how far the annotations are from the true labels; :func:`domain_vs_affwild2`
+sets the paper's two sources side by side. ``plot_*`` draw these; ``*_sentences`` word them.
+
 Label convention: classes are ABAW expression indices (``labels.EXPRESSIONS``), ``-1`` = no label;
 attributes are 1 (active) / 0 (inactive) / ``-1`` (no label).
 """

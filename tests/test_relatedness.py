@@ -589,3 +589,13 @@ def test_figures_draw_one_panel_per_estimate():
         drawn = [ax for ax in panels_drawn if ax.images or ax.lines or ax.collections]
         assert len(drawn) == panels
         plt.close(fig)
+
+
+def test_recovery_inputs_name_what_is_missing():
+    truth = pd.DataFrame({"AU1": [0.35]}, index=["Happiness"])
+    with pytest.raises(KeyError, match="estimate has no column 'n_both'"):
+        rel.recovery(hand_estimate().drop(columns="n_both"), truth)
+    with pytest.raises(KeyError, match="truth table lacks columns \\['true_AU2'\\]"):
+        rel.annotation_noise(
+            pd.DataFrame({"expr": [1], "true_expr": [1], "AU1": [0], "true_AU1": [0], "AU2": [1]})
+        )

@@ -50,6 +50,7 @@ __all__ = ["CACHE_VERSION", "DEFAULT_CACHE_DIR", "ImageCache", "ImageCacheError"
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "build" / "cache"
 _CHUNK = 64  # images per task of the thread pool: large enough to amortise scheduling
+_SMALL_IMAGE = 96 * 96  # pixels up to which threads do not pay (see _workers)
 
 Key = Literal["content", "stat"]
 
@@ -102,9 +103,7 @@ def _file_key(file: Path, key: Key) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
-def _file_keys(
-    table: pd.DataFrame, image_root: Path, key: Key, workers: int
-) -> list[str]:
+def _file_keys(table: pd.DataFrame, image_root: Path, key: Key, workers: int) -> list[str]:
     paths = table["path"].tolist()
 
     def one(i: int) -> str:
@@ -143,23 +142,31 @@ def fingerprint(
     hw = _size_hw(size)
     keys = _file_keys(table, Path(image_root), key, _workers(workers))
     h = hashlib.sha256()
-    h.update(f"affectlib-image-cache v{CACHE_VERSION}\nsize={hw}\nkey={key}\nn={len(table)}\n".encode())
+    h.update(
+        f"affectlib-image-cache v{CACHE_VERSION}\nsize={hw}\nkey={key}\nn={len(table)}\n".encode()
+    )
     for path, k in zip(table["path"].tolist(), keys, strict=True):
         # NUL and newline cannot occur in a path, so the record boundaries are unambiguous
         h.update(f"{path}\0{k}\n".encode())
     return h.hexdigest()
 
 
-def _workers(workers: int | None) -> int:
+def _workers(workers: int | None, hw: tuple[int, int] | None = None) -> int:
+    """Threads to use: ``workers``, or by default one for small images and up to 8 otherwise.
+
+    Measured on 2 cores: 7,200 JPEGs of 48 px decode in 1.4 s with one thread and 1.8 s with two
+    (the per-image Python work holds the GIL and dominates), while 224 px images decode ~20 %
+    faster with two threads."""
     if workers is None:
-        return min(8, os.cpu_count() or 1)
+        small = hw is not None and hw[0] * hw[1] <= _SMALL_IMAGE
+        return 1 if small else min(8, os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     return int(workers)
 
 
-def _decode(file: Path, where: str, hw: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 (3, H, W), resized to ``hw`` when its size differs."""
+def _decode(file: Path, where: str, hw: tuple[int, int] | None) -> np.ndarray:
+    """One image as uint8 (3, H, W), resized to ``hw`` when given and its size differs."""
     try:
         with Image.open(file) as im:
             rgb = im.convert("RGB")
@@ -167,7 +174,7 @@ def _decode(file: Path, where: str, hw: tuple[int, int]) -> np.ndarray:
         raise ImageCacheError(file, where, "file not found") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ImageCacheError(file, where, f"cannot decode: {e}") from None
-    if rgb.size != (hw[1], hw[0]):
+    if hw is not None and rgb.size != (hw[1], hw[0]):
         rgb = rgb.resize((hw[1], hw[0]), Image.BILINEAR)
     return np.asarray(rgb).transpose(2, 0, 1)
 
@@ -220,6 +227,11 @@ class ImageCache:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def __reduce__(self) -> tuple:
+        # pickling a memmap would copy every pixel; a worker process re-maps the file instead
+        shape = tuple(int(s) for s in self.images.shape)
+        return (_reopen, (self.file, shape, self.paths, self.fingerprint, self.built))
+
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W) of every image."""
@@ -241,11 +253,16 @@ class ImageCache:
 
         ``size``: target (H, W) (an int for square); None keeps the images' own size, which must
         then be the same for all. ``cache_dir``: default ``<repo>/build/cache``. ``key``: what
-        identifies a file's content (module docstring). ``workers``: decoding threads (default
-        ``min(8, cpu_count)``). Raises :class:`ImageCacheError` for a missing/undecodable image."""
+        identifies a file's content (module docstring). ``workers``: threads for hashing and
+        decoding (default: 1 for images up to 96x96 px, else ``min(8, cpu_count)``). Raises :class:`ImageCacheError` for a missing/undecodable image."""
         _check_table(table)
-        n_workers = _workers(workers)
         root = Path(image_root)
+        hw = _size_hw(size)
+        if workers is None:
+            probe = hw or _first_size(root / table["path"].iat[0], _where(table, 0))
+            n_workers = _workers(None, probe)
+        else:
+            n_workers = _workers(workers)
         fp = fingerprint(table, root, size, key, n_workers)
         cache_dir = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
         data_file = cache_dir / f"{fp[:32]}.u8"
@@ -255,14 +272,14 @@ class ImageCache:
         built = meta is None
         if built:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            shape = _decode_into(table, root, _size_hw(size), data_file, n_workers, progress)
+            shape = _decode_into(table, root, hw, data_file, n_workers, progress)
             meta = {
                 "version": CACHE_VERSION,
                 "fingerprint": fp,
                 "shape": list(shape),
                 "dtype": "uint8",
                 "key": key,
-                "size": list(_size_hw(size)) if size is not None else None,
+                "size": list(hw) if hw is not None else None,
                 "image_root": str(root),
                 "paths": list(paths),
             }
@@ -271,6 +288,13 @@ class ImageCache:
             _replace_atomic(tmp, meta_file)
         images = np.memmap(data_file, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
         return cls(images=images, paths=paths, fingerprint=fp, file=data_file, built=built)
+
+
+def _reopen(
+    file: Path, shape: tuple[int, ...], paths: tuple[str, ...], fp: str, built: bool
+) -> ImageCache:
+    images = np.memmap(file, dtype=np.uint8, mode="r", shape=shape)
+    return ImageCache(images=images, paths=paths, fingerprint=fp, file=file, built=built)
 
 
 def _decode_into(
@@ -295,7 +319,7 @@ def _decode_into(
 
         def one(i: int) -> None:
             file = root / paths[i]
-            img = _decode(file, _where(table, i), hw if not native else (-1, -1))
+            img = _decode(file, _where(table, i), None if native else hw)
             if native and img.shape[1:] != hw:
                 raise ImageCacheError(
                     file,
@@ -308,7 +332,7 @@ def _decode_into(
         with tqdm(total=len(paths), desc="image cache", unit="img", disable=not progress) as bar:
             _parallel(one, len(paths), workers, bar)
         out.flush()
-        del out
+        out = None  # unmap before the rename (the closure holds the same cell)
         _replace_atomic(tmp, data_file)
     finally:
         tmp.unlink(missing_ok=True)

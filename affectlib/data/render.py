@@ -51,6 +51,7 @@ N_CLUTTER = 4
 # faces per inner batch: ~64k pixels keeps each float32 plane (256 kB) and its temporaries in cache,
 # which is ~2x faster than large batches on numpy's one thread
 _BATCH_PIXELS = 1 << 16
+_USE_WINDOWS = True  # evaluate each feature only in its window (off: whole frame, same image)
 
 IDENTITY_KEYS: tuple[str, ...] = (
     "face_w", "face_h", "jaw_w", "chin_v", "skin", "eye_y", "eye_dx", "eye_w", "eye_h", "iris",
@@ -499,7 +500,53 @@ def _frames(
         "hx": hx, "hy": hy, "xr": xr, "yr": yr, "u": u, "v": v,
         "au": np.abs(u), "side": np.sign(u).astype(_F),
         "inv_img": 1.0 / px, "inv_can": 1.0 / w_can, "sin_yaw": np.sin(yaw),
+        "yaw": yaw, "pitch": pitch, "cr": cr, "sr": sr, "sx": sx, "sy": sy, "sc": sc, "R": R,
     }  # fmt: skip
+
+
+def _window(
+    f: dict, u_max: float | None, v0: float | None, v1: float, size: int
+) -> tuple[slice, slice]:
+    """Rows and columns that hold the canonical box |u| <= u_max, v0 <= v <= v1 of every face in
+    the batch (plus a 2-pixel margin); ``u_max=None`` keeps every column, ``v0=None`` every row
+    above. The cylinder maps the box to an axis-aligned rectangle of the rolled frame, so its four
+    corners, rolled and placed in the crop, bound it."""
+    if not _USE_WINDOWS:
+        return slice(0, size), slice(0, size)
+    uu = np.array([-1.0, 1.0, -1.0, 1.0], _F)[None, :] * (u_max or 0.0)
+    vv = np.array([v0 or 0.0, v0 or 0.0, v1, v1], _F)[None, :]
+    R = f["R"][:, 0]
+    yaw, pitch = f["yaw"][:, 0], f["pitch"][:, 0]
+    half = np.pi / 2
+    xr = R * np.sin(np.clip(np.arcsin(np.clip(uu / R, -1, 1)) + yaw, -half, half))
+    t = np.clip((vv - _PITCH_V) / _PITCH_R, -1, 1)
+    yr = _PITCH_V + _PITCH_R * np.sin(np.clip(np.arcsin(t) - pitch, -half, half))
+    cr, sr = f["cr"][:, 0], f["sr"][:, 0]
+    sc = f["sc"][:, 0]
+    x = (cr * xr - sr * yr) * sc + f["sx"][:, 0]
+    y = (sr * xr + cr * yr) * sc + f["sy"][:, 0]
+    to_px = size / 2.0
+    c0 = int(np.clip(np.floor((x.min() + 1) * to_px) - 2, 0, size))
+    c1 = int(np.clip(np.ceil((x.max() + 1) * to_px) + 2, 0, size))
+    r0 = int(np.clip(np.floor((y.min() + 1) * to_px) - 2, 0, size))
+    r1 = int(np.clip(np.ceil((y.max() + 1) * to_px) + 2, 0, size))
+    if u_max is None:
+        c0, c1 = 0, size
+    if v0 is None:
+        r0 = 0
+    return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+
+
+def _crop(f: dict, rows: slice, cols: slice) -> dict:
+    """The per-pixel entries of ``f`` cut to a window (per-face entries pass through)."""
+    out = {}
+    for k, x in f.items():
+        if x.ndim == 3 and (x.shape[1] > 1 or x.shape[2] > 1):
+            x = x[
+                :, rows if x.shape[1] > 1 else slice(None), cols if x.shape[2] > 1 else slice(None)
+            ]
+        out[k] = x
+    return out
 
 
 def _background(img: np.ndarray, nuis: dict[str, np.ndarray], size: int) -> None:
@@ -577,66 +624,70 @@ def _soft(d: np.ndarray) -> np.ndarray:
     return _cover(d, _SOFT)
 
 
-def _skin_marks(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
-    """Cheeks, folds and wrinkles drawn on the skin. The light marks (cheek apples, chin boss, AU24
-    bulge) and the dark lines are each merged with max() and painted once."""
+def _marks_upper(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Forehead wrinkles (AU1 central, AU2 lateral), glabellar furrows (AU4), the nose-root wrinkle
+    (AU4, AU9) and the chevrons across the bridge (AU9); merged with max() and painted once."""
     u, v, au, ic = f["u"], f["v"], f["au"], f["inv_can"]
-    skin = _rgb(ident["skin"])
-    ey, edx, ew, hl = g["eye_y"], g["eye_dx"], g["eye_w"], g["hl"]
-    cw, my = g["cw"], g["mouth_v"]
-    cy = g["cy"] + f["side"] * _col(ident["asym"][:, 2])
-    yv = v - my
-    # --- light: cheek apples rise with AU6 (and strong AU12); chin boss (AU17); AU24 bulge
-    cv = g["nose_v"] - 0.01 - g["cheek_lift"]
-    light = _soft(_ellipse(au - (edx + 0.02), v - cv, 0.12, 0.065)) * g["cheek_glow"]
-    chin = g["chin_v"] - my - 0.1
-    boss = _soft(_ellipse(au, yv - chin - 0.02, 0.09, 0.06)) * g["chin_boss"]
-    np.maximum(light, boss, out=light)
-    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
-    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
-    np.maximum(light, _stroke(dist + 0.006, 0.008, ic) * g["press"], out=light)
-    _paint(img, light, np.minimum(skin * 1.08 + 0.03, 1.0))
-    # --- dark lines
-    # infraorbital furrow under the eye (AU6)
-    fy = ey + hl + 0.055 - 0.3 * g["cheek_lift"]
-    tx = (au - edx) / (1.2 * ew)
-    dist = np.maximum(np.abs(v - (fy + 0.02 * tx * tx)) - 0.006, (np.abs(tx) - 1.0) * ew)
-    lines = _stroke(dist + 0.006, 0.006, ic) * g["furrow"]
-    # lower-lid bulge (AU6, AU7)
-    ty = ey + 0.08 * (edx - au)  # the eye's own tilted centre line, as in ``_eyes``
-    dist = np.maximum(
-        np.abs(v - ty - (hl * (1.0 - tx * tx * 1.44) + 0.022)) - 0.005, (np.abs(tx) - 0.75) * ew
-    )
-    np.maximum(lines, _stroke(dist + 0.005, 0.005, ic) * g["bulge"], out=lines)
-    # crow's feet: three short lines fanning out from the outer eye corner (AU6)
-    cx = edx + ew + 0.025
-    for dxe, dye in ((0.06, -0.025), (0.065, 0.005), (0.055, 0.035)):
-        dist = _segment(au, v - ey, cx, 0.0, cx + dxe, dye)
-        np.maximum(lines, _stroke(dist, 0.005, ic) * g["crows"], out=lines)
-    # nasolabial fold: from the nose wing to just outside the lip corner
-    ax_, ay_ = g["nose_w"] + 0.03, g["nose_v"] - 0.03 - 0.02 * (g["lift"] > 0)
-    bx_, by_ = cw + 0.045, my + 0.8 * g["cy"] + 0.03
-    dist = _segment(au, v, ax_, ay_, bx_, by_)
-    np.maximum(lines, _stroke(dist, 0.007, ic) * g["nasolabial"], out=lines)
-    # forehead wrinkles: three lines above the brows, AU1 centrally, AU2 laterally
+    ey = g["eye_y"]
     period = 0.065
     k = (v + 0.25 * u * u - g["wr_ref"]) / period
     dc = (k - np.round(k)) * period
     band = _cover(np.abs(k + 1.0) * period - 1.5 * period, ic)
     wt = g["wr_center"] * np.exp(-((u / 0.17) ** 2))
     wt += g["wr_side"] * np.exp(-(((au - 0.3) / 0.13) ** 2))
-    np.maximum(lines, _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9), out=lines)
-    # glabellar furrows: two short vertical lines between the inner brow ends (AU4)
+    lines = _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9)
     dist = _segment(au, v, 0.032, g["y_in"] - 0.08, 0.026, g["y_in"] + 0.04)
     np.maximum(lines, _stroke(dist, 0.008, ic) * g["glabella"], out=lines)
-    # horizontal wrinkle at the nose root (AU4, AU9) and chevrons across the bridge (AU9)
     dist = np.maximum(np.abs(v - (ey - 0.005)) - 0.006, au - 0.06)
     np.maximum(lines, _stroke(dist + 0.006, 0.006, ic) * g["root"], out=lines)
     k = (v - 0.35 * au - (ey + 0.03)) / 0.035
     dc = (k - np.round(k)) * 0.035
     band = _cover(np.maximum(np.abs(k - 1.0) * 0.035 - 0.05, au - 0.07), ic)
     np.maximum(lines, _stroke(dc, 0.006, ic) * band * g["nose_wr"], out=lines)
-    # mentolabial crease (AU17, AU24) and chin dimples (AU17)
+    _paint(img, lines, _rgb(ident["skin"]) * 0.6)
+
+
+def _marks_middle(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Cheek apples (rise with AU6 and strong AU12), infraorbital furrow (AU6), lower-lid bulge
+    (AU6, AU7) and crow's feet (AU6)."""
+    v, au, ic = f["v"], f["au"], f["inv_can"]
+    skin = _rgb(ident["skin"])
+    ey, edx, ew, hl = g["eye_y"], g["eye_dx"], g["eye_w"], g["hl"]
+    cv = g["nose_v"] - 0.01 - g["cheek_lift"]
+    light = _soft(_ellipse(au - (edx + 0.02), v - cv, 0.12, 0.065)) * g["cheek_glow"]
+    _paint(img, light, np.minimum(skin * 1.08 + 0.03, 1.0))
+    fy = ey + hl + 0.055 - 0.3 * g["cheek_lift"]
+    tx = (au - edx) / (1.2 * ew)
+    dist = np.maximum(np.abs(v - (fy + 0.02 * tx * tx)) - 0.006, (np.abs(tx) - 1.0) * ew)
+    lines = _stroke(dist + 0.006, 0.006, ic) * g["furrow"]
+    ty = ey + 0.08 * (edx - au)  # the eye's tilted centre line, as in ``_eyes``
+    lid = hl * (1.0 - 1.44 * tx * tx) + 0.022
+    dist = np.maximum(np.abs(v - ty - lid) - 0.005, (np.abs(tx) - 0.75) * ew)
+    np.maximum(lines, _stroke(dist + 0.005, 0.005, ic) * g["bulge"], out=lines)
+    cx = edx + ew + 0.025
+    for dxe, dye in ((0.06, -0.025), (0.065, 0.005), (0.055, 0.035)):
+        dist = _segment(au, v - ey, cx, 0.0, cx + dxe, dye)
+        np.maximum(lines, _stroke(dist, 0.005, ic) * g["crows"], out=lines)
+    _paint(img, lines, skin * 0.6)
+
+
+def _marks_lower(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Nasolabial fold (AU6/9/10/12/20), chin boss and dimples (AU17), mentolabial crease (AU17,
+    AU24), lip-pressor bulge (AU24) and the lines from the lip corners (AU15 down, AU20 out)."""
+    v, au, ic = f["v"], f["au"], f["inv_can"]
+    skin = _rgb(ident["skin"])
+    cw, my = g["cw"], g["mouth_v"]
+    cy = g["cy"] + f["side"] * _col(ident["asym"][:, 2])
+    yv = v - my
+    chin = g["chin_v"] - my - 0.1
+    light = _soft(_ellipse(au, yv - chin - 0.02, 0.09, 0.06)) * g["chin_boss"]
+    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
+    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
+    np.maximum(light, _stroke(dist + 0.006, 0.008, ic) * g["press"], out=light)
+    _paint(img, light, np.minimum(skin * 1.08 + 0.03, 1.0))
+    ax_, ay_ = g["nose_w"] + 0.03, g["nose_v"] - 0.03 - 0.02 * (g["lift"] > 0)
+    bx_, by_ = cw + 0.045, my + 0.8 * g["cy"] + 0.03
+    lines = _stroke(_segment(au, v, ax_, ay_, bx_, by_), 0.007, ic) * g["nasolabial"]
     ment_y = g["gap_l"] - g["push"] + g["th_l"] + 0.045 - g["ment_up"]
     dist = np.maximum(np.abs(yv - ment_y + 1.5 * au * au) - 0.007, au - 0.1)
     np.maximum(lines, _stroke(dist + 0.007, 0.007, ic) * g["mentolabial"], out=lines)
@@ -644,7 +695,6 @@ def _skin_marks(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
         _circle(au - 0.035, yv - chin, 0.012), _circle(au, yv - chin - 0.035, 0.012)
     )
     np.maximum(lines, _cover(dimples, ic) * (0.75 * g["dimple"]), out=lines)
-    # lines from the lip corners: outwards-down (AU20 stretch), downwards (AU15 depressor)
     ccx, ccy = cw + 0.012, cy + 0.01
     dist = _segment(au, yv, ccx, ccy, ccx + 0.06, ccy + 0.055)
     np.maximum(lines, _stroke(dist, 0.006, ic) * g["stretch"], out=lines)
@@ -653,7 +703,7 @@ def _skin_marks(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     _paint(img, lines, skin * 0.6)
 
 
-def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, light_x: np.ndarray) -> None:
+def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     """Nose: side shading, wings, nostrils, tip highlight. The protruding parts are shifted by
     parallax so that under yaw the tip moves further than the root."""
     v, ic = f["v"], f["inv_can"]
@@ -665,7 +715,7 @@ def _nose(img: np.ndarray, f: dict, g: dict, ident: dict, light_x: np.ndarray) -
     side = np.sign(un)
     # side shading, stronger on the side facing away from the light
     dist = _segment(aun, v, 0.045, ey + 0.04, 0.8 * nw, nv - 0.025)
-    shade = 0.3 * (1.0 - 0.9 * side * light_x)
+    shade = 0.3 * (1.0 - 0.9 * side * _col(nuis["light"][:, 0]))
     _paint(img, _stroke(dist, 0.014, ic) * shade, skin * 0.7)
     # tip highlight
     a = _soft(_ellipse(un, v - (nv - 0.03), 0.03, 0.03))
@@ -708,7 +758,7 @@ def _eyes(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     _paint(img, _stroke(dist + 0.009, 0.009, ic) * 0.9, skin * 0.25)
 
 
-def _brows(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+def _brows(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     """Brows on |u|: a tapered quadratic stroke from the inner end (x_in, y_in) to the outer end
     (x_out, y_out) with an arch; AU1/AU2/AU4/AU9 move the ends (see ``_geometry``)."""
     v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
@@ -725,7 +775,7 @@ def _brows(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     _paint(img, _cover(d, ic) * 0.92, _rgb(ident["brow_rgb"]))
 
 
-def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     """Mouth on |u|: lips, opening, teeth, lip line (the marks around it: ``_skin_marks``).
 
     With t = |u| / cw and q = 1 - t^2, the four contours meet at the corners (t = 1, height cy):
@@ -767,8 +817,11 @@ def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     _paint(img, _band(yv, np.maximum(yiu, yil - 0.016), yil, ic) * 0.8, teeth * 0.9)
 
 
-def _beard(img: np.ndarray, f: dict, g: dict, ident: dict, idx: np.ndarray) -> None:
-    """Beard and moustache for the faces ``idx`` (stubble texture fixed per identity)."""
+def _beard(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Beard and moustache of the bearded faces (stubble texture fixed per identity)."""
+    idx = np.flatnonzero((ident["beard"] > 0) | (ident["moustache"] > 0))
+    if not idx.size:
+        return
     u, v, au, ic = f["u"][idx], f["v"][idx], f["au"][idx], f["inv_can"][idx]
     gi = {k: x[idx] for k, x in g.items()}
     fw = _col(ident["face_w"][idx])
@@ -789,7 +842,7 @@ def _beard(img: np.ndarray, f: dict, g: dict, ident: dict, idx: np.ndarray) -> N
     img[idx] = sub
 
 
-def _hair_front(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
+def _hair_front(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     """Hair over the forehead and temples (canonical frame), with an optional slanted fringe."""
     u, v, au, ic = f["u"], f["v"], f["au"], f["inv_can"]
     fw, fh, hv = _col(ident["face_w"]), _col(ident["face_h"]), _col(ident["hair_vol"])
@@ -808,8 +861,11 @@ def _hair_front(img: np.ndarray, f: dict, g: dict, ident: dict) -> None:
     _paint(img, a, _rgb(ident["hair_rgb"]))
 
 
-def _glasses(img: np.ndarray, f: dict, g: dict, ident: dict, idx: np.ndarray) -> None:
-    """Glasses for the faces ``idx``: tinted lenses, rims, bridge and temples."""
+def _glasses(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
+    """Glasses of the faces that wear them: tinted lenses, rims, bridge and temples."""
+    idx = np.flatnonzero(ident["glasses"] > 0)
+    if not idx.size:
+        return
     v, au, ic = f["v"][idx], f["au"][idx], f["inv_can"][idx]
     gi = {k: x[idx] for k, x in g.items()}
     rgb = _rgb(ident["glasses_rgb"][idx])
@@ -897,18 +953,22 @@ def _render_chunk(
     _background(img, nuis, size)
     fg = np.zeros((n, size, size), _F)
     _head(img, fg, f, g, ident)
-    _skin_marks(img, f, g, ident)
-    _nose(img, f, g, ident, _col(nuis["light"][:, 0]))
-    _eyes(img, f, g, ident, nuis)
-    _brows(img, f, g, ident)
-    bearded = np.flatnonzero((ident["beard"] > 0) | (ident["moustache"] > 0))
-    if bearded.size:
-        _beard(img, f, g, ident, bearded)
-    _mouth(img, f, g, ident)
-    _hair_front(img, f, g, ident)
-    glasses = np.flatnonzero(ident["glasses"] > 0)
-    if glasses.size:
-        _glasses(img, f, g, ident, glasses)
+    # features are evaluated only inside the window that holds them for every face of the batch
+    for draw, box in (
+        (_marks_upper, (0.62, -0.78, 0.1)),
+        (_marks_middle, (0.64, -0.22, 0.36)),
+        (_marks_lower, (0.52, 0.06, 1.1)),
+        (_nose, (0.3, -0.15, 0.36)),
+        (_eyes, (0.48, -0.32, 0.06)),
+        (_brows, (0.5, -0.52, 0.0)),
+        (_beard, (0.76, 0.15, 1.12)),
+        (_mouth, (0.42, 0.22, 0.8)),
+        (_hair_front, (None, None, 0.35)),
+        (_glasses, (0.76, -0.38, 0.18)),
+    ):
+        rows, cols = _window(f, *box, size)
+        if rows.stop > rows.start and cols.stop > cols.start:
+            draw(img[:, :, rows, cols], _crop(f, rows, cols), g, ident, nuis)
     # shading applies to the person (fg), the gain and colour cast to the whole picture
     shade = 1.0 + fg * (_shade(f, ident, nuis) - 1.0)
     img *= shade[:, None]
