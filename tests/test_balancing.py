@@ -45,7 +45,7 @@ def test_mgda_weights_reach_the_min_norm_point_of_a_generic_solver(T):
         method="SLSQP",
         options={"ftol": 1e-12, "maxiter": 500},
     )
-    assert f(w) == pytest.approx(ref.fun, abs=1e-5)  # Frank-Wolfe converges as O(1/k)
+    assert f(w) == pytest.approx(ref.fun, rel=1e-4)  # Frank-Wolfe converges as O(1/k)
 
 
 def test_gradnorm_loss_and_its_gradient_follow_chen_et_al_eq_6_7():

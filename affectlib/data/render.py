@@ -465,6 +465,21 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
 
 
 # --- chunk renderer -----------------------------------------------------------------------------
+def _uncylinder(s: np.ndarray, turn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-cylinder coordinate of the surface point seen at image coordinate ``s`` (in radii) after
+    the cylinder turned by ``turn``: sin(arcsin(s) + turn), and its derivative (the local stretch).
+    Points the surface cannot show (|s| > 1, or turned behind the cylinder) are pushed outwards
+    beyond |1| instead of clamped, so no feature repeats outside the head's silhouette."""
+    sc = np.clip(s, -0.999, 0.999)
+    cos0 = np.sqrt(1.0 - sc * sc)
+    ang = np.arcsin(sc) + turn
+    half = _F(np.pi / 2)
+    angc = np.clip(ang, -half, half)
+    out = np.sin(angc)
+    out += (ang - angc) + 4.0 * (s - sc)  # both zero on the visible surface
+    return out, np.cos(angc) / cos0
+
+
 def _frames(
     ident: dict[str, np.ndarray], pose: np.ndarray, nuis: dict[str, np.ndarray], size: int
 ) -> dict[str, np.ndarray]:
@@ -484,16 +499,10 @@ def _frames(
     # yaw/pitch: the face is drawn on a cylinder of radius R about a vertical axis (pitch: about a
     # horizontal axis); a pixel at angle phi0 shows the canonical point at phi0 - yaw
     R = _col(ident["face_w"]) * 1.02
-    s = np.clip(xr / R, -0.999, 0.999)
-    cos0 = np.sqrt(1.0 - s * s)
-    phi = np.clip(np.arcsin(s) - yaw, -np.pi / 2, np.pi / 2)
-    u = R * np.sin(phi)
-    ju = np.cos(phi) / cos0  # du/dxr
-    t = np.clip((yr - _PITCH_V) / _PITCH_R, -0.999, 0.999)
-    tcos0 = np.sqrt(1.0 - t * t)
-    th = np.clip(np.arcsin(t) + pitch, -np.pi / 2, np.pi / 2)
-    v = _PITCH_V + _PITCH_R * np.sin(th)
-    jv = np.cos(th) / tcos0
+    u, ju = _uncylinder(xr / R, -yaw)
+    u *= R
+    v, jv = _uncylinder((yr - _PITCH_V) / _PITCH_R, pitch)
+    v = _PITCH_V + _PITCH_R * v
     px = _F(2.0 / size) / sc  # pixel size in head-frame units, (B,1,1)
     w_can = np.clip(np.maximum(ju, jv), 0.5, 3.0) * px
     return {
