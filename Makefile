@@ -26,7 +26,7 @@ reproduce: data
 
 # nbval runs the stored notebooks on the smoke profile; their results go to build/, not results/
 test: $(STAMP)
-	AFFECTLIB_PROFILE=smoke AFFECTLIB_RESULTS=build/test-results \
+	AFFECTLIB_PROFILE=smoke AFFECTLIB_RESULTS=$(CURDIR)/build/test-results \
 	$(BIN)/python -m pytest tests notebooks --nbval-lax \
 	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
