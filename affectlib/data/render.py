@@ -357,11 +357,12 @@ def _paint(img: np.ndarray, alpha: np.ndarray, rgb: np.ndarray) -> None:
     img += t
 
 
-def _hash_uniform(key: np.ndarray, shape: tuple[int, int], salt: int) -> np.ndarray:
-    """Counter-based uniform noise in [0, 1), (B, H, W): murmur3's 32-bit finaliser applied to
-    (pixel index, per-face key, salt). Independent of the batch a face is rendered in."""
-    idx = np.arange(shape[0] * shape[1], dtype=np.uint32).reshape(1, *shape)
-    h = idx * np.uint32(0x9E3779B1) + (key.astype(np.uint32) ^ np.uint32(salt))[:, None, None]
+def _hash_uniform(key: np.ndarray, idx: np.ndarray, salt: int) -> np.ndarray:
+    """Counter-based uniform noise in [0, 1), shape (B, *idx.shape[1:]): murmur3's 32-bit finaliser
+    applied to (pixel index ``idx``, per-face ``key``, salt). It does not depend on the batch a face
+    is rendered in, nor on the window a feature is drawn in."""
+    k = (key.astype(np.uint32) ^ np.uint32(salt)).reshape(-1, *([1] * (idx.ndim - 1)))
+    h = idx.astype(np.uint32) * np.uint32(0x9E3779B1) + k
     for mult in (0x85EBCA6B, 0xC2B2AE35):
         h ^= h >> np.uint32(16)
         h *= np.uint32(mult)
@@ -509,6 +510,7 @@ def _frames(
         "hx": hx, "hy": hy, "xr": xr, "yr": yr, "u": u, "v": v,
         "au": np.abs(u), "side": np.sign(u).astype(_F),
         "inv_img": 1.0 / px, "inv_can": 1.0 / w_can, "sin_yaw": np.sin(yaw),
+        "pix": np.arange(size * size, dtype=np.uint32).reshape(1, size, size),
         "yaw": yaw, "pitch": pitch, "cr": cr, "sr": sr, "sx": sx, "sy": sy, "sc": sc, "R": R,
     }  # fmt: skip
 
@@ -835,7 +837,7 @@ def _beard(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     gi = {k: x[idx] for k, x in g.items()}
     fw = _col(ident["face_w"][idx])
     hair = _rgb(ident["hair_rgb"][idx])
-    tex = 0.65 + 0.35 * _hash_uniform(ident["key"][idx], u.shape[1:], 0xBEA2D)
+    tex = 0.65 + 0.35 * _hash_uniform(ident["key"][idx], f["pix"], 0xBEA2D)
     my, cw = gi["mouth_v"], gi["cw"]
     jaw = _ellipse(u, v - 0.05, fw * _col(ident["jaw_w"][idx]), gi["chin_v"] - 0.05)
     top = my - 0.02 + gi["cy"] - 0.5 * np.maximum(au - 0.8 * cw, 0.0)
@@ -992,11 +994,11 @@ def _render_chunk(
     noisy = np.flatnonzero(nuis["noise"] > 0)
     if noisy.size:
         key = nuis["noise_key"][noisy] ^ np.uint32(seed & 0xFFFFFFFF)
-        shape = (size, size * 3)
-        u1 = _hash_uniform(key, shape, 0x1)
-        u2 = _hash_uniform(key, shape, 0x2)
-        gauss = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(_F(2 * np.pi) * u2)
-        img[noisy] += gauss.reshape(-1, 3, size, size) * _col(nuis["noise"][noisy])[:, None]
+        pix = np.arange(3 * size * size, dtype=np.uint32).reshape(1, 3, size, size)
+        u1 = _hash_uniform(key, pix, 0x1)
+        u2 = _hash_uniform(key, pix, 0x2)
+        gauss = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(_F(2 * np.pi) * u2)  # Box-Muller
+        img[noisy] += gauss * _col(nuis["noise"][noisy])[:, None]
     np.clip(img, 0.0, 1.0, out=img)
     return (img * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
 
