@@ -32,6 +32,7 @@ class Profile:
     n_emotionet: int = 3000  # images of the EmotioNet-format AU-only set
     n_rafdb: int = 1000  # images of the RAF-DB-format expression set
     n_pretrain_subjects: int = 40  # identities for the identity pretraining (not in any split)
+    pretrain_images_per_subject: int = 40  # images of each of those identities
     image_size: int = 48  # pixels of the rendered faces (the papers use 112-224)
     label_noise: float = (
         1.0  # scale of the annotation noise of the embedded set (1 = documented rates)
@@ -67,6 +68,7 @@ PROFILES: dict[str, Profile] = {
         n_emotionet=96,
         n_rafdb=48,
         n_pretrain_subjects=4,
+        pretrain_images_per_subject=10,
         image_size=32,
         epochs=1,
         batch_size=32,

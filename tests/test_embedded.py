@@ -191,3 +191,17 @@ def test_regenerating_removes_files_of_the_earlier_version(tmp_path):
     (stale / "999-old.txt").write_text("Neutral\n")
     generate(tmp_path, p, 0, images=False)
     assert not (stale / "999-old.txt").exists()
+
+
+def test_identity_list_round_trips_and_a_malformed_line_is_named(smoke_dir, tmp_path):
+    from affectlib.data.writers import read_identities
+
+    ids = read_identities(smoke_dir / "celeb" / "identities.txt")
+    p = profiles.get("smoke")
+    assert len(ids) == p.n_pretrain_subjects * p.pretrain_images_per_subject
+    assert ids["identity"].nunique() == p.n_pretrain_subjects
+    assert (smoke_dir / "celeb" / "images" / ids["path"].iloc[0]).exists()
+    bad = tmp_path / "identities.txt"
+    bad.write_text("path identity split\na/1.jpg 0 train\nb/2.jpg x train\n")
+    with pytest.raises(ValueError, match=r"identities.txt:3:"):
+        read_identities(bad)

@@ -134,6 +134,7 @@ class Story:
     affectnet: pd.DataFrame
     emotionet: pd.DataFrame
     rafdb: pd.DataFrame
+    celeb: pd.DataFrame
     p_au: pd.DataFrame
     n_identities: int
 
@@ -433,4 +434,29 @@ def generate_story(profile, seed: int = 0) -> Story:
         }
     )
     next_id += n
-    return Story(affwild, affectnet, emotionet, rafdb, ptab, next_id)
+
+    # ---- identity set for face-recognition pretraining (the MS-Celeb-1M stand-in): subjects of no
+    # other set, each in many images with any expression, pose and nuisance; labelled by identity only
+    k = profile.pretrain_images_per_subject
+    n = profile.n_pretrain_subjects * k
+    ident = next_id + np.repeat(np.arange(profile.n_pretrain_subjects), k)
+    hidden = rng.choice(L.N_EXPR, size=n, p=EXPR_PRIOR)
+    one = _single_images(n, hidden, p, rng)
+    celeb = pd.DataFrame(
+        {
+            "path": [
+                f"{i:05d}/{j:03d}.jpg" for i in range(profile.n_pretrain_subjects) for j in range(k)
+            ],
+            "label": ident - next_id,
+            "split": np.where(
+                np.tile(np.arange(k), profile.n_pretrain_subjects) < max(1, k // 10),
+                "validation",
+                "train",
+            ),
+            "identity": ident,
+            "true_expr": hidden,
+            **_frame_block(one["intensity"], one["pose"]),
+        }
+    )
+    next_id += profile.n_pretrain_subjects
+    return Story(affwild, affectnet, emotionet, rafdb, celeb, ptab, next_id)

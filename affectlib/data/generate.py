@@ -9,6 +9,8 @@
     DIR/affectnet/{training,validation}.csv                                     (AffectNet)
     DIR/emotionet/{training,validation}_annotations.txt                         (EmotioNet)
     DIR/rafdb/EmoLabel/list_patition_label.txt                                  (RAF-DB basic)
+    DIR/celeb/identities.txt, DIR/celeb/images/ID/NNN.jpg   identity set for face-recognition
+                                           pretraining (stands in for MS-Celeb-1M)
     DIR/truth/p_au_given_expr.csv          the generator's ground-truth p(AU | expression)
     DIR/truth/{affwild2,affectnet,emotionet,rafdb}.csv.gz   labels before noise and missingness,
                                            and the render parameters of every image
@@ -36,7 +38,7 @@ from ..results import atomic_write_text
 from . import writers
 from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 JPEG_QUALITY = (
     60,
     95,
@@ -46,6 +48,7 @@ IMAGE_FOLDERS = {  # where each data set's images go, as in the real releases
     "affectnet": "affectnet/Manually_Annotated_Images",
     "emotionet": "emotionet",
     "rafdb": "rafdb/Image/aligned",
+    "celeb": "celeb/images",
 }
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "embedded"
 # the profile fields the data set depends on (training settings do not change the data)
@@ -58,6 +61,7 @@ DATA_FIELDS = (
     "n_emotionet",
     "n_rafdb",
     "n_pretrain_subjects",
+    "pretrain_images_per_subject",
     "image_size",
     "label_noise",
 )
@@ -110,6 +114,7 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
         ("affectnet", story.affectnet, story.affectnet["path"]),
         ("emotionet", story.emotionet, "images/" + story.emotionet["path"]),
         ("rafdb", story.rafdb, story.rafdb["name"].str.replace(".jpg", "_aligned.jpg")),
+        ("celeb", story.celeb, story.celeb["path"]),
     ):
         nuis = aw_nuis if name == "affwild2" else R.sample_nuisance(len(df), rng)
         au, pose = _render_params(df)
@@ -197,6 +202,7 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
             em[em["split"] == split], out / "emotionet" / f"{name}_annotations.txt"
         )
     writers.write_rafdb(story.rafdb, out / "rafdb" / "EmoLabel" / "list_patition_label.txt")
+    writers.write_identities(story.celeb, out / "celeb" / "identities.txt")
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     atomic_write_text(truth / "p_au_given_expr.csv", story.p_au.to_csv(index_label="expression"))
@@ -205,6 +211,7 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
         ("affectnet", an),
         ("emotionet", story.emotionet),
         ("rafdb", story.rafdb),
+        ("celeb", story.celeb),
     ):
         df.to_csv(truth / f"{name}.csv.gz", index=False)
     if images:
@@ -221,6 +228,8 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
             "affectnet": len(an),
             "emotionet": len(story.emotionet),
             "rafdb": len(story.rafdb),
+            "celeb": len(story.celeb),
+            "celeb_identities": int(story.celeb["label"].nunique()),
         },
         "abaw_aus": list(L.ABAW_AUS),
     }

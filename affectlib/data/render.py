@@ -860,7 +860,8 @@ def _hair_front(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> N
     hl = _col(ident["hairline"])
     fr = _col(ident["fringe"])
     # the hair line curves down to the temples and drops into sideburns near the ears
-    line = hl + 0.45 * u * u + 3.0 * np.maximum(au - 0.78 * fw, 0.0)
+    ac = np.minimum(au, 1.02 * fw)  # beyond the cylinder the side of the head keeps the temple line
+    line = hl + 0.45 * ac * ac + 3.0 * np.maximum(ac - 0.78 * fw, 0.0)
     fringe_to = g["eye_y"] - 0.2 + _col(ident["hair_part"]) * 0.12 * u
     wf = np.maximum(1.0 - (u / (0.85 * fw)) ** 2, 0.0)
     line = line + fr * wf * np.maximum(fringe_to - line, 0.0)

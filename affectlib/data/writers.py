@@ -119,3 +119,28 @@ def write_emotionet(table: pd.DataFrame, path: str | Path) -> Path:
         codes = [str(L.EMOTIONET_NOT_CODED if v == L.AU_MISSING else int(v)) for v in vals[i]]
         lines.append("\t".join([f"http://embedded.invalid/{p}", f"images/{p}", *codes]))
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_identities(table: pd.DataFrame, path: str | Path) -> Path:
+    """Identity list of a face-recognition set: ``path identity split`` per line, space separated,
+    with a header line (the embedded stand-in for MS-Celeb-1M; read by :func:`read_identities`)."""
+    lines = ["path identity split"]
+    lines += [f"{r.path} {int(r.label)} {r.split}" for r in table.itertuples(index=False)]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_identities(path: str | Path) -> pd.DataFrame:
+    """The identity list written by :func:`write_identities`; a malformed line is an error naming it."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split() != ["path", "identity", "split"]:
+        raise ValueError(f"{path}:1: header: expected 'path identity split'")
+    rows = []
+    for i, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        f = line.split()
+        if len(f) != 3 or not f[1].isdigit() or f[2] not in ("train", "validation"):
+            raise ValueError(f"{path}:{i}: expected 'PATH IDENTITY train|validation', got {line!r}")
+        rows.append((f[0], int(f[1]), f[2]))
+    return pd.DataFrame(rows, columns=["path", "identity", "split"])
