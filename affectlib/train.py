@@ -1,36 +1,38 @@
-"""The one training loop: ``fit`` trains any method of :mod:`affectlib.methods`; ``run`` sets it up.
+"""The one training loop: :func:`fit` trains any method of :mod:`affectlib.methods`; :func:`run`
+sets it up from a profile.
 
 ``run(method, profile, out)`` builds the data (the embedded set by default), the model and the
-training configuration from a profile and calls :func:`fit`, which writes into ``out``:
+training configuration and calls :func:`fit`, which writes into ``out``:
 
-- ``config.json``         the resolved configuration (also printed), compared on resume;
-- ``checkpoint.pt``       model, optimiser, method state, loader position, every RNG state, epoch
-                          and step, the per-epoch metrics so far — written atomically (temporary
-                          file + ``os.replace``) every ``checkpoint_every`` steps and per epoch;
+- ``config.json``          the resolved configuration (also printed), compared on resume;
+- ``checkpoint.pt``        model, optimiser, method state, loader position, the RNG states, epoch
+                           and step, the per-epoch metrics so far — written atomically (temporary
+                           file + ``os.replace``) every ``checkpoint_every`` steps and per epoch;
 - ``metrics.csv`` / ``.md`` one row per epoch: mean training losses and validation scores;
-- ``metrics.json``        the final validation ``expr_f1``, ``au_f1``, ``va``, ``overall``
-                          (SS-MFAR Eq. 10) with the epoch and step they were measured at;
-- ``predictions_val.npz`` validation labels (ABAW markers kept) and predictions: expression and
-                          AU probabilities, VA — for confusion matrices, per-AU F1, VA scatter;
-- ``provenance.json``     commit, device, package versions, wall time, throughput.
+- ``metrics.json``         the final validation ``expr_f1``, ``au_f1``, ``va``, ``overall``
+                           (SS-MFAR Eq. 10) and the epoch and step they were measured at;
+- ``predictions_val.npz``  validation labels (ABAW markers kept) and predictions: expression and
+                           AU probabilities, VA — for confusion matrices, per-AU F1, VA scatter;
+- ``provenance.json``      commit, device, package versions, wall time, throughput.
 
-Determinism and resume. One seed fixes the initialisation (torch's global generator, seeded
-before the model is built), the data order (the loader's sampler) and the augmentation (a
-dedicated generator). On CPU the loop turns on ``torch.use_deterministic_algorithms``, so two runs
-with one seed write identical metrics. Rerunning a command whose process was killed at any moment
-continues from ``checkpoint.pt``: weights, Adam moments, method state, the loader's position inside
-the epoch, the python / numpy / torch / augmentation generator states and the partial epoch sums
-are restored, so the run ends with exactly the metrics of an uninterrupted one. A checkpoint from
-another configuration is refused with the differing keys named.
+Determinism and resume. One seed fixes the initialisation (the global generators, seeded before
+the model is built), the data order (the sampler draws from ``(seed, epoch)``) and the
+augmentation (a generator drawn afresh from ``(seed, rank, step)`` at every step). On CPU the loop
+turns on ``torch.use_deterministic_algorithms``, so two runs with one seed write identical
+metrics. Rerunning a command whose process was killed at any moment continues from
+``checkpoint.pt``: weights, Adam moments, method state, the loader's position inside the epoch,
+the python / numpy / torch generator states (dropout) and the partial epoch sums are restored, so
+the run ends with exactly the metrics of an uninterrupted one. A checkpoint written under another
+configuration is refused, with the differing keys named.
 
 Devices. CPU: torch uses every core (shared among the processes of a multi-process run). CUDA:
-bf16 autocast, channels-last images and weights, pinned host memory with non-blocking copies.
-Under ``torchrun`` (``WORLD_SIZE`` > 1) the same entry point trains with DistributedDataParallel
-(NCCL on CUDA, gloo on CPU); each process reads its share of every epoch's permutation, rank 0
-validates and writes.
+bf16 autocast, channels-last images and weights, pinned host memory and non-blocking copies,
+augmentation on the GPU. Under ``torchrun`` (``WORLD_SIZE`` > 1) the same entry point trains with
+DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process takes its share of every epoch's
+permutation and ``batch_size / world_size`` images per step; rank 0 validates and writes.
 
 A non-finite loss stops the run with :class:`NonFiniteLoss` naming the step and the loss terms,
-before the step is applied; the last good checkpoint stays as it was.
+before that step is applied; the last good checkpoint stays as it was.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +58,31 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from affectlib import metrics, models
+from affectlib import methods, metrics, models
+from affectlib.data import augment as augment_module
 from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
 from affectlib.methods import MethodSpec, StepContext
-from affectlib.results import ResultsWriter, atomic_write_bytes, atomic_write_text
+from affectlib.results import (
+    ResultsWriter,
+    atomic_write_bytes,
+    atomic_write_text,
+    fingerprint_table,
+)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
+# keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
+MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden")
+TRAIN_EXTRA = ("deterministic",)
+# the stem stride of ``small_input`` models unless ``extra`` names one: stride 1 costs 3-4x the
+# time of stride 2 on CPU (models.ModelConfig.stem_stride)
+DEFAULT_STEM_STRIDE = 2
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss of ``step`` (1-based, over the run) was NaN or infinite; ``terms`` holds the value of
-    every logged loss term at that step."""
+    """The loss of ``step`` (1-based, over the run) was NaN or infinite; ``terms`` holds every
+    logged loss term at that step."""
 
     def __init__(self, step: int, terms: Mapping[str, float]) -> None:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
@@ -88,13 +103,13 @@ class ConfigMismatch(ValueError):
 class TrainConfig:
     """Settings of :func:`fit`; :meth:`from_profile` reads them from a profile.
 
-    epochs, lr_backbone, lr_heads: Adam with 1e-3 for the backbone and 1e-2 for the heads, a
-        constant rate (SS-MFAR §3.2).
-    seed:             the augmentation generator's seed (data order and initialisation are fixed
-                      by the caller from the same seed, see :func:`run`).
+    epochs, lr_backbone, lr_heads: Adam, 1e-3 for the backbone and 1e-2 for the heads, constant
+                      (SS-MFAR §3.2).
+    seed:             seeds the augmentation (data order and initialisation are seeded by the
+                      caller from the same seed, see :func:`run`).
     device:           "cpu", "cuda" or "cuda:N" (under torchrun each process takes its local rank).
     checkpoint_every: optimiser steps between checkpoints; one is also written after each epoch.
-    deterministic:    deterministic algorithms (always on CPU; on CUDA at some cost of speed).
+    deterministic:    deterministic algorithms (default on CPU; on CUDA it costs speed).
     progress:         progress bars and the printed configuration (rank 0 only).
     """
 
@@ -128,41 +143,47 @@ class TrainConfig:
         }
         return cls(**{**fields, **overrides})
 
+    def record(self) -> dict[str, Any]:
+        """The fields that decide the result (``progress`` does not)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+
 
 @dataclass
 class TrainData:
     """What :func:`fit` trains and validates on.
 
     train: loader of training batches (the batch dict of the data contract) with ``__len__``,
-        ``set_epoch(epoch)`` and ``state_dict()`` / ``load_state_dict()`` (epoch and position, so
-        a restored loader yields exactly the remaining batches of its epoch).
+        ``set_epoch(epoch)``, ``state_dict()`` / ``load_state_dict()`` (epoch and position: a
+        restored loader yields exactly the remaining batches of its epoch), e.g.
+        :class:`affectlib.data.datasets.BatchLoader`.
     val:   loader of validation batches, fixed order, no augmentation.
     train_table: the training split's annotation table (methods count their class weights on it).
-    augment: object with ``weak(images, generator)`` and ``strong(images, generator)`` on uint8
-        image batches.
+    augment: provides ``weak(images, generator)`` / ``strong(images, generator)`` returning a view
+        with ``.images`` and ``.flipped`` (default :mod:`affectlib.data.augment`).
+    source: where the data came from (root folder, format, fingerprints), for provenance.
     """
 
     train: Any
     val: Any
     train_table: pd.DataFrame
-    augment: Any
+    augment: Any = augment_module
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
 class FitResult:
-    """metrics: final validation scores; history: one row per epoch; predictions: validation
-    labels and predictions (see :func:`predict`); ``resumed_at``: the step a resumed run started
-    from (0 for a fresh run). On ranks other than 0 of a multi-process run only ``out_dir`` and
-    ``resumed_at`` are set."""
+    """metrics: the final validation scores; history: one row per epoch; predictions: validation
+    labels and predictions (:func:`predict`); ``resumed_at``: the step this call started from (0
+    for a fresh run). On ranks other than 0 only ``out_dir`` and ``resumed_at`` are set."""
 
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
     history: pd.DataFrame
     predictions: dict[str, np.ndarray]
     out_dir: Path
     resumed_at: int = 0
 
 
-# --- distributed and device set-up ----------------------------------------------------------------
+# --- processes and devices ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dist:
     rank: int = 0
@@ -182,15 +203,16 @@ def dist_from_env() -> Dist:
     )
 
 
-def _init_distributed(d: Dist, device: torch.device) -> bool:
-    """Join the process group when running under torchrun; True when this call created it."""
+def _init_distributed(d: Dist, device_name: str) -> bool:
+    """Join the process group under torchrun; True when this call created it."""
     if d.world == 1 or dist.is_initialized():
         return False
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend="nccl" if device_name.startswith("cuda") else "gloo")
     return True
 
 
 def resolve_device(name: str, d: Dist) -> torch.device:
+    """``name`` as a device; "cuda" becomes this process's GPU (its local rank)."""
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -205,14 +227,14 @@ def resolve_device(name: str, d: Dist) -> torch.device:
 
 def _configure_runtime(device: torch.device, deterministic: bool) -> None:
     if device.type == "cpu":
-        # processes of one machine share its cores
+        # the processes of one machine share its cores
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     else:
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
         if deterministic:
-            # cuBLAS reads this when its first handle is created: deterministic GEMM workspaces
+            # read when cuBLAS creates its first handle: deterministic GEMM workspaces
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
@@ -224,27 +246,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --- RNG states (checkpointed per process) ---------------------------------------------------------
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+# --- RNG states (one per process in the checkpoint) -----------------------------------------------
+def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        # numpy's key array as a tensor: the checkpoint then loads with weights_only=True
+        # numpy's key array as a tensor, so that the checkpoint loads with weights_only=True
         "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
         "torch": torch.get_rng_state(),
-        "augment": gen.get_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any], gen: torch.Generator) -> None:
+def _set_rng_state(state: Mapping[str, Any]) -> None:
     random.setstate(state["python"])
     name, key, *rest = state["numpy"]
     np.random.set_state((name, key.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
-    gen.set_state(state["augment"])
     if "cuda" in state:
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -262,7 +282,7 @@ def _gather(obj: Any, d: Dist) -> list[Any]:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())  # temporary file, fsync, os.replace
 
 
 def _to_cpu(x: Any) -> Any:
@@ -270,6 +290,8 @@ def _to_cpu(x: Any) -> Any:
         return x.detach().cpu()
     if isinstance(x, dict):
         return {k: _to_cpu(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(_to_cpu(v) for v in x)
     return x
 
 
@@ -278,7 +300,7 @@ def _to_device(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _json_normal(record: Mapping[str, Any]) -> dict[str, Any]:
-    # the JSON round trip makes tuples lists and keys strings, as config.json holds them
+    # the JSON round trip turns tuples into lists and keys into strings, as config.json holds them
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 
@@ -293,28 +315,34 @@ def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[
     return out
 
 
-def load_checkpoint(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Read ``path`` (weights_only) and check it was written under ``record``; raise
-    :class:`ConfigMismatch` naming each differing key otherwise."""
+def load_checkpoint(path: str | Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Read the checkpoint at ``path`` (``weights_only``) after checking it was written under
+    ``record``; :class:`ConfigMismatch` names each differing key otherwise."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ConfigMismatch(
-            f"{path}: checkpoint format {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}"
-        )
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
+        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigMismatch(f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_VERSION}")
     differences = _diff(ckpt["config"], _json_normal(record))
     if differences:
         raise ConfigMismatch(
-            f"{path} was written by another configuration; resume refused. Differences: "
+            f"{path} was written under another configuration; resume refused. Differences: "
             + "; ".join(differences)
-            + ". Use another --out folder, or delete the checkpoint to start over."
+            + ". Use another output folder, or delete the checkpoint to start over."
         )
     return ckpt
 
 
 # --- validation -----------------------------------------------------------------------------------
+def _au_mask(batch: Mapping[str, Tensor]) -> Tensor:
+    """Per-entry AU mask (B, n_au): ``au_mask`` when the batch has it, else ``has_au`` broadcast."""
+    if "au_mask" in batch:
+        return batch["au_mask"]
+    return batch["has_au"][:, None].expand_as(batch["au"])
+
+
 @torch.no_grad()
 def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndarray]:
-    """Run ``model`` (eval mode) over ``loader``; labels back in the ABAW markers.
+    """Run ``model`` in eval mode over ``loader``; labels come back with the ABAW markers.
 
     Returns ``index`` (N,) table rows, ``expr_true`` (N,) with -1, ``au_true`` (N, n_au) with -1,
     ``va_true`` (N, 2) with -5, ``expr_prob`` (N, n_expr) softmax, ``au_prob`` (N, n_au) sigmoid,
@@ -323,18 +351,16 @@ def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndar
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
-    amp = _autocast(device)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with amp:
+        with _autocast(device):
             out = model(images)
-        has_au = batch["has_au"] if batch["has_au"].ndim == 2 else batch["has_au"][:, None]
         rows = {
             "index": batch["index"],
             "expr_true": torch.where(batch["has_expr"], batch["expr"], EXPR_MISSING),
-            "au_true": torch.where(has_au, batch["au"], AU_MISSING).long(),
+            "au_true": torch.where(_au_mask(batch), batch["au"].long(), AU_MISSING),
             "va_true": torch.where(batch["has_va"][:, None], batch["va"], VA_MISSING),
             "expr_prob": out["expr"].float().softmax(dim=1),
             "au_prob": out["au"].float().sigmoid(),
@@ -349,7 +375,7 @@ def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndar
 
 
 def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """P_MTL of SS-MFAR Eq. 10 from :func:`predict`'s output: expression = argmax, AU = sigmoid >
+    """P_MTL, SS-MFAR Eq. 10, of :func:`predict`'s output: expression = argmax, AU = sigmoid >
     0.5, VA as predicted; each task over its labelled rows (:func:`metrics.p_mtl`)."""
     return metrics.p_mtl(
         pred["expr_true"],
@@ -363,46 +389,71 @@ def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 # --- the loop ---------------------------------------------------------------------------------------
 def _autocast(device: torch.device):
-    # bf16 keeps float32's exponent range: no loss scaling needed
+    # bf16 keeps float32's exponent range: no loss scaling is needed
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
 
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
-    """Learning rate of each parameter group at each step, (total_steps, 2): backbone, heads.
+    """Learning rate of each parameter group (backbone, heads) at each step: (total_steps, 2).
 
-    Constant, as SS-MFAR §3.2 states no schedule; computed up front so a schedule is one line."""
+    Constant, as SS-MFAR §3.2 gives no schedule; computed up front so that a schedule is a change
+    of this function only."""
     return np.tile([cfg.lr_backbone, cfg.lr_heads], (total_steps, 1))
 
 
-def _to_device_batch(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+def _batch_to(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     if device.type == "cpu":
         return dict(batch)
-    # pinned host memory lets the copy overlap with compute
-    return {
-        k: (v if v.is_pinned() else v.pin_memory()).to(device, non_blocking=True)
-        for k, v in batch.items()
-    }
+    # a copy from pinned memory is asynchronous: it overlaps with the previous step's kernels
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def _views(
-    batch: dict[str, Tensor], method: MethodSpec, augment, gen: torch.Generator
+def _add_views(
+    batch: dict[str, Tensor], method: MethodSpec, augment, seed: int, rank: int, step: int
 ) -> dict[str, Tensor]:
-    for name in method.views:  # order fixed by the method: the generator's draws are reproducible
+    """``batch[name]`` for each view of the method, and ``batch[name + "_flipped"]`` (B,).
+
+    The generator is drawn from (seed, rank, step): a resumed run redraws the same views without
+    any generator state in the checkpoint."""
+    gen = augment_module.seeded_generator(seed, rank, step)
+    for name in method.views:  # a fixed order, so the draws are reproducible
         view = getattr(augment, name)(batch["image"], gen)
-        if view.device.type == "cuda":
-            view = view.contiguous(memory_format=torch.channels_last)
-        batch[name] = view
+        images = view.images
+        if images.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        batch[name], batch[f"{name}_flipped"] = images, view.flipped
     return batch
+
+
+def _scalars(loss: Tensor, logs: Mapping[str, Any]) -> dict[str, float]:
+    """The loss and the logged terms as floats, with one device synchronisation."""
+    terms = [torch.as_tensor(v, dtype=torch.float32, device=loss.device) for v in logs.values()]
+    values = torch.stack([loss.detach().float(), *(t.detach().reshape(()) for t in terms)])
+    return dict(zip(["loss", *logs], values.tolist(), strict=True))
+
+
+def _epoch_means(sums: Mapping[str, float], d: Dist, device: torch.device) -> dict[str, float]:
+    """Per-epoch means of the logged terms, pooled over the processes."""
+    names = sorted(k for k in sums if k != "n")
+    totals = [sums.get("n", 0.0), *(sums[k] for k in names)]
+    if d.world > 1:
+        t = torch.tensor(totals, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        totals = t.tolist()
+    n, *totals = totals
+    return {
+        f"train_{k}": (v / n if n else float("nan")) for k, v in zip(names, totals, strict=True)
+    }
 
 
 def _write_outputs(
     out: Path,
     writer: ResultsWriter,
-    history: list[dict[str, float]],
-    pred: Mapping[str, np.ndarray] | None,
-    final: Mapping[str, Any] | None,
+    history: list[dict[str, Any]],
+    pred: Mapping[str, np.ndarray] | None = None,
+    final: Mapping[str, Any] | None = None,
 ) -> None:
     writer.table(pd.DataFrame(history), "metrics", caption="Per-epoch training and validation")
     if pred is not None:
@@ -421,30 +472,28 @@ def fit(
     out_dir: str | Path,
     record: Mapping[str, Any] | None = None,
 ) -> FitResult:
-    """Train ``model`` with ``method`` on ``data`` under ``cfg``; write into ``out_dir``.
+    """Train ``model`` with ``method`` on ``data`` under ``cfg``, writing into ``out_dir``.
 
-    Resumes from ``out_dir/checkpoint.pt`` when it exists. ``record`` is the resolved
-    configuration saved in ``config.json`` and in the checkpoint, and compared on resume (default:
-    ``cfg`` and the method's name). Options of the method come from ``record["options"]`` (its
-    defaults when absent). Returns the final validation scores, the per-epoch history and the
-    validation predictions.
+    Continues from ``out_dir/checkpoint.pt`` when there is one (a finished run only rewrites its
+    outputs). ``record`` is the resolved configuration: saved as ``config.json`` and in the
+    checkpoint, and compared on resume (default: ``cfg``, the method and its default options); the
+    method's options are ``record["options"]``. The caller seeds the initialisation
+    (:func:`seed_everything`) before building ``model``. Deterministic algorithms are switched on
+    for the duration of the call only.
     """
     out = Path(out_dir)
     d = dist_from_env()
+    created_group = _init_distributed(d, cfg.device)
     device = resolve_device(cfg.device, d)
-    created_group = _init_distributed(d, device)
-    previous_determinism = torch.are_deterministic_algorithms_enabled()
+    previous = torch.are_deterministic_algorithms_enabled()
     _configure_runtime(device, cfg.deterministic)
-    record = _json_normal(
-        record
-        if record is not None
-        else {"method": method.name, "train": dataclasses.asdict(cfg), "world_size": d.world}
-    )
-    options = dict(record.get("options", method.options))
+    if record is None:
+        record = {"method": method.name, "options": dict(method.options), "train": cfg.record()}
+    record = _json_normal({**record, "world_size": d.world})
     try:
-        return _fit(model, method, data, cfg, out, record, options, d, device)
+        return _fit(model, method, data, cfg, out, record, d, device)
     finally:
-        torch.use_deterministic_algorithms(previous_determinism)
+        torch.use_deterministic_algorithms(previous)
         if created_group:
             dist.destroy_process_group()
 
@@ -456,26 +505,23 @@ def _fit(
     cfg: TrainConfig,
     out: Path,
     record: dict[str, Any],
-    options: dict[str, Any],
     d: Dist,
     device: torch.device,
 ) -> FitResult:
     t_start = time.perf_counter()
+    options = dict(record.get("options", method.options))
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(models.param_groups(model, cfg.lr_backbone, cfg.lr_heads))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + d.rank)
     steps_per_epoch = len(data.train)
     if steps_per_epoch == 0:
-        raise ValueError("the training loader yields no batch: fewer images than one batch?")
+        raise ValueError("the training loader yields no batch (fewer images than one batch?)")
     schedule = lr_schedule(cfg, cfg.epochs * steps_per_epoch)
-    writer = ResultsWriter(out.parent, out.name, profile=record, seeds=[cfg.seed]) if d.main else None
-
-    # --- state: fresh or from the checkpoint ---
     ckpt_path = out / CHECKPOINT
-    epochs_done, step, history = 0, 0, []
-    loader_state, sums = None, {}
+
+    # state: from the checkpoint, or fresh
+    epochs_done, step, history, loader_state, sums = 0, 0, [], None, {}
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, record)
         model.load_state_dict(ckpt["model"])
@@ -483,63 +529,66 @@ def _fit(
         state = _to_device(ckpt["method_state"], device)
         epochs_done, step, history = ckpt["epochs_done"], ckpt["step"], ckpt["history"]
         loader_state = ckpt["loader"]
-        if len(ckpt["per_process"]) != d.world:
-            raise ConfigMismatch(f"{ckpt_path}: written by {len(ckpt['per_process'])} processes")
         mine = ckpt["per_process"][d.rank]
-        _set_rng_state(mine["rng"], gen)
-        sums = mine["sums"]
+        _set_rng_state(mine["rng"])
+        sums = dict(mine["sums"])
     else:
         state = _to_device(method.init_state(data.train_table, options), device)
     resumed_at = step
+    writer = None
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
+        writer = ResultsWriter(
+            out.parent,
+            out.name,
+            profile=record,
+            seeds=[cfg.seed],
+            data_fingerprint=data.source.get("labels"),
+            data_root=data.source.get("root"),
+        )
         atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n")
         if cfg.progress:
-            where = f"resuming at step {step}" if step else "starting"
-            print(f"train {method.name} -> {out} ({where}): {json.dumps(record)}")
+            where = f"resuming at step {step}" if step else "from scratch"
+            print(f"train {method.name} -> {out} ({where}); config: {json.dumps(record)}")
     net = model
     if d.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def checkpoint(loader_pos: dict | None) -> None:
-        per_process = _gather({"rng": _rng_state(gen), "sums": dict(sums)}, d)  # collective
-        if not d.main:
-            return
-        _atomic_torch_save(
-            {
-                "version": CHECKPOINT_VERSION,
-                "config": record,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "method_state": _to_cpu(state),
-                "epochs_done": epochs_done,
-                "step": step,
-                "loader": loader_pos,
-                "history": history,
-                "per_process": _to_cpu(per_process),
-            },
-            ckpt_path,
-        )
+    def checkpoint(loader_position: dict | None) -> None:
+        per_process = _gather({"rng": _rng_state(), "sums": dict(sums)}, d)  # collective
+        if d.main:
+            _atomic_torch_save(
+                {
+                    "version": CHECKPOINT_VERSION,
+                    "config": record,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "method_state": _to_cpu(state),
+                    "epochs_done": epochs_done,
+                    "step": step,
+                    "loader": loader_position,
+                    "history": history,
+                    "per_process": _to_cpu(per_process),
+                },
+                ckpt_path,
+            )
 
-    pred = None
-    images_seen, t_train = 0, 0.0
+    pred, images_seen, t_train = None, 0, 0.0
     for epoch in range(epochs_done, cfg.epochs):
-        ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
         if loader_state is not None:  # resuming inside this epoch
             data.train.load_state_dict(loader_state)
             loader_state = None
         else:
             data.train.set_epoch(epoch)
             sums = {}
+        ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
         if method.on_epoch_start is not None:
             method.on_epoch_start(state, ctx)
         net.train()
-        done_before = step - epoch * steps_per_epoch
         bar = tqdm(
             data.train,
             total=steps_per_epoch,
-            initial=done_before,
+            initial=step - epoch * steps_per_epoch,
             desc=f"{method.name} epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
             disable=not (cfg.progress and d.main),
@@ -547,14 +596,15 @@ def _fit(
         )
         t0 = time.perf_counter()
         for batch in bar:
-            # data: to the device, augmented views
-            batch = _views(_to_device_batch(batch, device), method, data.augment, gen)
+            # data: to the device, then the method's augmented views
+            batch = _add_views(
+                _batch_to(batch, device), method, data.augment, cfg.seed, d.rank, step
+            )
             ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
-            # forward + loss
+            # forward and loss
             with _autocast(device):
                 loss, logs = method.loss(net, batch, state, ctx)
-            values = dict(zip(["loss", *logs], torch.stack([loss.detach(), *logs.values()])
-                          .float().tolist(), strict=True))  # one device sync per step
+            values = _scalars(loss, logs)
             if not all(math.isfinite(v) for v in values.values()):
                 raise NonFiniteLoss(step + 1, values)
             # backward
@@ -576,23 +626,23 @@ def _fit(
         bar.close()
         t_train += time.perf_counter() - t0
 
-        # end of epoch: hook, mean losses over every process, validation, checkpoint
+        # end of epoch: hook, mean losses over the processes, validation, checkpoint, CSV
         if method.on_epoch_end is not None:
             method.on_epoch_end(state, StepContext(epoch + 1, step, cfg.epochs, device, options))
-        epoch_means = _reduce_means(sums, d, device)
+        means = _epoch_means(sums, d, device)
         epochs_done = epoch + 1
         if d.main:
             pred = predict(model, data.val, device)
-            history.append({"epoch": epochs_done, "step": step, **epoch_means, **score(pred)})
+            history.append({"epoch": epochs_done, "step": step, **means, **score(pred)})
         checkpoint(None)
         if d.main:
-            _write_outputs(out, writer, history, None, None)
+            _write_outputs(out, writer, history)
         if d.world > 1:
-            dist.barrier()
+            dist.barrier()  # the others wait while rank 0 validates
 
     if not d.main:
         return FitResult({}, pd.DataFrame(), {}, out, resumed_at)
-    if pred is None:  # the checkpoint was already complete: the outputs are rebuilt from it
+    if pred is None:  # the checkpoint held a finished run: rebuild its outputs
         pred = predict(model, data.val, device)
     final = {k: history[-1][k] for k in SCORES}
     final.update(epoch=history[-1]["epoch"], step=history[-1]["step"], method=method.name)
@@ -605,14 +655,161 @@ def _fit(
     return FitResult(final, pd.DataFrame(history), pred, out, resumed_at)
 
 
-def _reduce_means(sums: Mapping[str, float], d: Dist, device: torch.device) -> dict[str, float]:
-    """Per-epoch means of the logged terms, pooled over the processes."""
-    names = sorted(k for k in sums if k != "n")
-    if d.world > 1:
-        t = torch.tensor([sums.get("n", 0.0), *(sums[k] for k in names)], dtype=torch.float64)
-        t = t.to(device if device.type == "cuda" else "cpu")
-        dist.all_reduce(t)
-        n, *totals = t.tolist()
-    else:
-        n, totals = sums.get("n", 0.0), [sums[k] for k in names]
-    return {f"train_{k}": (v / n if n else float("nan")) for k, v in zip(names, totals, strict=True)}
+# --- set-up from a profile --------------------------------------------------------------------------
+SAMPLERS = ("random", "class-balanced", "class-balanced+unlabelled")
+
+
+def _sampler(kind: str, train: pd.DataFrame, seed: int, d: Dist):
+    from affectlib.data import datasets
+
+    if kind == "random":
+        return datasets.RandomSampler(len(train), seed, d.rank, d.world)
+    if kind in ("class-balanced", "class-balanced+unlabelled"):
+        return datasets.ClassBalancedSampler(
+            train["expr"].to_numpy(), seed, kind.endswith("+unlabelled"), d.rank, d.world
+        )
+    raise ValueError(f"unknown sampler {kind!r}; known: {', '.join(SAMPLERS)}")
+
+
+def build_data(
+    profile,
+    seed: int,
+    *,
+    sampler: str = "random",
+    data_root: str | Path | None = None,
+    format: str = "abaw-mtl",
+    data_seed: int = 0,
+    progress: bool = True,
+) -> tuple[TrainData, dict[str, Any]]:
+    """Training and validation loaders of a data set, and a record of what was loaded (format,
+    sampler, row counts, label and image fingerprints: what a resumed run must find again).
+
+    ``data_root`` None: the embedded set of ``profile`` and ``data_seed``
+    (:func:`affectlib.data.generate.ensure`). The annotation files of ``format`` are read with
+    :func:`affectlib.data.study.load_dataset` (rejected rows are reported, not used); the
+    ``split`` column decides train / validation. Images are decoded once into the uint8 cache at
+    ``profile.image_size``. Under torchrun each process loads ``batch_size / world_size`` images
+    per step from its share of the permutation; rank 0 prepares the data first.
+    """
+    from affectlib.data import datasets, generate, study
+    from affectlib.data.cache import ImageCache
+
+    d = dist_from_env()
+    if profile.batch_size % d.world:
+        raise ValueError(f"batch_size {profile.batch_size} is not divisible by {d.world} processes")
+    if d.world > 1 and not d.main:
+        dist.barrier()  # rank 0 generates and caches first; the others then open its files
+    root = Path(data_root) if data_root else generate.ensure(profile, data_seed)
+    loaded = study.load_dataset(root, format)
+    if loaded.errors:
+        warnings.warn(
+            f"{root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and left "
+            f"out, e.g. {loaded.errors[0]}; `python -m affectlib audit` lists them all",
+            stacklevel=2,
+        )
+    table = loaded.table
+    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
+    for s, part in parts.items():
+        if part.empty:
+            found = ", ".join(sorted(table["split"].unique())) or "none"
+            raise ValueError(f"{root} ({format}) has no {s!r} rows; splits found: {found}")
+    images = study.image_root(root, format)
+    show = progress and d.main
+    caches = {
+        s: ImageCache.build(part, images, size=profile.image_size, progress=show)
+        for s, part in parts.items()
+    }
+    if d.world > 1 and d.main:
+        dist.barrier()
+    train, val = parts["train"], parts["validation"]
+    per_process = profile.batch_size // d.world
+    record = {
+        "format": format,
+        "data_seed": data_seed if data_root is None else None,
+        "sampler": sampler,
+        "train_rows": len(train),
+        "val_rows": len(val),
+        "labels": fingerprint_table(table),
+        "images": {s: c.fingerprint[:16] for s, c in caches.items()},
+    }
+    data = TrainData(
+        train=datasets.BatchLoader(
+            train, caches["train"], _sampler(sampler, train, seed, d), per_process, drop_last=True
+        ),
+        val=datasets.BatchLoader(
+            val, caches["validation"], datasets.SequentialSampler(len(val)), profile.batch_size
+        ),
+        train_table=train,
+        source={"root": str(root), **record},
+    )
+    return data, record
+
+
+def _split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+    """A profile's ``extra`` as (model overrides, loop overrides, method options)."""
+    model_over = {k: v for k, v in extra.items() if k in MODEL_EXTRA}
+    train_over = {k: v for k, v in extra.items() if k in TRAIN_EXTRA}
+    rest = {k: v for k, v in extra.items() if k not in MODEL_EXTRA + TRAIN_EXTRA}
+    try:
+        options = methods.resolve_options(spec, rest)
+    except KeyError as e:
+        known = ", ".join(MODEL_EXTRA + TRAIN_EXTRA)
+        raise KeyError(f"{e.args[0]}; model and loop settings: {known}") from None
+    return model_over, train_over, options
+
+
+def run(
+    method: str,
+    profile,
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    data_root: str | Path | None = None,
+    format: str = "abaw-mtl",
+    data_seed: int = 0,
+    progress: bool = True,
+) -> FitResult:
+    """Train the registered ``method`` under ``profile`` with ``seed``; outputs in ``out_dir``.
+
+    The model is ``profile.backbone`` (``small_input``, local ``weights``); ``profile.extra`` may
+    set ``stem_stride`` / ``dropout`` / ``head_hidden`` (model), ``deterministic`` (loop) and the
+    method's options. Rerunning the same call after an interruption resumes (see :func:`fit`).
+    """
+    spec = methods.get(method)
+    model_over, train_over, options = _split_extra(spec, profile.extra)
+    cfg = TrainConfig.from_profile(profile, seed, progress=progress, **train_over)
+    d = dist_from_env()
+    created_group = _init_distributed(d, cfg.device)
+    try:
+        data, data_record = build_data(
+            profile,
+            seed,
+            sampler=options.get("sampler", "random"),
+            data_root=data_root,
+            format=format,
+            data_seed=data_seed,
+            progress=progress,
+        )
+        model_cfg = models.ModelConfig(
+            backbone=profile.backbone,
+            small_input=profile.small_input,
+            weights=profile.weights,
+            **{"stem_stride": DEFAULT_STEM_STRIDE, **model_over},
+        )
+        seed_everything(seed)  # the initialisation
+        model = models.build_model(model_cfg)
+        record = {
+            "method": spec.name,
+            "options": options,
+            "seed": seed,
+            "profile": profile.name,
+            "image_size": profile.image_size,
+            "batch_size": profile.batch_size,
+            "model": dataclasses.asdict(model_cfg),
+            "train": cfg.record(),
+            "data": data_record,
+        }
+        return fit(model, spec, data, cfg, out_dir, record)
+    finally:
+        if created_group:
+            dist.destroy_process_group()

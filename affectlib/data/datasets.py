@@ -95,9 +95,7 @@ class TaskLabels:
         return len(self.expr)
 
     @classmethod
-    def from_table(
-        cls, table: pd.DataFrame, au_columns: Sequence[str] | None = None
-    ) -> TaskLabels:
+    def from_table(cls, table: pd.DataFrame, au_columns: Sequence[str] | None = None) -> TaskLabels:
         """Arrays of ``table``'s labels; ``au_columns`` picks AU columns (default: all, table order).
 
         Checks every value: expr in -1..7, AUs in {-1, 0, 1}, VA in [-1, 1] or -5, valence and

@@ -29,15 +29,22 @@ Coordinates: the image spans [-1, 1] in x (left to right) and y (top to bottom).
 "canonical" coordinates (u, v) of a frontal face of half-width ~0.7; every pixel is mapped back into
 them (crop jitter, then roll, then an inverse cylinder for yaw and pitch), so each feature is an
 anti-aliased signed-distance shape evaluated on a per-batch coordinate grid and composited with alpha.
-Bilateral features are evaluated once on |u|. Everything is numpy float32, vectorised over a chunk of
-faces; the only Python loops run over shape primitives, blur taps and chunks.
+Bilateral features are evaluated once on |u|. Everything is numpy float32, vectorised over a batch of
+faces; the only Python loops run over shape primitives, blur taps and batches. For speed, faces of
+similar pose share a batch and each feature group is evaluated only in the window of rows and columns
+that can hold it (the canonical box mapped forward through the pose), which changes no pixel.
+
+The pose model is a cylinder: it looks right for |yaw| <= 60 and |pitch|, |roll| <= 30 degrees;
+larger angles render but look increasingly artificial (angles beyond 90 are rejected).
 
 Determinism: ``render`` is a pure function of its inputs: the same arrays and ``seed`` give the same
-bytes. Sensor noise comes from a counter-based hash of (seed, the face's ``noise_key``, pixel), so a
-face's noise does not depend on which other faces share its chunk.
+bytes, and a face's pixels do not depend on the other faces rendered with it (nor on ``chunk``).
+Sensor noise comes from a counter-based hash of (seed, the face's ``noise_key``, pixel).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -400,7 +407,7 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     g["eye_dx"] = i["eye_dx"]
     g["eye_w"] = i["eye_w"]
     g["hu"] = i["eye_h"] * (
-        1 + 0.85 * a[5] - 0.35 * a[7] - 0.25 * a[4] - 0.12 * a[6] - 0.15 * a[9]
+        1 + 1.0 * a[5] - 0.35 * a[7] - 0.25 * a[4] - 0.12 * a[6] - 0.15 * a[9]
     ).clip(0.15)
     g["hl"] = (0.8 * i["eye_h"]) * (
         1 + 0.1 * a[5] - 0.55 * a[6] - 0.7 * a[7] - 0.15 * a[12] - 0.2 * a[9]
@@ -436,27 +443,27 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     mw = i["mouth_w"]
     g["mouth_v"] = i["mouth_v"]
     g["cw"] = mw * (
-        1 + 0.22 * a[12] + 0.28 * a[20] - 0.13 * a[23] - 0.05 * a[24] - 0.07 * a[26] + 0.04 * a[15]
+        1 + 0.22 * a[12] + 0.34 * a[20] - 0.2 * a[23] - 0.08 * a[24] - 0.07 * a[26] + 0.06 * a[15]
     )
     flat = 1 - 0.6 * a[24]  # AU24 presses the lips into a straight line
-    g["cy"] = (-0.07 * a[12] + 0.055 * a[15] + 0.012 * a[20] + 0.012 * a[17]) * flat
+    g["cy"] = (-0.07 * a[12] + 0.07 * a[15] + 0.015 * a[20] + 0.012 * a[17]) * flat
     closed = (1 - 0.85 * np.maximum(a[23], a[24])).clip(0)
     g["gap_u"] = (0.012 * a[25] + 0.02 * a[26]) * closed + 0.022 * a[10]
     g["gap_l"] = (0.03 * a[25] + 0.11 * a[26]) * closed
     g["lift"] = 0.035 * a[10] + 0.012 * a[9]
     g["push"] = 0.035 * a[17]
-    thin = 1 - 0.55 * a[23] - 0.6 * a[24] - 0.3 * a[20] - 0.18 * a[12]
+    thin = 1 - 0.6 * a[23] - 0.7 * a[24] - 0.35 * a[20] - 0.18 * a[12]
     g["th_u"] = i["lip_u"] * thin.clip(0.15)
     g["th_l"] = i["lip_l"] * (thin + 0.15 * a[17]).clip(0.15)
-    g["lip_line"] = 0.006 + 0.004 * a[24] + 0.002 * a[23]
-    g["lip_edge"] = 0.2 + 0.45 * a[23]
-    g["press"] = 0.55 * a[24]
-    g["mentolabial"] = (0.2 + 0.7 * a[17] + 0.3 * a[24]).clip(0, 0.9)
+    g["lip_line"] = 0.006 + 0.006 * a[24] + 0.002 * a[23]
+    g["lip_edge"] = 0.2 + 0.6 * a[23]
+    g["press"] = 0.75 * a[24]
+    g["mentolabial"] = (0.2 + 0.7 * a[17] + 0.45 * a[24] + 0.2 * a[15]).clip(0, 0.9)
     g["chin_boss"] = 0.5 * a[17]
     g["ment_up"] = 0.025 * a[17]
     g["dimple"] = 0.6 * a[17]
-    g["stretch"] = 0.7 * a[20]
-    g["depress"] = 0.6 * a[15]
+    g["stretch"] = 0.85 * a[20]
+    g["depress"] = 0.8 * a[15]
     g["nasolabial"] = (
         0.2 * i["age"] + 0.55 * a[12] + 0.55 * a[10] + 0.45 * a[9] + 0.3 * a[6] + 0.15 * a[20]
     ).clip(0, 0.85)
@@ -466,6 +473,14 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
 
 
 # --- chunk renderer -----------------------------------------------------------------------------
+def _mirror_index(size: int) -> np.ndarray:
+    """(1, H, W) uint32 pixel index, equal for mirror-image columns: identity textures keyed on it
+    are symmetric, so a symmetric identity stays symmetric."""
+    col = np.arange(size)
+    col = np.minimum(col, size - 1 - col)
+    return (np.arange(size)[:, None] * size + col[None, :]).astype(np.uint32)[None]
+
+
 def _uncylinder(s: np.ndarray, turn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit-cylinder coordinate of the surface point seen at image coordinate ``s`` (in radii) after
     the cylinder turned by ``turn``: sin(arcsin(s) + turn), and its derivative (the local stretch).
@@ -510,7 +525,7 @@ def _frames(
         "hx": hx, "hy": hy, "xr": xr, "yr": yr, "u": u, "v": v,
         "au": np.abs(u), "side": np.sign(u).astype(_F),
         "inv_img": 1.0 / px, "inv_can": 1.0 / w_can, "sin_yaw": np.sin(yaw),
-        "pix": np.arange(size * size, dtype=np.uint32).reshape(1, size, size),
+        "pix": _mirror_index(size),
         "yaw": yaw, "pitch": pitch, "cr": cr, "sr": sr, "sx": sx, "sy": sy, "sc": sc, "R": R,
     }  # fmt: skip
 
@@ -524,12 +539,15 @@ def _window(
     corners, rolled and placed in the crop, bound it."""
     if not _USE_WINDOWS:
         return slice(0, size), slice(0, size)
-    uu = np.array([-1.0, 1.0, -1.0, 1.0], _F)[None, :] * (u_max or 0.0)
+    corners = np.array([-1.0, 1.0, -1.0, 1.0], _F)[None, :]
     vv = np.array([v0 or 0.0, v0 or 0.0, v1, v1], _F)[None, :]
     R = f["R"][:, 0]
     yaw, pitch = f["yaw"][:, 0], f["pitch"][:, 0]
     half = np.pi / 2
-    xr = R * np.sin(np.clip(np.arcsin(np.clip(uu / R, -1, 1)) + yaw, -half, half))
+    if u_max is None:  # anything on the head, hair included, lies within |xr| <= 1
+        xr = corners
+    else:
+        xr = R * np.sin(np.clip(np.arcsin(np.clip(corners * u_max / R, -1, 1)) + yaw, -half, half))
     t = np.clip((vv - _PITCH_V) / _PITCH_R, -1, 1)
     yr = _PITCH_V + _PITCH_R * np.sin(np.clip(np.arcsin(t) - pitch, -half, half))
     cr, sr = f["cr"][:, 0], f["sr"][:, 0]
@@ -608,7 +626,7 @@ def _head(img: np.ndarray, fg: np.ndarray, f: dict, g: dict, ident: dict) -> np.
     a = _cover(_ellipse(f["hx"], f["hy"] - 1.55, 1.25, 0.65), ii)
     _paint(img, a, _rgb(ident["clothes"]))
     np.maximum(fg, a, out=fg)
-    a = _cover(np.maximum(np.abs(xr) - 0.36 * fw, 0.2 - yr), ii)
+    a = _cover(np.maximum(np.abs(f["hx"]) - 0.36 * fw, 0.2 - f["hy"]), ii)
     _paint(img, a, skin * 0.85)
     np.maximum(fg, a, out=fg)
     _paint(img, a_hair, hair)
@@ -644,8 +662,11 @@ def _marks_upper(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> 
     k = (v + 0.25 * u * u - g["wr_ref"]) / period
     dc = (k - np.round(k)) * period
     band = _cover(np.abs(k + 1.0) * period - 1.5 * period, ic)
-    wt = g["wr_center"] * np.exp(-((u / 0.17) ** 2))
-    wt += g["wr_side"] * np.exp(-(((au - 0.3) / 0.13) ** 2))
+    # bumps with compact support (nothing leaks out of the window): centre |u| < 0.25, sides
+    # 0.1 < |u| < 0.5
+    wc = np.maximum(1.0 - (u / 0.25) ** 2, 0.0)
+    ws = np.maximum(1.0 - ((au - 0.3) / 0.2) ** 2, 0.0)
+    wt = g["wr_center"] * wc * wc + g["wr_side"] * ws * ws
     lines = _stroke(dc, 0.007, ic) * band * np.minimum(wt, 0.9)
     dist = _segment(au, v, 0.032, g["y_in"] - 0.08, 0.026, g["y_in"] + 0.04)
     np.maximum(lines, _stroke(dist, 0.008, ic) * g["glabella"], out=lines)
@@ -933,11 +954,17 @@ def _occluder(img: np.ndarray, f: dict, ident: dict, nuis: dict, idx: np.ndarray
 
 def _blur(img: np.ndarray, sigma_px: np.ndarray) -> np.ndarray:
     """Separable Gaussian blur of (B,3,H,W) images with a per-image sigma (pixels); edges replicate."""
-    r = int(np.ceil(3.0 * float(sigma_px.max())))
-    offs = np.arange(-r, r + 1, dtype=_F)
-    w = np.exp(-0.5 * (offs[None, :] / sigma_px[:, None].astype(_F)) ** 2)
-    w /= w.sum(1, keepdims=True)
-    w = w[:, :, None, None, None]  # (B, taps, 1, 1, 1)
+    # weights in scalar float64, each image on its own support: the taps a wider batch adds are
+    # exact zeros, so an image's blur does not depend on the others
+    sig = [float(x) for x in sigma_px]
+    rad = [math.ceil(3.0 * x) for x in sig]
+    r = max(rad)
+    rows = []
+    for x, rx in zip(sig, rad, strict=True):
+        taps = [math.exp(-0.5 * (o / x) ** 2) if abs(o) <= rx else 0.0 for o in range(-r, r + 1)]
+        total = math.fsum(taps)
+        rows.append([t / total for t in taps])
+    w = np.array(rows, _F)[:, :, None, None, None]  # (B, taps, 1, 1, 1)
     h, wd = img.shape[2:]
     pad = np.pad(img, ((0, 0), (0, 0), (r, r), (0, 0)), mode="edge")
     out = np.zeros_like(img)
@@ -1034,7 +1061,7 @@ def render(
     keeps its identity across the frames of a video); au: (N, len(RENDER_AUS)) intensities in
     [0, 5], column j is AU ``RENDER_AUS[j]``, rendered bilaterally; pose: (N, 3) yaw, pitch, roll in
     degrees (sign convention in ``pose_aus``; the renderer is meant for |yaw| <= 60, |pitch|, |roll|
-    <= 40); nuisance: one row per face from ``sample_nuisance`` or ``neutral_nuisance``. ``seed``
+    <= 30); nuisance: one row per face from ``sample_nuisance`` or ``neutral_nuisance``. ``seed``
     salts the sensor noise; ``chunk`` caps the faces rendered at once (memory ~ chunk * size^2 *
     ~0.5 kB); below it faces go in cache-sized batches of ~64k pixels. Same inputs and seed give
     the same bytes; a face's pixels do not depend on the other faces rendered with it.
@@ -1060,9 +1087,12 @@ def render(
     nuis = _check_params(nuisance, NUISANCE_KEYS, n, "nuisance")
     out = np.empty((n, size, size, 3), np.uint8)
     step = max(1, min(chunk, _BATCH_PIXELS // (size * size)))
+    # faces of similar pose share a batch, so the feature windows stay tight; a face's pixels do not
+    # depend on its batch, so the order changes the speed only
+    order = np.lexsort((pose[:, 0], np.round(pose[:, 2] / 10), np.round(pose[:, 1] / 10)))
     for start in range(0, n, step):
-        sl = slice(start, min(start + step, n))
-        out[sl] = _render_chunk(take(ident, sl), au[sl], pose[sl], take(nuis, sl), size, seed)
+        sel = order[start : start + step]
+        out[sel] = _render_chunk(take(ident, sel), au[sel], pose[sel], take(nuis, sel), size, seed)
     return out
 
 

@@ -63,11 +63,10 @@ def expr_targets(batch: Batch) -> Tensor:
 
 
 def au_targets(batch: Batch) -> Tensor:
-    """AU labels (B, n_au) with -1 where ``has_au`` is False; the mask may be per image (B,) or
-    per entry (B, n_au)."""
-    mask = batch["has_au"]
-    if mask.ndim == 1:
-        mask = mask[:, None]  # (B, 1): an image has all its AU labels or none
+    """AU labels (B, n_au) with -1 where unlabelled: per entry from ``au_mask`` when the batch has
+    it, else per image from ``has_au`` (ABAW: an image has all its AU labels or none, so the two
+    agree there)."""
+    mask = batch["au_mask"] if "au_mask" in batch else batch["has_au"][:, None]
     return torch.where(mask, batch["au"], AU_MISSING)
 
 
@@ -98,7 +97,7 @@ MFAR = register(
         loss=mfar_loss,
         views=("weak",),
         init_state=label_weights,
-        options={"expr_weights": True, "au_pos_weight": True},
+        options={"expr_weights": True, "au_pos_weight": True, "sampler": "random"},
         paper=PAPER + ", §2.1, Eq. 1-3",
     )
 )
