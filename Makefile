@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 data: $(STAMP)
-	$(BIN)/python -m affectlib generate --profile $(PROFILE) --out data/embedded/$(PROFILE)-seed0
+	$(BIN)/python -m affectlib generate --reuse --profile $(PROFILE) --out data/embedded/$(PROFILE)-seed0
 
 reproduce: data
 	$(BIN)/python -m affectlib reproduce --profile $(PROFILE) --out results

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def _reproduce(argv: list[str]) -> int:
@@ -18,6 +20,15 @@ def _reproduce(argv: list[str]) -> int:
     ap.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 01,03")
     ap.add_argument("--out", default="results", help="output folder (default: results)")
     ap.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter of every notebook that has it, e.g. -p data_root=/data/abaw "
+        "-p format=abaw-mtl (values are Python literals, or plain strings)",
+    )
+    ap.add_argument(
         "--refresh-stored",
         action="store_true",
         help="instead: execute the stored notebooks in place on the smoke profile (the outputs "
@@ -29,9 +40,11 @@ def _reproduce(argv: list[str]) -> int:
         if args.refresh_stored:
             reproduce.refresh_stored(reproduce.find_notebooks(only=only))
             return 0
-        reproduce.reproduce(args.profile, only, args.out)
+        params = dict(reproduce.parse_parameter(p) for p in args.parameter)
+        reproduce.reproduce(args.profile, only, args.out, parameters=params)
     except (reproduce.NotebookFailed, ValueError, KeyError, FileNotFoundError) as e:
-        print(f"reproduce: {e}", file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"reproduce: {msg}", file=sys.stderr)
         return 1
     return 0
 
@@ -47,13 +60,28 @@ def _generate(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the folder when its manifest says it was made with these settings",
+    )
     args = ap.parse_args(argv)
     try:
         profile = profiles.get(args.profile)
     except KeyError as e:
         print(f"generate: {e.args[0]}", file=sys.stderr)
         return 2
-    manifest = generate(args.out, profile, args.seed)
+    try:
+        if args.reuse:
+            from .data.generate import ensure
+
+            ensure(profile, args.seed, args.out)
+            manifest = json.loads((Path(args.out) / "manifest.json").read_text())
+        else:
+            manifest = generate(args.out, profile, args.seed)
+    except FileExistsError as e:
+        print(f"generate: {e}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"].items())
     print(f"wrote the embedded data set ({args.profile}, seed {args.seed}) to {args.out}: {counts}")
     return 0

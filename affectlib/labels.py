@@ -40,10 +40,10 @@ BASIC_EXPRESSIONS: tuple[str, ...] = (
     "Surprise",
 )
 
-# --- EmotioNet (EmotioNet challenge 2017-2020): 23 AUs ----------------------------------------
+# --- EmotioNet (EmotioNet challenge 2017-2020): the 25 AUs it annotates -------------------------
 EMOTIONET_AUS: tuple[int, ...] = (
     1, 2, 4, 5, 6, 9, 12, 17, 20, 25, 26, 43,  # the 12 AUs of the 2017-2018 challenges
-    7, 10, 15, 18, 23, 24, 28, 51, 52, 53, 54, 55, 56,
+    7, 10, 15, 18, 23, 24, 28, 51, 52, 53, 54, 55, 56,  # 13 more, head pose (51-56) included
 )  # fmt: skip
 # EmotioNet's annotation files mark an AU present (1), absent (0) or not coded (999)
 EMOTIONET_NOT_CODED = 999

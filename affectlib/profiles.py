@@ -99,6 +99,8 @@ def _apply(p: Profile, overrides: dict) -> Profile:
         )
     if "seeds" in overrides:
         overrides = {**overrides, "seeds": tuple(int(s) for s in overrides["seeds"])}
+    # a fresh copy of `extra`, so that changing one profile's dict never changes the preset's
+    overrides.setdefault("extra", dict(p.extra))
     return dataclasses.replace(p, **overrides)
 
 

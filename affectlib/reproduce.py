@@ -37,6 +37,38 @@ def find_notebooks(folder: str | Path = NOTEBOOK_DIR, only: list[str] | None = N
     return sorted(chosen)
 
 
+def parse_parameter(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` from the command line: VALUE as a Python literal when it is one (``3``,
+    ``True``, ``[0, 1]``), else as a string (``/data/abaw``)."""
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise ValueError(f"-p expects NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name.strip(), value
+
+
+def _failed_cell(notebook: Path, index: int) -> str:
+    """The first line of the failing cell (each cell starts with a comment naming its job)."""
+    import nbformat
+
+    try:
+        cell = nbformat.read(notebook, as_version=4).cells[index]
+    except (OSError, IndexError, ValueError):
+        return ""
+    return cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+
+
+def notebook_parameters(path: Path) -> set[str]:
+    """The names the notebook's parameters cell declares."""
+    from papermill.inspection import inspect_notebook
+
+    return set(inspect_notebook(str(path)))
+
+
 def run_notebook(path: Path, out: Path, parameters: dict, kernel: str | None = None) -> Path:
     """Execute one notebook with papermill; the executed copy goes to ``out/<stem>/<stem>.ipynb``."""
     import papermill as pm
@@ -54,8 +86,11 @@ def run_notebook(path: Path, out: Path, parameters: dict, kernel: str | None = N
             cwd=str(path.parent),
         )
     except PapermillExecutionError as e:
+        # e.cell_index counts the cells of the executed copy, which holds the injected parameters
+        first = _failed_cell(target, e.cell_index)
         raise NotebookFailed(
-            f"{path.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+            f"{path.name} failed in cell {e.cell_index} of the executed copy "
+            f"(execution count {e.exec_count}{'; ' + repr(first) if first else ''}): "
             f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {target}"
         ) from None
     return target
@@ -66,11 +101,20 @@ def reproduce(
     only: list[str] | None = None,
     out: str | Path = "results",
     notebooks: str | Path = NOTEBOOK_DIR,
+    parameters: dict | None = None,
 ) -> list[Path]:
-    """Run every notebook (or those in ``only``) on ``profile``, writing under ``out``."""
+    """Run every notebook (or those in ``only``) on ``profile``, writing under ``out``.
+
+    ``parameters`` go to each notebook that declares them (``data_root``, ``format``, ...); a name
+    that no selected notebook declares is an error, not a silent no-op."""
     profiles.get(profile)  # an unknown profile fails here, before any notebook runs
     out = Path(out).resolve()
     books = find_notebooks(notebooks, only)
+    parameters = dict(parameters or {})
+    declared = {nb: notebook_parameters(nb) for nb in books}
+    unknown = set(parameters) - set().union(*declared.values())
+    if unknown:
+        raise ValueError(f"no selected notebook has the parameter(s) {', '.join(sorted(unknown))}")
     # the environment overrides are for nbval only; a reproduce run must not inherit them
     for var in (profiles.PROFILE_ENV, profiles.RESULTS_ENV):
         os.environ.pop(var, None)
@@ -79,7 +123,8 @@ def reproduce(
     for nb in bar:
         bar.set_postfix_str(nb.stem)
         t0 = time.perf_counter()
-        done.append(run_notebook(nb, out, {"profile": profile, "out_dir": str(out)}))
+        given = {k: v for k, v in parameters.items() if k in declared[nb]}
+        done.append(run_notebook(nb, out, {**given, "profile": profile, "out_dir": str(out)}))
         tqdm.write(f"{nb.stem}: {time.perf_counter() - t0:.1f} s")
     return done
 

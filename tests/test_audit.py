@@ -97,14 +97,23 @@ def test_strict_stops_at_the_first_bad_row_with_exit_1(tmp_path, capsys):
     file = write_mtl(tmp_path, ROWS + BAD)
     assert main([str(file), "--format", "abaw-mtl", "--strict"]) == 1
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith(f"{file}:7: valence: ")
+    listed = [line for line in out if line.startswith(f"{file}:")]
+    assert len(listed) == 1 and listed[0].startswith(f"{file}:7: valence: ")
     status, report = run_json([str(file), "--format", "abaw-mtl", "--strict"], capsys)
     assert status == 1 and [e["line"] for e in report["errors"]] == [7]
+    # the counts cover the rows up to the stop: lines 2..6 accepted, line 7 rejected
+    assert (report["rows"], report["accepted"], report["rejected"]) == (6, 5, 1)
+    assert set(report["invalid"]) == {"va", "au", "expr"}
 
 
-@pytest.mark.parametrize(
-    "case", ["missing file", "wrong header", "empty file", "no split", "bad argument"]
-)
+def test_unusable_input_json_has_the_summary_keys(tmp_path, capsys):
+    status, report = run_json([str(tmp_path / "nope.txt"), "--format", "abaw-mtl"], capsys)
+    assert status == 2
+    assert (report["rows"], report["accepted"], report["rejected"]) == (0, 0, 0)
+    assert report["invalid"] == {"va": 0, "au": 0, "expr": 0} and report["errors"] == []
+
+
+@pytest.mark.parametrize("case", ["missing file", "wrong header", "empty file", "bad argument"])
 def test_unusable_input_exits_2_with_the_message_on_stderr(tmp_path, capsys, case):
     path = tmp_path / "train.txt"
     argv = [str(path), "--format", "abaw-mtl"]
@@ -112,9 +121,6 @@ def test_unusable_input_exits_2_with_the_message_on_stderr(tmp_path, capsys, cas
         path.write_text("image,valence\nv/00001.jpg,0\n", encoding="utf-8")
     elif case == "empty file":
         path.write_text("", encoding="utf-8")
-    elif case == "no split":
-        path = write_mtl(tmp_path, ROWS, name="annotations.txt")
-        argv[0] = str(path)
     elif case == "bad argument":
         argv = [str(path), "--format", "abaw"]
     assert main(argv) == 2

@@ -89,3 +89,31 @@ def test_only_selects_notebooks_and_rejects_an_unknown_one(tmp_path):
     assert [p.stem for p in reproduce.find_notebooks(books, ["03", "01"])] == ["01_a", "03_c"]
     with pytest.raises(ValueError, match="07"):
         reproduce.find_notebooks(books, ["07"])
+
+
+def test_parameters_reach_the_notebooks_that_declare_them_and_unknown_ones_are_refused(tmp_path):
+    books = tmp_path / "nb"
+    books.mkdir()
+    _notebook(
+        books / "01_p.ipynb",
+        [
+            'profile = "cpu"\nout_dir = "results"\ndata_root = ""\nepochs = 1',
+            "open('seen.txt', 'w').write(f'{profile} {data_root} {epochs + 1}')",
+        ],
+    )
+    reproduce.reproduce(
+        "smoke",
+        None,
+        tmp_path / "out",
+        notebooks=books,
+        parameters={"data_root": "/d", "epochs": 4},
+    )
+    assert (books / "seen.txt").read_text() == "smoke /d 5"
+    with pytest.raises(ValueError, match="formt"):
+        reproduce.reproduce(
+            "smoke", None, tmp_path / "out", notebooks=books, parameters={"formt": 1}
+        )
+    assert reproduce.parse_parameter("data_root=/data/abaw") == ("data_root", "/data/abaw")
+    assert reproduce.parse_parameter("seeds=[0, 1]") == ("seeds", [0, 1])
+    with pytest.raises(ValueError):
+        reproduce.parse_parameter("no_equals_sign")

@@ -219,15 +219,14 @@ def test_missing_file_and_directory_are_unusable_with_a_clear_message(tmp_path):
         load(tmp_path / "train_dir", "abaw-mtl")
 
 
-def test_split_is_inferred_from_the_file_name_or_must_be_given(tmp_path):
+def test_split_is_inferred_from_the_file_name_else_unspecified_never_train(tmp_path):
     body = MTL_HEADER + "\n" + mtl_line("v1/00001.jpg") + "\n"
     valid = load(write(tmp_path / "validation_set_annotations.txt", body), "abaw-mtl")
     assert valid.table["split"].tolist() == ["validation"]
     unnamed = write(tmp_path / "annotations.txt", body)
-    with pytest.raises(UnusableInputError, match="split="):
-        load(unnamed, "abaw-mtl")
-    with pytest.raises(UnusableInputError, match="more than one"):
-        load(write(tmp_path / "train_test.txt", body), "abaw-mtl")
+    assert load(unnamed, "abaw-mtl").table["split"].tolist() == ["unspecified"]
+    both = load(write(tmp_path / "train_test.txt", body), "abaw-mtl")
+    assert both.table["split"].tolist() == ["unspecified"]
     assert load(unnamed, "abaw-mtl", split="test").table["split"].tolist() == ["test"]
 
 
@@ -324,11 +323,10 @@ def test_task_folder_without_txt_or_with_a_bad_header_is_unusable(tmp_path):
     ]
 
 
-def test_task_folder_without_a_split_in_its_name_asks_for_split(tmp_path):
+def test_task_folder_without_a_split_in_its_name_gives_unspecified_rows(tmp_path):
     folder = task_folder(tmp_path, "annotations", {"v": ["1"]}, EXPR_HEADER)
-    with pytest.raises(UnusableInputError, match="split="):
-        load(folder, "abaw-expr")
-    assert load(folder, "abaw-expr", split="train").accepted == 1
+    assert load(folder, "abaw-expr").table["split"].tolist() == ["unspecified"]
+    assert load(folder, "abaw-expr", split="train").table["split"].tolist() == ["train"]
 
 
 def test_merge_tasks_gives_absent_tasks_their_markers(tmp_path):
@@ -514,8 +512,7 @@ def test_emotionet_challenge_layout_keeps_the_emotionet_aus_and_maps_999(tmp_pat
         emotionet_challenge_line("https://cdn.example.org/b/N%200002.jpg?x=1", {1: 1}),
     ]
     file = write(tmp_path / "dataFile_1001.txt", "\n".join(rows) + "\n")
-    with pytest.raises(UnusableInputError, match="split="):
-        load(file, "emotionet")
+    assert set(load(file, "emotionet").table["split"]) == {"unspecified"}
     result = load(file, "emotionet", split="train")
     t = result.table
     assert list(t.columns) == table_columns([f"AU{n}" for n in EMOTIONET_AUS])

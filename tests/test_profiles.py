@@ -50,3 +50,9 @@ def test_environment_overrides_only_when_set(monkeypatch):
     monkeypatch.setenv(profiles.RESULTS_ENV, "/tmp/x")
     assert profiles.resolve_profile_name("cpu") == "smoke"
     assert profiles.results_root("results") == "/tmp/x"
+
+
+def test_changing_a_profiles_extra_dict_leaves_the_preset_alone():
+    p = profiles.get("cpu")
+    p.extra["x"] = 1
+    assert "x" not in profiles.get("cpu").extra

@@ -34,7 +34,6 @@ import pandas as pd
 from affectlib.data.formats import (
     FORMATS,
     SPLITS,
-    AnnotationError,
     LoadResult,
     RowError,
     UnusableInputError,
@@ -89,11 +88,24 @@ def summarize(result: LoadResult) -> dict[str, Any]:
     }
 
 
+def _until_first_rejection(result: LoadResult) -> LoadResult:
+    """The result as a strict read would leave it: the rows before the first rejected row (in file
+    order, then line order), and that row."""
+    order = {f: i for i, f in enumerate(result.files)}
+    first = min(result.errors, key=lambda e: (order.get(e.file, len(order)), e.line))
+    t = result.table
+    pos = t["ann_file"].map(lambda f: order.get(f, len(order)))
+    key = (order.get(first.file, len(order)), first.line)
+    before = t[(pos < key[0]) | ((pos == key[0]) & (t["ann_line"] < key[1]))]
+    return LoadResult(before, [first], len(before) + 1, result.files, result.format)
+
+
 def format_summary(summary: dict[str, Any], path: str) -> str:
     """The human-readable report: counts, the per-task table, co-missingness, rejected rows."""
     lines = [
         f"{path} ({summary['format']}, {summary['files']} file(s))",
-        f"  rows read  {summary['rows']:>9}",
+        f"  rows read  {summary['rows']:>9}"
+        + ("  (warning: no data rows)" if not summary["rows"] else ""),
         f"  accepted   {summary['accepted']:>9}",
         f"  rejected   {summary['rejected']:>9}",
         "",
@@ -139,24 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits on bad arguments or --help; report, don't exit
         return int(e.code) if isinstance(e.code, int) else EXIT_UNUSABLE
     try:
-        result = load(
-            args.path, args.format, split=args.split, images=args.images, strict=args.strict
-        )
+        # --strict stops at the first rejected row; the counts then cover the rows up to it
+        result = load(args.path, args.format, split=args.split, images=args.images)
     except (UnusableInputError, OSError) as e:
         # an OSError that escaped the loader (a folder that cannot be listed) is unusable input too
         print(f"unusable input: {e}", file=sys.stderr)
         if args.json:
             errors = [err.as_dict() for err in getattr(e, "errors", [])]
-            _emit_json({"status": "unusable", "message": str(e), "errors": errors}, sys.stdout)
-        return EXIT_UNUSABLE
-    except AnnotationError as e:
-        if args.json:
+            empty = {"rows": 0, "accepted": 0, "rejected": 0}
+            invalid = {t: 0 for t in TASKS}
             _emit_json(
-                {"status": "rejected", "strict": True, "errors": [e.error.as_dict()]}, sys.stdout
+                {
+                    "status": "unusable",
+                    "message": str(e),
+                    **empty,
+                    "invalid": invalid,
+                    "errors": errors,
+                },
+                sys.stdout,
             )
-        else:
-            print(str(e.error))
-        return EXIT_REJECTED
+        return EXIT_UNUSABLE
+    if args.strict and result.errors:
+        result = _until_first_rejection(result)
     summary = summarize(result)
     if args.json:
         _emit_json(summary, sys.stdout)

@@ -39,7 +39,7 @@ Formats (``FORMATS``):
   image URL, field 2 a second field (the challenge writes the original URL there), then AU values
   1 (present), 0 (absent) or 999 (not coded -> -1). Layouts, decided on the first line: a header
   whose fields 3.. are all ``AU<n>`` names (any AUs, any order); no header and 62 fields (the
-  challenge's ``URL, URL_orig, AU1..AU60``); no header and 25 fields (the 23 AUs of
+  challenge's ``URL, URL_orig, AU1..AU60``); no header and 27 fields (URL, second field, the 25 AUs of
   ``labels.EMOTIONET_AUS`` in that order). Every AU field must be 0, 1 or 999; the table keeps one
   column per AU of ``labels.EMOTIONET_AUS`` present in the file, in that order; expression -1,
   VA -5. ``path``: the second field when it is a relative image path (``images/000123.jpg``: how a
@@ -65,11 +65,12 @@ cannot be interpreted row by row, so it makes the input unusable rather than "al
 the exception's ``errors`` name each such file as ``FILE:1: header: ...`` (field ``file`` for an
 empty, unreadable or non-UTF-8 file).
 
-Split, when ``split=None``: the MTL, AffectNet or EmotioNet file name, or the per-task folder's
-name, must contain exactly one of ``train`` / ``valid`` / ``test``
-(``training_set_annotations.txt``, ``Validation_Set``, ``validation.csv``); RAF-DB takes it per
-row from the name. An explicit ``split`` applies to every row (RAF-DB included). Nothing falls
-back to "train" silently.
+Split, when ``split=None``: the one of ``train`` / ``valid`` / ``test`` that the MTL, AffectNet or
+EmotioNet file name, or the per-task folder's name, contains (``training_set_annotations.txt``,
+``Validation_Set``, ``validation.csv``); a name with none or several of them gives the split
+``"unspecified"`` (the rows are validated all the same; nothing falls back to "train" silently, and
+training refuses a table without training rows). RAF-DB takes it per row from the name. An explicit
+``split`` applies to every row (RAF-DB included).
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ from affectlib.labels import (
 __all__ = [
     "FORMATS",
     "SPLITS",
+    "UNSPECIFIED",
     "AnnotationError",
     "LoadResult",
     "RowError",
@@ -130,6 +132,7 @@ FORMATS: tuple[str, ...] = (
     "emotionet",
 )
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+UNSPECIFIED = "unspecified"  # the split of rows whose file name does not state one
 
 # --- the standard annotation table ------------------------------------------------------------
 
@@ -578,19 +581,16 @@ class _Options:
 
 
 def _infer_split(name: str, what: str) -> str:
+    """The split a file or folder name states (exactly one of train / valid / test in it), else
+    ``UNSPECIFIED``: validating rows does not need a split, and no row is assumed to be training data."""
+    del what
     low = name.lower()
     found = [
         s
         for key, s in (("train", "train"), ("valid", "validation"), ("test", "test"))
         if key in low
     ]
-    if len(found) == 1:
-        return found[0]
-    problem = "none of" if not found else "more than one of"
-    raise UnusableInputError(
-        f"cannot infer the split from {what} {name!r} ({problem} train/valid/test in it); "
-        "pass split='train', 'validation' or 'test' (--split in the audit)"
-    )
+    return found[0] if len(found) == 1 else UNSPECIFIED
 
 
 def _require_file(path: Path, fmt: str) -> Path:

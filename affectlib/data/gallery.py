@@ -38,7 +38,11 @@ def plot_faces_per_expression(
     for e, ax in enumerate(axes):
         rows = table.index[table["expr"] == e].to_numpy()
         ax.set_axis_off()
-        ax.set_title(f"{L.EXPRESSIONS[e]} ({len(rows)} images)", fontsize=8, loc="left")
+        ax.set_title(
+            f"{L.EXPRESSIONS[e]} ({len(rows)} image{'s' if len(rows) != 1 else ''})",
+            fontsize=8,
+            loc="left",
+        )
         if len(rows) == 0:
             continue
         pick = rng.choice(rows, size=min(n, len(rows)), replace=False)
@@ -53,7 +57,7 @@ def plot_au_atlas(size: int = 64, seed: int = 0):
 
     grid = R.au_atlas(size=size, seed=seed)
     step = size + R.ATLAS_GAP
-    fig, ax = plt.subplots(figsize=(4.2, len(R.RENDER_AUS) * 0.72))
+    fig, ax = plt.subplots(figsize=(7.5, len(R.RENDER_AUS) * 1.3))
     ax.imshow(grid)
     ax.set_yticks([r * step + size / 2 for r in range(len(R.RENDER_AUS))], R.AU_ATLAS_ROWS)
     ax.set_xticks([c * step + size / 2 for c in range(6)], [str(c) for c in range(6)])

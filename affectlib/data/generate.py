@@ -157,7 +157,7 @@ def render_images(story: Story, out: Path, size: int, seed: int, chunk: int = 10
 
 
 MARKER = ".affectlib-embedded"
-_PARTS = ("affwild2", "affectnet", "emotionet", "rafdb", "truth", "manifest.json")
+_PARTS = ("affwild2", "affectnet", "emotionet", "rafdb", "celeb", "truth", "manifest.json")
 
 
 def _prepare(out: Path) -> None:
@@ -213,7 +213,8 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
         ("rafdb", story.rafdb),
         ("celeb", story.celeb),
     ):
-        df.to_csv(truth / f"{name}.csv.gz", index=False)
+        # mtime 0: the same seed gives the same bytes, the gzip header included
+        df.to_csv(truth / f"{name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
     if images:
         render_images(story, out, profile.image_size, seed)
     manifest = {

@@ -77,30 +77,33 @@ def task_counts(table: pd.DataFrame, split: str = "train") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comissingness(table: pd.DataFrame) -> pd.DataFrame:
+def comissingness(table: pd.DataFrame, errors=()) -> pd.DataFrame:
     """The two co-missingness rules of SS-MFAR §3.1, as counts of rows that break them.
 
-    1. valence invalid <=> arousal invalid; 2. one AU invalid => all AUs invalid."""
+    1. valence invalid <=> arousal invalid; 2. one AU invalid => all AUs invalid. The loaders reject
+    a row that breaks either rule, so the breaches are counted among the rejected rows (``errors``,
+    by their reasons) as well as in the accepted ``table`` (which a hand-made table may not honour)."""
     v = table["valence"].to_numpy() == L.VA_MISSING
     a = table["arousal"].to_numpy() == L.VA_MISSING
     aus = table[au_columns(table)].to_numpy() == L.AU_MISSING
     partial = aus.any(axis=1) & ~aus.all(axis=1) if aus.size else np.zeros(len(table), bool)
-    return pd.DataFrame(
-        [
+    va_rejected = sum("both or neither" in e.reason for e in errors)
+    au_rejected = sum("all or none" in e.reason for e in errors)
+    rows = []
+    for rule, in_table, rejected in (
+        ("valence invalid iff arousal invalid", int((v != a).sum()), va_rejected),
+        ("one AU invalid => all AUs invalid", int(partial.sum()), au_rejected),
+    ):
+        rows.append(
             {
-                "rule": "valence invalid iff arousal invalid",
-                "rows checked": len(table),
-                "violations": int((v != a).sum()),
-                "holds": bool((v == a).all()),
-            },
-            {
-                "rule": "one AU invalid => all AUs invalid",
-                "rows checked": len(table),
-                "violations": int(partial.sum()),
-                "holds": bool(not partial.any()),
-            },
-        ]
-    )
+                "rule": rule,
+                "rows checked": len(table) + len(errors),
+                "breaches among rejected rows": rejected,
+                "breaches among accepted rows": in_table,
+                "holds": rejected + in_table == 0,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def label_patterns(table: pd.DataFrame) -> pd.DataFrame:

@@ -15,8 +15,12 @@ they are saved with the checkpoint) — not hard-coded as in the public code. Th
 0.1) of Eq. 9 weigh the three parts of SS-MFAR's expression loss; Eq. 3 has none, so MFAR adds its
 three losses with weight 1.
 
-Variants register beside ``mfar`` with ``dataclasses.replace(MFAR, name=..., options=...)``; the
-supervised part, :func:`supervised_losses`, is shared with them.
+Options (a profile's ``extra`` overrides them): ``expr_weights`` (Eq. 1 weights, else plain CE),
+``au_pos_weight`` (Eq. 2 weights, else plain BCE), ``sampler`` ("random"; "class-balanced" and
+"class-balanced+unlabelled" re-sample instead, as the paper's MFAR-RS / SS-MFAR-RS do, §3.4).
+
+A variant is a few lines beside ``mfar``: ``register(dataclasses.replace(MFAR, name=...,
+options={**MFAR.options, ...}))``, or a new ``loss`` that reuses :func:`supervised_losses`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -49,8 +54,9 @@ def label_weights(train_table: pd.DataFrame, options: Mapping[str, Any]) -> Stat
         raise KeyError(f"training table lacks the columns {missing}")
     if len(train_table) == 0:
         raise ValueError("training table is empty: no label to count the class weights on")
-    expr = torch.as_tensor(train_table["expr"].to_numpy(), dtype=torch.long)
-    au = torch.as_tensor(train_table[list(AU_COLUMNS)].to_numpy(), dtype=torch.long)
+    # copies: pandas may hand out read-only arrays
+    expr = torch.tensor(train_table["expr"].to_numpy(np.int64))
+    au = torch.tensor(train_table[list(AU_COLUMNS)].to_numpy(np.int64))
     return {
         "expr_weight": losses.expr_class_weights(expr, N_EXPR) if options["expr_weights"] else None,
         "au_pos_weight": losses.au_pos_weight(au) if options["au_pos_weight"] else None,
