@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = methods.get(args.method)
         profile = profiles.get(args.profile, **parse_set(args.overrides))
+        train.split_extra(spec, profile.extra)  # names an unknown option before any work
     except (KeyError, ValueError) as e:
         print(f"train: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

@@ -621,7 +621,8 @@ def _fit(
             sums["n"] = sums.get("n", 0.0) + 1
             images_seen += int(batch["image"].shape[0])
             bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
-            if step % cfg.checkpoint_every == 0:
+            # the epoch's last step is saved by the end-of-epoch checkpoint just below
+            if step % cfg.checkpoint_every == 0 and step < (epoch + 1) * steps_per_epoch:
                 checkpoint(data.train.state_dict())
         bar.close()
         t_train += time.perf_counter() - t0
@@ -745,7 +746,7 @@ def build_data(
     return data, record
 
 
-def _split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+def split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """A profile's ``extra`` as (model overrides, loop overrides, method options)."""
     model_over = {k: v for k, v in extra.items() if k in MODEL_EXTRA}
     train_over = {k: v for k, v in extra.items() if k in TRAIN_EXTRA}
@@ -776,7 +777,7 @@ def run(
     method's options. Rerunning the same call after an interruption resumes (see :func:`fit`).
     """
     spec = methods.get(method)
-    model_over, train_over, options = _split_extra(spec, profile.extra)
+    model_over, train_over, options = split_extra(spec, profile.extra)
     cfg = TrainConfig.from_profile(profile, seed, progress=progress, **train_over)
     d = dist_from_env()
     created_group = _init_distributed(d, cfg.device)

@@ -1,0 +1,224 @@
+"""The training loop on the smoke profile: determinism, kill-and-resume, the non-finite stop,
+two processes under torchrun; and the small pieces (scores, schedule, command line).
+
+Runs are tiny: 96 training faces of 32 px, ResNet-18 with the standard stem, batch 32, two epochs
+of three steps, a checkpoint every two steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from affectlib import methods, train
+from affectlib.cli_train import main, parse_set
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["--profile", "smoke", "--set", "small_input=false", "--no-progress"]
+SHORT = [*RUN, "--set", "epochs=2", "--set", "checkpoint_every=2"]  # 6 steps: ckpt 2, 3, 4, 6
+
+# A training process that SIGKILLs itself: "step N" after the forward pass of step N + 1 (before
+# its update), "save N" while writing the checkpoint of step N (half a temporary file on disk).
+KILLER = r"""
+import dataclasses, io, os, signal, sys
+import torch
+from affectlib import methods, train
+from affectlib.cli_train import main
+
+mode, at = sys.argv[1], int(sys.argv[2])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if mode == "step":
+    spec = methods.METHODS["mfar"]
+    def loss(model, batch, state, ctx):
+        out = spec.loss(model, batch, state, ctx)
+        if ctx.step == at:
+            die()
+        return out
+    methods.METHODS["mfar"] = dataclasses.replace(spec, loss=loss)
+else:
+    save = train._atomic_torch_save
+    def partial(obj, path):
+        if obj["step"] == at:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            (path.parent / f".{path.name}.killed.tmp").write_bytes(buf.getvalue()[: buf.tell() // 2])
+            die()
+        save(obj, path)
+    train._atomic_torch_save = partial
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _train(out: Path, *args: str) -> int:
+    return main(["mfar", "--out", str(out), *args])
+
+
+def _killed(out: Path, mode: str, at: int) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", KILLER, mode, str(at), "mfar", "--out", str(out), *SHORT]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _step_of(out: Path) -> int:
+    return torch.load(out / train.CHECKPOINT, weights_only=True)["step"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of SHORT."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert _train(out, *SHORT) == 0
+    return out
+
+
+# --- whole runs -----------------------------------------------------------------------------------
+def test_a_run_writes_metrics_predictions_and_a_csv_row_per_epoch(reference):
+    final = json.loads((reference / "metrics.json").read_text())
+    assert set(train.SCORES) <= set(final) and (final["epoch"], final["step"]) == (2, 6)
+    assert final["overall"] == pytest.approx(final["expr_f1"] + final["au_f1"] + final["va"])
+    csv = (reference / "metrics.csv").read_text().splitlines()
+    assert len(csv) == 3 and csv[0].startswith("epoch,step,train_loss")
+    pred = dict(np.load(reference / "predictions_val.npz"))
+    assert pred["expr_prob"].shape == (48, 8) and pred["au_prob"].shape == (48, 12)
+    rescored = train.score(pred)
+    assert all(rescored[k] == pytest.approx(final[k]) for k in train.SCORES)
+    config = json.loads((reference / "config.json").read_text())
+    assert config["method"] == "mfar" and config["train"]["lr_heads"] == 1e-2
+
+
+def test_two_runs_with_one_seed_write_identical_metrics(reference, tmp_path):
+    assert _train(tmp_path / "again", *SHORT) == 0
+    for name in ("metrics.json", "metrics.csv"):
+        assert (tmp_path / "again" / name).read_text() == (reference / name).read_text()
+    a = np.load(reference / "predictions_val.npz")
+    b = np.load(tmp_path / "again" / "predictions_val.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_a_run_killed_twice_resumes_to_exactly_the_uninterrupted_metrics(reference, tmp_path):
+    out = tmp_path / "run"
+    # killed while writing the epoch-end checkpoint of step 3: the step-2 one must survive whole
+    assert _killed(out, "save", 3).returncode == -9
+    assert _step_of(out) == 2 and list(out.glob(".checkpoint.pt.*"))
+    # resumed inside epoch 1, killed in the middle of step 5, after the step-4 checkpoint
+    second = _killed(out, "step", 4)
+    assert second.returncode == -9, second.stderr[-2000:]
+    assert _step_of(out) == 4 and not (out / "metrics.json").exists()
+    # the same command again finishes the run
+    assert _train(out, *SHORT) == 0
+    for name in ("metrics.json", "metrics.csv"):
+        assert (out / name).read_text() == (reference / name).read_text()
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["resumed_at_step"] == 4
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(reference):
+    record = json.loads((reference / "config.json").read_text())
+    assert train.load_checkpoint(reference / train.CHECKPOINT, record)["step"] == 6
+    record["train"]["epochs"] = 3
+    with pytest.raises(train.ConfigMismatch, match="train.epochs: checkpoint 2, now 3"):
+        train.load_checkpoint(reference / train.CHECKPOINT, record)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    spec = methods.METHODS["mfar"]
+
+    def nan_at_step_3(model, batch, state, ctx):
+        loss, logs = spec.loss(model, batch, state, ctx)
+        if ctx.step == 2:
+            logs["loss_va"] = logs["loss_va"] * float("nan")
+            loss = loss + logs["loss_va"]
+        return loss, logs
+
+    monkeypatch.setitem(methods.METHODS, "mfar", dataclasses.replace(spec, loss=nan_at_step_3))
+    out = tmp_path / "run"
+    assert _train(out, *SHORT) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step 3" in err and "loss_va=nan" in err
+    assert _step_of(out) == 2 and not (out / "metrics.json").exists()
+
+
+def test_two_processes_under_torchrun_train_and_rank_0_writes_the_metrics(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "affectlib.cli_train", "mfar", "--out", str(out), *RUN,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite([final[k] for k in train.SCORES]).all()
+    ckpt = torch.load(out / train.CHECKPOINT, weights_only=True)
+    # 96 faces, 16 per process and step: 3 steps; each process's RNG state is saved
+    assert ckpt["step"] == 3 and len(ckpt["per_process"]) == 2
+    assert ckpt["config"]["world_size"] == 2
+
+
+# --- pieces ---------------------------------------------------------------------------------------
+def test_score_takes_the_argmax_expression_and_aus_above_one_half():
+    pred = {
+        "expr_true": np.array([0, 1, 1, -1]),
+        "expr_prob": np.array([[0.6, 0.4], [0.3, 0.7], [0.8, 0.2], [0.1, 0.9]]),
+        "au_true": np.array([[1, 0], [1, 1], [0, 0], [-1, -1]]),
+        "au_prob": np.array([[0.7, 0.5], [0.2, 0.9], [0.6, 0.1], [0.9, 0.9]]),
+        "va_true": np.array([[0.1, 0.2], [0.4, -0.3], [-0.5, 0.0], [-5, -5]]),
+        "va_pred": np.array([[0.0, 0.1], [0.5, -0.2], [-0.4, 0.1], [0.3, 0.3]]),
+    }
+    pred["expr_prob"] = np.pad(pred["expr_prob"], ((0, 0), (0, 6)))
+    got = train.score(pred)
+    exp = f1_score([0, 1, 1], [0, 1, 0], average="macro", labels=range(8), zero_division=0)
+    au = np.mean([f1_score([1, 1, 0], [1, 0, 1]), f1_score([0, 1, 0], [0, 1, 0])])  # 0.5 -> 0
+    assert got["expr_f1"] == pytest.approx(exp) and got["au_f1"] == pytest.approx(au)
+
+
+def test_the_learning_rates_are_the_papers_two_constants():
+    cfg = train.TrainConfig(epochs=1)
+    lr = train.lr_schedule(cfg, 5)
+    assert lr.shape == (5, 2) and (lr[:, 0] == 1e-3).all() and (lr[:, 1] == 1e-2).all()
+
+
+def test_train_config_rejects_bad_values_by_name():
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train.TrainConfig(epochs=1, checkpoint_every=0)
+    with pytest.raises(ValueError, match="epochs"):
+        train.TrainConfig(epochs=0)
+
+
+def test_set_reads_profile_fields_and_extra_entries():
+    got = parse_set(["epochs=4", "extra.stem_stride=1", "extra.expr_weights=false", "extra.x=a"])
+    assert got == {"epochs": 4, "extra": {"stem_stride": 1, "expr_weights": False, "x": "a"}}
+
+
+def test_the_command_exits_2_naming_an_unknown_method_field_or_option(tmp_path, capsys):
+    assert _train(tmp_path, "--set", "epoch=2") == 2
+    assert "epoch" in capsys.readouterr().err
+    assert main(["nosuch", "--out", str(tmp_path)]) == 2
+    assert "nosuch" in capsys.readouterr().err
+    assert _train(tmp_path / "x", *RUN, "--set", "extra.expr_weight=false") == 2
+    assert "expr_weight" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_profile_that_asks_for_cuda_without_one_fails_clearly(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        train.resolve_device("cuda", train.Dist())
+
+
+def test_the_reference_run_folder_can_be_copied_and_rerun_without_training(reference, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    (out / "metrics.json").unlink()
+    assert _train(out, *SHORT) == 0
+    assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    assert json.loads((out / "provenance.json").read_text())["resumed_at_step"] == 6
