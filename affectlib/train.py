@@ -548,7 +548,8 @@ def _fit(
         atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n")
         if cfg.progress:
             where = f"resuming at step {step}" if step else "from scratch"
-            print(f"train {method.name} -> {out} ({where}); config: {json.dumps(record)}")
+            commit = writer.meta["commit"]
+            print(f"train {method.name} -> {out} ({where}, commit {commit}): {json.dumps(record)}")
     net = model
     if d.world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -575,15 +576,16 @@ def _fit(
 
     pred, images_seen, t_train = None, 0, 0.0
     for epoch in range(epochs_done, cfg.epochs):
-        if loader_state is not None:  # resuming inside this epoch
+        if loader_state is not None:  # resuming inside this epoch: its start hook already ran
             data.train.load_state_dict(loader_state)
             loader_state = None
         else:
             data.train.set_epoch(epoch)
             sums = {}
-        ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
-        if method.on_epoch_start is not None:
-            method.on_epoch_start(state, ctx)
+            if method.on_epoch_start is not None:
+                method.on_epoch_start(
+                    state, StepContext(epoch + 1, step, cfg.epochs, device, options)
+                )
         net.train()
         bar = tqdm(
             data.train,

@@ -11,9 +11,11 @@ step (class weights, thresholds, ...), optional per-epoch hooks and its default 
 - ``ctx`` is a :class:`StepContext`: epoch (from 1, as Algorithm 1 of SS-MFAR counts), global step,
   device and the resolved options.
 - ``batch`` is the batch dict of the data contract (``image`` uint8, ``expr``, ``au``, ``va``, the
-  masks ``has_expr`` / ``has_au`` / ``has_va``) on the training device, plus one float view per
-  name in ``MethodSpec.views`` (``batch["weak"]``, ``batch["strong"]``). Methods read the masks,
-  never the label markers.
+  masks ``has_expr`` / ``has_au`` / ``has_va`` / ``au_mask``) on the training device, plus, per
+  name in ``MethodSpec.views``, the augmented uint8 images (``batch["weak"]``, ``batch["strong"]``)
+  and which of them were flipped (``batch["weak_flipped"]``, ...). Methods read the masks, never the
+  label markers. Under DDP ``model`` is the wrapped network: pass all views through one forward
+  call (concatenated) rather than several.
 - ``logs`` maps names to scalar tensors (detached), averaged per epoch into the metrics CSV.
 
 :data:`METHODS` is the registry: ``register`` adds a spec; a variant is a
