@@ -73,7 +73,7 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 # keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
-MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden")
+MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden", "feature_scale")
 TRAIN_EXTRA = ("deterministic",)
 # the stem stride of ``small_input`` models unless ``extra`` names one: stride 1 costs 3-4x the
 # time of stride 2 on CPU (models.ModelConfig.stem_stride)
