@@ -115,17 +115,24 @@ def reproduce(
     unknown = set(parameters) - set().union(*declared.values())
     if unknown:
         raise ValueError(f"no selected notebook has the parameter(s) {', '.join(sorted(unknown))}")
-    # the environment overrides are for nbval only; a reproduce run must not inherit them
-    for var in (profiles.PROFILE_ENV, profiles.RESULTS_ENV):
-        os.environ.pop(var, None)
+    # the environment overrides are for nbval only: the kernels of a reproduce run must not inherit
+    # them (they are restored afterwards, so the calling process is left as it was)
+    saved = {
+        v: os.environ.pop(v)
+        for v in (profiles.PROFILE_ENV, profiles.RESULTS_ENV)
+        if v in os.environ
+    }
     done = []
-    bar = tqdm(books, desc=f"reproduce ({profile})", unit="notebook")
-    for nb in bar:
-        bar.set_postfix_str(nb.stem)
-        t0 = time.perf_counter()
-        given = {k: v for k, v in parameters.items() if k in declared[nb]}
-        done.append(run_notebook(nb, out, {**given, "profile": profile, "out_dir": str(out)}))
-        tqdm.write(f"{nb.stem}: {time.perf_counter() - t0:.1f} s")
+    try:
+        bar = tqdm(books, desc=f"reproduce ({profile})", unit="notebook")
+        for nb in bar:
+            bar.set_postfix_str(nb.stem)
+            t0 = time.perf_counter()
+            given = {k: v for k, v in parameters.items() if k in declared[nb]}
+            done.append(run_notebook(nb, out, {**given, "profile": profile, "out_dir": str(out)}))
+            tqdm.write(f"{nb.stem}: {time.perf_counter() - t0:.1f} s")
+    finally:
+        os.environ.update(saved)
     return done
 
 

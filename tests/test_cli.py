@@ -117,3 +117,23 @@ def test_parameters_reach_the_notebooks_that_declare_them_and_unknown_ones_are_r
     assert reproduce.parse_parameter("seeds=[0, 1]") == ("seeds", [0, 1])
     with pytest.raises(ValueError):
         reproduce.parse_parameter("no_equals_sign")
+
+
+def test_reproduce_hides_the_nbval_overrides_from_its_kernels_and_restores_them(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AFFECTLIB_PROFILE", "smoke")
+    books = tmp_path / "nb"
+    books.mkdir()
+    _notebook(
+        books / "01_env.ipynb",
+        [
+            'profile = "cpu"\nout_dir = "results"',
+            "import os\nopen('env.txt', 'w').write(str(os.environ.get('AFFECTLIB_PROFILE')))",
+        ],
+    )
+    reproduce.reproduce("cpu", None, tmp_path / "out", notebooks=books)
+    assert (books / "env.txt").read_text() == "None"
+    import os
+
+    assert os.environ["AFFECTLIB_PROFILE"] == "smoke"
