@@ -9,8 +9,9 @@ training configuration and calls :func:`fit`, which writes into ``out``:
                            and step, the per-epoch metrics so far — written atomically (temporary
                            file + ``os.replace``) every ``checkpoint_every`` steps and per epoch;
 - ``metrics.csv`` / ``.md`` one row per epoch: mean training losses and validation scores;
-- ``metrics.json``         the final validation ``expr_f1``, ``au_f1``, ``va``, ``overall``
-                           (SS-MFAR Eq. 10) and the epoch and step they were measured at;
+- ``metrics.json``         the final validation scores (``TrainData.score``; by default
+                           ``expr_f1``, ``au_f1``, ``va``, ``overall``, SS-MFAR Eq. 10) and the
+                           epoch and step they were measured at;
 - ``predictions_val.npz``  validation labels (ABAW markers kept) and predictions: expression and
                            AU probabilities, VA — for confusion matrices, per-AU F1, VA scatter;
 - ``provenance.json``      commit, device, package versions, wall time, throughput.
@@ -33,6 +34,17 @@ permutation and ``batch_size / world_size`` images per step; rank 0 validates an
 
 A non-finite loss stops the run with :class:`NonFiniteLoss` naming the step and the loss terms,
 before that step is applied; the last good checkpoint stays as it was.
+
+Several data sets in one run. :func:`build_multi_data` trains on the rows of several annotation
+tables at once (e.g. an expression-only and an AU-only set, Kollias et al. 2024): one combined
+table, batches mixing the sets, the masks (per-AU ``au_mask`` included) deciding which loss each
+image feeds; validation runs each task on its own set's validation rows.
+
+Methods that own their backward pass. The loop's step is forward + ``method.loss`` + one
+``loss.backward()``. A method that needs more (per-task gradients, as MGDA-UB; task weights with
+their own optimiser, as GradNorm) registers a :data:`StepFn` under its name with
+:func:`register_step`; the loop then calls it instead of its forward/loss/backward stages, and
+keeps the rest: the non-finite check, the learning rates, the optimiser step, logging.
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +73,7 @@ from tqdm.auto import tqdm
 from affectlib import methods, metrics, models
 from affectlib.data import augment as augment_module
 from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
-from affectlib.methods import MethodSpec, StepContext
+from affectlib.methods import Batch, MethodSpec, State, StepContext
 from affectlib.results import (
     ResultsWriter,
     atomic_write_bytes,
@@ -111,6 +123,9 @@ class TrainConfig:
     checkpoint_every: optimiser steps between checkpoints; one is also written after each epoch.
     deterministic:    deterministic algorithms (default on CPU; on CUDA it costs speed).
     progress:         progress bars and the printed configuration (rank 0 only).
+    checkpoints:      write ``checkpoint.pt`` (off: no resume; for the many seconds-long runs of a
+                      study, where a ResNet-18 checkpoint with its Adam moments, ~135 MB per epoch,
+                      costs more than rerunning).
     """
 
     epochs: int
@@ -121,6 +136,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     deterministic: bool = True
     progress: bool = True
+    checkpoints: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -144,8 +160,9 @@ class TrainConfig:
         return cls(**{**fields, **overrides})
 
     def record(self) -> dict[str, Any]:
-        """The fields that decide the result (``progress`` does not)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "progress"}
+        """The fields that decide the result (``progress`` and ``checkpoints`` do not)."""
+        skip = ("progress", "checkpoints")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
 @dataclass
@@ -161,6 +178,9 @@ class TrainData:
     augment: provides ``weak(images, generator)`` / ``strong(images, generator)`` returning a view
         with ``.images`` and ``.flipped`` (default :mod:`affectlib.data.augment`).
     source: where the data came from (root folder, format, fingerprints), for provenance.
+    score: scores of the validation predictions (:func:`predict`'s dict) -> ``{name: float}``;
+        None: :func:`score` (P_MTL, SS-MFAR Eq. 10). Every name becomes a column of the per-epoch
+        metrics and a key of the final ``metrics.json``.
     """
 
     train: Any
@@ -168,6 +188,7 @@ class TrainData:
     train_table: pd.DataFrame
     augment: Any = augment_module
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
 
 
 @dataclass
@@ -355,7 +376,7 @@ def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndar
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast(device):
             out = model(images)
         rows = {
             "index": batch["index"],
@@ -388,11 +409,40 @@ def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 # --- the loop ---------------------------------------------------------------------------------------
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
+    """The forward pass's precision context: bf16 autocast on CUDA, nothing on CPU."""
     # bf16 keeps float32's exponent range: no loss scaling is needed
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+_autocast = autocast  # the name benchmarks/train_throughput.py uses
+
+
+# --- methods that own their backward pass ---------------------------------------------------------
+StepFn = Callable[
+    [nn.Module, MethodSpec, Batch, State, StepContext], tuple[Tensor, dict[str, Tensor]]
+]
+"""``(net, method, batch, state, ctx) -> (loss, logs)``: forward pass(es), loss and backward.
+
+Called with the gradients zeroed; must leave each parameter's gradient in ``.grad`` (its own
+``backward`` / ``autograd.grad`` calls) and return the loss it minimised (detached or not) and
+detached scalar logs, as ``MethodSpec.loss`` does. Forward passes go under :func:`autocast`
+(``ctx.device``); the learning rates and ``optimizer.step()`` stay with the loop. Extra learnable
+quantities of the method (GradNorm's task weights) and their optimiser state live in ``state``,
+so that the checkpoint carries them."""
+
+STEPS: dict[str, StepFn] = {}
+
+
+def register_step(method_name: str, step: StepFn) -> StepFn:
+    """Let the method called ``method_name`` own its forward/loss/backward stages (:data:`StepFn`);
+    warns when it replaces one."""
+    if method_name in STEPS:
+        warnings.warn(f"method {method_name!r} already owns a step; replacing it", stacklevel=2)
+    STEPS[method_name] = step
+    return step
 
 
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
@@ -556,6 +606,8 @@ def _fit(
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def checkpoint(loader_position: dict | None) -> None:
+        if not cfg.checkpoints:
+            return
         per_process = _gather({"rng": _rng_state(), "sums": dict(sums)}, d)  # collective
         if d.main:
             _atomic_torch_save(
@@ -575,6 +627,8 @@ def _fit(
             )
 
     pred, images_seen, t_train = None, 0, 0.0
+    own_step = STEPS.get(method.name)
+    score_fn = data.score or score
     for epoch in range(epochs_done, cfg.epochs):
         if loader_state is not None:  # resuming inside this epoch: its start hook already ran
             data.train.load_state_dict(loader_state)
@@ -603,15 +657,20 @@ def _fit(
                 _batch_to(batch, device), method, data.augment, cfg.seed, d.rank, step
             )
             ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
-            # forward and loss
-            with _autocast(device):
-                loss, logs = method.loss(net, batch, state, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            if own_step is None:
+                # forward and loss
+                with autocast(device):
+                    loss, logs = method.loss(net, batch, state, ctx)
+            else:
+                # forward, loss and backward, owned by the method (register_step)
+                loss, logs = own_step(net, method, batch, state, ctx)
             values = _scalars(loss, logs)
             if not all(math.isfinite(v) for v in values.values()):
                 raise NonFiniteLoss(step + 1, values)
             # backward
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if own_step is None:
+                loss.backward()
             # step
             for group, lr in zip(optimizer.param_groups, schedule[step], strict=True):
                 group["lr"] = float(lr)
@@ -636,7 +695,7 @@ def _fit(
         epochs_done = epoch + 1
         if d.main:
             pred = predict(model, data.val, device)
-            history.append({"epoch": epochs_done, "step": step, **means, **score(pred)})
+            history.append({"epoch": epochs_done, "step": step, **means, **score_fn(pred)})
         checkpoint(None)
         if d.main:
             _write_outputs(out, writer, history)
@@ -647,7 +706,7 @@ def _fit(
         return FitResult({}, pd.DataFrame(), {}, out, resumed_at)
     if pred is None:  # the checkpoint held a finished run: rebuild its outputs
         pred = predict(model, data.val, device)
-    final = {k: history[-1][k] for k in SCORES}
+    final = {k: history[-1][k] for k in score_fn(pred)}
     final.update(epoch=history[-1]["epoch"], step=history[-1]["step"], method=method.name)
     _write_outputs(out, writer, history, pred, final)
     writer.write_provenance(
@@ -748,6 +807,159 @@ def build_data(
     return data, record
 
 
+@dataclass(frozen=True)
+class DataPart:
+    """One data set's share of a multi-data-set run.
+
+    name:       a label for records ("affectnet", "emotionet", ...).
+    train:      its training rows, a standard annotation table (DESIGN.md); the labels it lacks
+                are markers (an AffectNet table's AU columns are -1), which the masks then hide.
+    validation: its validation rows (same convention).
+    images:     the folder its ``path`` column is relative to.
+    """
+
+    name: str
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    images: Path
+
+
+def load_part(data_root: str | Path, format: str, name: str | None = None) -> DataPart:
+    """The training and validation rows of the ``format`` files under ``data_root``
+    (:func:`affectlib.data.study.load_dataset`, default locations); rejected rows are reported
+    with a warning and left out. Raises when a split has no row."""
+    from affectlib.data import study
+
+    loaded = study.load_dataset(data_root, format)
+    if loaded.errors:
+        warnings.warn(
+            f"{data_root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and "
+            f"left out, e.g. {loaded.errors[0]}",
+            stacklevel=2,
+        )
+    table = loaded.table
+    split = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
+    for s, rows in split.items():
+        if rows.empty:
+            found = ", ".join(sorted(table["split"].unique())) or "none"
+            raise ValueError(f"{data_root} ({format}) has no {s!r} rows; splits found: {found}")
+    images = study.image_root(data_root, format)
+    return DataPart(name or format, split["train"], split["validation"], Path(images))
+
+
+def combine_parts(parts: Sequence[DataPart], split: str) -> tuple[pd.DataFrame, Path]:
+    """The ``split`` ("train" / "validation") rows of every part in one standard table, and the
+    folder its paths are relative to: the parts' common image folder, each ``path`` prefixed with
+    its part's folder below it. AU columns are the union (missing ones -1,
+    :func:`affectlib.data.formats.concat_tables`); a part without rows of ``split`` adds none."""
+    from affectlib.data import formats
+
+    if not parts:
+        raise ValueError("combine_parts needs at least one DataPart")
+    if split not in ("train", "validation"):
+        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    folders = [p.images.resolve() for p in parts]
+    common = Path(os.path.commonpath(folders))
+    tables = []
+    for part, folder in zip(parts, folders, strict=True):
+        rows = part.train if split == "train" else part.validation
+        prefix = folder.relative_to(common).as_posix()
+        tables.append(
+            rows.assign(path=[f"{prefix}/{q}" if prefix != "." else q for q in rows["path"]])
+        )
+    tables = [t for t in tables if len(t)] or tables[:1]
+    return formats.concat_tables(tables), common
+
+
+def build_multi_data(
+    parts: Sequence[DataPart],
+    *,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    au_columns: Sequence[str] | None = None,
+    sampler: str = "random",
+    score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> tuple[TrainData, dict[str, Any]]:
+    """Loaders over the rows of several data sets at once, and a record of what was loaded.
+
+    Training: the parts' training rows in one table (:func:`combine_parts`); ``sampler`` draws
+    from all of them, so a batch mixes the sets in proportion to their sizes, and the batch masks
+    (``has_expr``, per-AU ``au_mask``) decide which loss each image feeds — an AffectNet-format
+    image feeds the expression loss only, an EmotioNet-format image each AU it codes.
+    Validation: the parts' validation rows in one table, in order; each task is then scored on the
+    rows labelled for it, i.e. on its own set's validation split.
+
+    ``au_columns``: the AU columns of the batches, in the model's order (default: the union of
+    the parts', by AU number); one that no part has is unlabelled (-1) everywhere. Images are
+    decoded once into the uint8 cache at ``image_size``. ``score``: see :class:`TrainData`.
+    Under torchrun each process takes ``batch_size / world_size`` images per step; rank 0 builds
+    the caches first.
+    """
+    from affectlib.data import datasets
+    from affectlib.data.cache import ImageCache
+
+    d = dist_from_env()
+    if batch_size % d.world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by {d.world} processes")
+    tables = {s: combine_parts(parts, s) for s in ("train", "validation")}
+    for s, (table, _) in tables.items():
+        if table.empty:
+            raise ValueError(f"no part has {s!r} rows: {[p.name for p in parts]}")
+    columns = tuple(au_columns) if au_columns is not None else None
+    if columns is not None:
+        # an AU that no part codes is unlabelled everywhere, as concat_tables fills a missing one
+        tables = {
+            s: (t.assign(**{c: AU_MISSING for c in columns if c not in t.columns}), r)
+            for s, (t, r) in tables.items()
+        }
+    if d.world > 1 and not d.main:
+        dist.barrier()  # rank 0 decodes the images first; the others then open its caches
+    caches = {
+        s: ImageCache.build(table, root, size=image_size, progress=progress and d.main)
+        for s, (table, root) in tables.items()
+    }
+    if d.world > 1 and d.main:
+        dist.barrier()
+    train, val = tables["train"][0], tables["validation"][0]
+    record = {
+        "parts": {
+            p.name: {
+                "train_rows": len(p.train),
+                "val_rows": len(p.validation),
+                "labels": fingerprint_table(pd.concat([p.train, p.validation])),
+            }
+            for p in parts
+        },
+        "au_columns": list(columns) if columns is not None else None,
+        "image_size": image_size,
+        "sampler": sampler,
+        "images": {s: c.fingerprint[:16] for s, c in caches.items()},
+    }
+    data = TrainData(
+        train=datasets.BatchLoader(
+            train,
+            caches["train"],
+            _sampler(sampler, train, seed, d),
+            batch_size // d.world,
+            au_columns=columns,
+            drop_last=True,
+        ),
+        val=datasets.BatchLoader(
+            val,
+            caches["validation"],
+            datasets.SequentialSampler(len(val)),
+            batch_size,
+            au_columns=columns,
+        ),
+        train_table=train,
+        source={"root": str(tables["train"][1]), "labels": fingerprint_table(train), **record},
+        score=score,
+    )
+    return data, record
+
+
 def split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """A profile's ``extra`` as (model overrides, loop overrides, method options)."""
     model_over = {k: v for k, v in extra.items() if k in MODEL_EXTRA}
@@ -816,3 +1028,8 @@ def run(
     finally:
         if created_group:
             dist.destroy_process_group()
+
+
+# The study's methods register themselves (and their own steps) on import: methods/__init__ imports
+# only mfar. This import must follow the definitions above, which coupling uses.
+from affectlib.methods import coupling  # noqa: E402, F401

@@ -11,11 +11,22 @@ import torch
 from torch import nn
 
 from affectlib import methods
-from affectlib.labels import AU_COLUMNS, N_AU, N_EXPR
+from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_AU, N_EXPR
 from affectlib.methods import METHODS, MethodSpec, StepContext, mfar
 from affectlib.models import ModelConfig, build_model
 
 CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options={})
+
+
+@pytest.fixture(scope="module")
+def smoke_batches() -> dict:
+    """The smoke profile's training table and two batches of 8 of its images."""
+    from affectlib import profiles, train
+
+    data, _ = train.build_data(profiles.get("smoke"), 0, progress=False)
+    loader = iter(data.train)
+    batches = [{k: v[:8] for k, v in next(loader).items()} for _ in range(2)]
+    return {"table": data.train_table, "batches": batches}
 
 
 def _table(expr: list[int], au: list[list[int]]) -> pd.DataFrame:
@@ -138,17 +149,21 @@ def test_au_targets_fall_back_to_has_au_without_a_per_entry_mask():
 
 
 # --- the registry -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(METHODS))
+# the SS-MFAR family (other papers' methods, e.g. coupling's, have their own tests and inputs)
+SS_MFAR_FAMILY = sorted(n for n, s in METHODS.items() if (s.paper or "").startswith(mfar.PAPER))
+
+
+@pytest.mark.parametrize("name", SS_MFAR_FAMILY)
 def test_every_registered_method_takes_a_finite_differentiable_step(name):
     spec = METHODS[name]
     torch.manual_seed(0)
-    model = build_model(ModelConfig())
+    model = build_model(ModelConfig(backbone=spec.options.get("backbone") or "resnet18"))
     table = _table([0, 3, -1, 7], [[1] * N_AU, [0] * N_AU, [-1] * N_AU, [1, 0] * (N_AU // 2)])
     state = spec.init_state(table, spec.options)
     batch = _batch()
     for view in spec.views:
         batch[view] = batch["image"]
-    loss, logs = spec.loss(model, batch, state, CTX)
+    loss, logs = spec.loss(model, batch, state, dataclasses.replace(CTX, options=spec.options))
     loss.backward()
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(torch.isfinite(torch.as_tensor(v)) for v in logs.values())
@@ -158,11 +173,11 @@ def test_every_registered_method_takes_a_finite_differentiable_step(name):
 def test_a_variant_is_a_replaced_spec_and_a_duplicate_name_warns(monkeypatch):
     monkeypatch.setattr(methods, "METHODS", dict(METHODS))
     variant = dataclasses.replace(
-        mfar.MFAR, name="mfar-rs", options={**mfar.MFAR.options, "sampler": "class-balanced"}
+        mfar.MFAR, name="mfar-variant", options={**mfar.MFAR.options, "sampler": "class-balanced"}
     )
     methods.register(variant)
-    assert methods.get("mfar-rs").options["sampler"] == "class-balanced"
-    with pytest.warns(UserWarning, match="mfar-rs"):
+    assert methods.get("mfar-variant").options["sampler"] == "class-balanced"
+    with pytest.warns(UserWarning, match="mfar-variant"):
         methods.register(variant)
 
 
@@ -179,3 +194,252 @@ def test_get_and_options_name_what_is_unknown():
 def test_register_rejects_an_unknown_view():
     with pytest.raises(ValueError, match="medium"):
         methods.register(MethodSpec("x", loss=mfar.mfar_loss, views=("medium",)))
+
+
+# --- SS-MFAR (Eq. 4-9) on a hand-made batch ----------------------------------------------------------
+class Replay(nn.Module):
+    """Returns stored outputs for a batch of their number of rows (weak views first, then the
+    strong views of the unlabelled images), so every loss term can be computed by hand."""
+
+    def __init__(self, out: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert x.shape[0] == len(self.out["expr"]), (x.shape, len(self.out["expr"]))
+        return self.out
+
+
+def _ss_batch() -> dict[str, torch.Tensor]:
+    """Four images: 0 and 2 labelled (classes 3 and 5), 1 and 3 without an expression label."""
+    batch = _batch()
+    batch["expr"] = torch.tensor([3, -1, 5, -1])
+    batch["has_expr"] = torch.tensor([True, False, True, False])
+    batch["strong"] = batch["weak"].flip(-1)
+    return batch
+
+
+def _ss_outputs(n_strong: int, seed: int = 3) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    weak = torch.zeros(4, N_EXPR, dtype=torch.float64)
+    weak[0, 3] = 2.0  # labelled class 3, classified correctly
+    weak[2, 5] = 3.0  # labelled class 5, classified correctly, more confidently
+    weak[1, 3] = 4.0  # unlabelled, confident pseudo-label 3
+    weak[3, 6] = 0.5  # unlabelled, not confident
+    strong = torch.randn(n_strong, N_EXPR, generator=g, dtype=torch.float64)
+    n = 4 + n_strong
+    return {
+        "expr": torch.cat([weak, strong]),
+        "au": torch.randn(n, N_AU, generator=g, dtype=torch.float64),
+        "va": torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1,
+    }
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _bce(logits: np.ndarray, target: np.ndarray, pos_weight: np.ndarray | None = None) -> float:
+    pw = np.ones(logits.shape[1]) if pos_weight is None else pos_weight
+    sig = 1 / (1 + np.exp(-logits))
+    return float(-(pw * target * np.log(sig) + (1 - target) * np.log(1 - sig)).mean())
+
+
+def _ss_by_hand(out, batch, state, epoch: int, everyone: bool) -> dict[str, float]:
+    """Every term of Eq. 9 in numpy; the unlabelled set is rows 1, 3 or, for SA, all four."""
+    z = {k: v.numpy() for k, v in out.items()}
+    w_expr, w_au = state["expr_weight"].numpy(), state["au_pos_weight"].numpy()
+    y = batch["expr"].numpy()
+    p = _softmax(z["expr"][:4])
+    lab = [0, 2]
+    wy = w_expr[y[lab]]
+    ce_s = -(wy * np.log(p[lab, y[lab]])).sum() / wy.sum()
+    # Eq. 4: per class, mean confidence of its correctly classified labelled images, else the
+    # mean over all correct ones; times beta / (1 + e^-epoch)
+    correct = {c: p[i, c] for i, c in zip(lab, y[lab], strict=True) if p[i].argmax() == c}
+    fallback = np.mean(list(correct.values()))
+    mean = np.array([correct.get(c, fallback) for c in range(N_EXPR)])
+    thr = 0.95 / (1 + np.e ** (-epoch)) * mean
+    unl = [0, 1, 2, 3] if everyone else [1, 3]
+    pu = p[unl]
+    pseudo, conf = pu.argmax(axis=1), pu.max(axis=1)
+    mask = conf >= thr[pseudo]
+    ps = _softmax(z["expr"][4:])
+    l_u = (mask * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
+    rest = ~mask
+    kl = ((pu[rest] - ps[rest]) * (np.log(pu[rest]) - np.log(ps[rest]))).sum(axis=1).mean()
+    au_rows = [0, 1, 3]
+    au = _bce(z["au"][au_rows], batch["au"].numpy()[au_rows], w_au)
+    v, vt = z["va"][:3], batch["va"].numpy()[:3]
+    va = 1 - 0.5 * (_ccc(v[:, 0], vt[:, 0]) + _ccc(v[:, 1], vt[:, 1]))
+    terms = {"ce_s": ce_s, "l_u": l_u, "kl": kl, "au": au, "va": va, "mask": mask, "thr": thr}
+    if everyone:
+        terms["au_u"] = _bce(z["au"][4:], 1 / (1 + np.exp(-z["au"][:4])))
+        sv, wv = z["va"][4:], z["va"][:4]
+        terms["va_u"] = 1 - 0.5 * (_ccc(sv[:, 0], wv[:, 0]) + _ccc(sv[:, 1], wv[:, 1]))
+    return terms
+
+
+def _ss_state() -> dict[str, torch.Tensor]:
+    return {
+        "expr_weight": torch.linspace(0.5, 4.0, N_EXPR, dtype=torch.float64),
+        "au_pos_weight": torch.linspace(1.0, 3.0, N_AU, dtype=torch.float64),
+    }
+
+
+def _ctx(name: str, epoch: int = 1) -> StepContext:
+    return StepContext(epoch, 0, 3, torch.device("cpu"), METHODS[name].options)
+
+
+def test_ss_mfar_loss_is_eq9_by_hand_with_one_confident_and_one_rejected_image():
+    batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(2)
+    loss, logs = METHODS["ss-mfar"].loss(Replay(out), batch, state, _ctx("ss-mfar"))
+    t = _ss_by_hand(out, batch, state, epoch=1, everyone=False)
+    assert t["mask"].tolist() == [True, False]  # both branches of Algorithm 1, line 6
+    want = 0.5 * t["ce_s"] + 1.0 * t["l_u"] + 0.1 * t["kl"] + t["au"] + t["va"]
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    assert logs["loss_unsup"].item() == pytest.approx(t["l_u"])
+    assert logs["loss_kl"].item() == pytest.approx(t["kl"])
+    np.testing.assert_allclose(
+        [logs[f"threshold_{e}"].item() for e in EXPRESSIONS], t["thr"], rtol=1e-6
+    )
+    fear, surprise = EXPRESSIONS[3], EXPRESSIONS[6]  # the pseudo-labels of images 1 and 3
+    assert logs[f"unlabelled_{fear}"].item() == 1 and logs[f"unlabelled_{surprise}"].item() == 1
+    assert logs[f"confident_{fear}"].item() == 1 and logs[f"confident_{surprise}"].item() == 0
+
+
+def test_ss_mfar_nokl_has_no_kl_term_in_its_loss_or_its_logs():
+    batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(2)
+    loss, logs = METHODS["ss-mfar-nokl"].loss(Replay(out), batch, state, _ctx("ss-mfar-nokl"))
+    t = _ss_by_hand(out, batch, state, epoch=1, everyone=False)
+    assert t["kl"] > 0  # the dropped term would have counted
+    assert "loss_kl" not in logs
+    assert loss.item() == pytest.approx(0.5 * t["ce_s"] + t["l_u"] + t["au"] + t["va"], rel=1e-6)
+
+
+def test_ss_mfar_thresholds_rise_with_the_epoch_by_the_eq4_factor():
+    batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(2)
+    thr = []
+    for epoch in (1, 2, 3, 6):
+        _, logs = METHODS["ss-mfar"].loss(Replay(out), batch, state, _ctx("ss-mfar", epoch))
+        thr.append(np.array([logs[f"threshold_{e}"].item() for e in EXPRESSIONS]))
+    factor = [0.95 / (1 + np.e ** (-e)) for e in (1, 2, 3, 6)]
+    for k in range(1, 4):
+        assert (thr[k] > thr[k - 1]).all()
+        np.testing.assert_allclose(thr[k] / thr[0], factor[k] / factor[0], rtol=1e-6)
+
+
+def test_ssp_mfar_sa_adds_the_unsupervised_loss_of_every_task_for_all_images():
+    batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(4)
+    spec = METHODS["ssp-mfar-sa"]
+    loss, logs = spec.loss(Replay(out), batch, state, _ctx("ssp-mfar-sa"))  # 4 weak + 4 strong
+    t = _ss_by_hand(out, batch, state, epoch=1, everyone=True)
+    want = 0.5 * t["ce_s"] + t["l_u"] + 0.1 * t["kl"] + t["au"] + t["va"] + t["au_u"] + t["va_u"]
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    assert logs["loss_au_unsup"].item() == pytest.approx(t["au_u"])
+    assert logs["loss_va_unsup"].item() == pytest.approx(t["va_u"], rel=1e-6)
+    assert sum(logs[f"unlabelled_{e}"].item() for e in EXPRESSIONS) == 4  # labelled ones too
+    # SS-MFAR and SSP-MFAR feed only the two unlabelled strong views (a Replay of 6 rows)
+    for name in ("ss-mfar", "ssp-mfar"):
+        METHODS[name].loss(Replay(_ss_outputs(2)), batch, state, _ctx(name))
+
+
+def test_ss_mfar_on_a_fully_labelled_batch_adds_zero_unsupervised_terms():
+    batch, state = _ss_batch(), _ss_state()
+    batch["expr"], batch["has_expr"] = torch.tensor([3, 1, 5, 0]), torch.ones(4, dtype=torch.bool)
+    out = _ss_outputs(0)
+    loss, logs = METHODS["ss-mfar"].loss(Replay(out), batch, state, _ctx("ss-mfar"))
+    assert logs["loss_unsup"].item() == 0 and logs["loss_kl"].item() == 0
+    mfar_like = 0.5 * logs["loss_expr"] + logs["loss_au"] + logs["loss_va"]
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(mfar_like.item())
+
+
+def test_ss_mfar_names_a_wrong_unsupervised_scope():
+    ctx = StepContext(1, 0, 1, torch.device("cpu"), {**METHODS["ss-mfar"].options})
+    ctx.options["unsupervised_on"] = "labelled"
+    with pytest.raises(ValueError, match="unsupervised_on.*'labelled'"):
+        METHODS["ss-mfar"].loss(Replay(_ss_outputs(2)), _ss_batch(), _ss_state(), ctx)
+
+
+def test_ss_mfar_50_refuses_a_model_that_is_not_a_resnet50():
+    model = build_model(ModelConfig(backbone="resnet18"))
+    batch = _ss_batch()
+    with pytest.raises(ValueError, match="resnet50.*--set backbone=resnet50"):
+        METHODS["ss-mfar-50"].loss(model, batch, _ss_state(), _ctx("ss-mfar-50"))
+
+
+# --- the variants and the rows of Table 1 -----------------------------------------------------------
+def test_rs_variants_drop_the_eq1_weights_and_keep_the_au_weights():
+    table = _table([0, 0, 4, -1], [[1] * N_AU, [0] * N_AU, [0] * N_AU, [1] * N_AU])
+    for name in ("mfar-rs", "ss-mfar-rs"):
+        state = METHODS[name].init_state(table, METHODS[name].options)
+        assert state["expr_weight"] is None and state["au_pos_weight"] is not None
+
+
+@pytest.mark.parametrize(("name", "unlabelled"), [("mfar-rs", False), ("ss-mfar-rs", True)])
+def test_rs_variants_sample_the_expression_classes_evenly(name, unlabelled):
+    from affectlib import profiles, train
+
+    sampler = METHODS[name].options["sampler"]
+    data, _ = train.build_data(profiles.get("smoke"), 0, sampler=sampler, progress=False)
+    expr = data.train_table["expr"].to_numpy()
+    drawn = expr[data.train.sampler.indices(0)]
+    counts = np.bincount(drawn[drawn >= 0], minlength=N_EXPR)
+    present = np.bincount(expr[expr >= 0], minlength=N_EXPR) > 0
+    assert len(set(counts[present])) == 1 and (counts[~present] == 0).all()
+    assert (drawn == -1).sum() == ((expr == -1).sum() if unlabelled else 0)
+    # the natural frequencies are far from even, so the check can fail
+    natural = np.bincount(expr[expr >= 0], minlength=N_EXPR)[present]
+    assert natural.max() > 2 * natural.min()
+
+
+def test_table1_rows_are_the_papers_rows_and_registered_methods():
+    from affectlib.results import paper_table
+
+    paper_rows = set(paper_table("ssmfar_table1")["method"])
+    assert [r.paper_row for r in mfar.TABLE1] == [
+        r for r in paper_table("ssmfar_table1")["method"] if r != "Baseline"
+    ]
+    for row in mfar.TABLE1:
+        assert row.paper_row in paper_rows and row.method in METHODS
+        assert row.init in mfar.INIT_SOURCES
+        assert (METHODS[row.method].options.get("backbone") or "resnet18") == row.backbone
+    assert mfar.table1_row("ss-mfar-50").init == "none"
+    with pytest.raises(KeyError, match="pretrain-affectnet.*rows: mfar"):
+        mfar.table1_row("pretrain-affectnet")
+
+
+def test_ss_mfar_nokl_trains_through_the_loop_and_its_metrics_lack_the_kl_column(tmp_path):
+    from affectlib import profiles, train
+
+    p = profiles.get("smoke", epochs=1, batch_size=48)
+    train.run("ss-mfar-nokl", p, tmp_path / "nokl", 0, progress=False)
+    history = pd.read_csv(tmp_path / "nokl" / "metrics.csv")
+    assert "train_loss_unsup" in history and "train_loss_kl" not in history
+    assert "train_threshold_Neutral" in history and np.isfinite(history["train_loss"]).all()
+
+
+@pytest.mark.parametrize("row", mfar.TABLE1, ids=[r.method for r in mfar.TABLE1])
+def test_every_table1_method_takes_two_finite_steps_on_smoke_batches(smoke_batches, row):
+    from affectlib.data import augment
+
+    spec = METHODS[row.method]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=row.backbone, feature_scale=16.0))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    before = [p.detach().clone() for p in model.backbone.parameters()][:3]
+    state = spec.init_state(smoke_batches["table"], spec.options)
+    for step, batch in enumerate(smoke_batches["batches"]):
+        batch = dict(batch)
+        gen = augment.seeded_generator(0, 0, step)
+        for view in spec.views:
+            batch[view] = getattr(augment, view)(batch["image"], gen).images
+        ctx = StepContext(1, step, 1, torch.device("cpu"), spec.options)
+        loss, logs = spec.loss(model, batch, state, ctx)
+        assert torch.isfinite(loss) and all(torch.isfinite(v) for v in logs.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = list(model.backbone.parameters())[:3]
+    assert any((a != b.detach()).any() for a, b in zip(before, after, strict=True))

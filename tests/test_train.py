@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import f1_score
@@ -222,3 +223,106 @@ def test_the_reference_run_folder_can_be_copied_and_rerun_without_training(refer
     assert _train(out, *SHORT) == 0
     assert (out / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert json.loads((out / "provenance.json").read_text())["resumed_at_step"] == 6
+
+
+# --- several data sets in one run; methods owning their step --------------------------------------
+@pytest.fixture(scope="module")
+def smoke_root() -> Path:
+    from affectlib import profiles
+    from affectlib.data import generate
+
+    return generate.ensure(profiles.get("smoke"), 0)
+
+
+def test_build_multi_data_mixes_the_sets_and_masks_each_task_per_image(smoke_root):
+    parts = [train.load_part(smoke_root, "affectnet"), train.load_part(smoke_root, "emotionet")]
+    cols = ("AU1", "AU5", "AU12", "AU43")  # AU43: coded by neither file here
+    data, record = train.build_multi_data(
+        parts, image_size=16, batch_size=32, seed=0, au_columns=cols, progress=False
+    )
+    table = data.train_table
+    assert len(table) == len(parts[0].train) + len(parts[1].train)
+    aff = (table["source"] == "affectnet").to_numpy()
+    assert table["path"][aff].str.startswith("affectnet/Manually_Annotated_Images/").all()
+    assert table["path"][~aff].str.startswith("emotionet/images/").all()
+    batch = next(iter(data.train))
+    rows = batch["index"].numpy()
+    in_aff = aff[rows]
+    assert in_aff.any() and (~in_aff).any()  # one batch holds images of both sets
+    assert not batch["au_mask"][in_aff].any()  # an AffectNet image feeds no AU loss
+    assert not batch["has_expr"][~in_aff].any()  # an EmotioNet image feeds no expression loss
+    expected = table.loc[rows, list(cols)].to_numpy() != -1
+    assert (batch["au_mask"].numpy() == expected).all() and not expected[:, 3].any()
+    assert batch["au_mask"][~in_aff][:, :3].all()
+    assert len(data.val.labels) == len(parts[0].validation) + len(parts[1].validation)
+    assert record["au_columns"] == list(cols)
+    assert record["parts"]["emotionet"]["train_rows"] == len(parts[1].train)
+
+
+class _Toy(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+        self.heads = torch.nn.ModuleDict(
+            {
+                "expr": torch.nn.Linear(4, 3),
+                "au": torch.nn.Linear(4, 2),
+                "va": torch.nn.Linear(4, 2),
+            }
+        )
+
+    def forward(self, x):
+        z = self.backbone(x.float() / 255)
+        return {k: h(z) for k, h in self.heads.items()} | {"feat": z}
+
+
+def _toy_data() -> train.TrainData:
+    from affectlib.data import datasets
+
+    n = 8
+    table = pd.DataFrame(
+        {
+            "expr": [0, 1, 2, 0, -1, -1, -1, -1],
+            "AU1": [-1, -1, -1, -1, 1, 0, 1, 0],
+            "AU2": [-1, -1, -1, -1, 0, 0, 1, 1],
+            "valence": -5.0,
+            "arousal": -5.0,
+        }
+    )
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    return train.TrainData(
+        train=datasets.BatchLoader(table, images, datasets.RandomSampler(n, 0), 4, drop_last=True),
+        val=datasets.BatchLoader(table, images, datasets.SequentialSampler(n), 4),
+        train_table=table,
+        score=lambda pred: {"n_val": float(len(pred["index"]))},
+    )
+
+
+def test_checkpoints_off_writes_none_and_a_custom_score_reaches_metrics_json(tmp_path):
+    cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False)
+    result = train.fit(_Toy(), methods.get("nc-mt"), _toy_data(), cfg, tmp_path / "run")
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert final["n_val"] == 8.0 and result.metrics["n_val"] == 8.0 and "expr_f1" not in final
+    assert not (tmp_path / "run" / train.CHECKPOINT).exists()
+    assert "checkpoints" not in json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+
+
+def test_a_method_with_a_registered_step_owns_forward_loss_and_backward(tmp_path, monkeypatch):
+    calls = []
+
+    def step(net, method, batch, state, ctx):
+        out = net(batch["weak"])
+        loss = out["expr"].pow(2).mean()  # anything the loop cannot produce on its own
+        loss.backward()
+        calls.append(ctx.step)
+        return loss.detach(), {"own": loss.detach()}
+
+    spec = dataclasses.replace(methods.get("nc-mt"), name="own-step-test")
+    monkeypatch.setitem(train.STEPS, spec.name, step)
+    model = _Toy()
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
+    result = train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
+    assert calls == [0, 1, 2, 3]  # the step ran at every optimiser step, and the loop stepped
+    assert "train_own" in result.history and "train_loss_expr" not in result.history
+    assert all((a != b).any() for a, b in zip(before, model.backbone.parameters(), strict=True))

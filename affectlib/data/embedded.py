@@ -233,9 +233,13 @@ def _va(expr: np.ndarray, strength: np.ndarray, rng) -> tuple[np.ndarray, np.nda
 
 
 def _pose(n_videos: int, T: int, rng) -> np.ndarray:
-    base = rng.normal(0, [14.0, 8.0, 6.0], (n_videos, 1, 3))
-    drift = np.cumsum(rng.normal(0, [1.0, 0.6, 0.5], (n_videos, T, 3)), axis=1)
-    return np.clip(base + drift, [-45, -30, -25], [45, 30, 25])
+    """Head pose (V, T, 3) of the Aff-Wild2-like frames, yaw / pitch / roll degrees as rendered: a
+    per-video offset plus a random walk. The frames are ``cropped_aligned``: the aligner rotates
+    each face upright, so only a residual roll is left (std 2 deg, drift 0.2 deg per frame; the
+    head's own roll does not reach the image); yaw and pitch stay (std 14 and 8 deg)."""
+    base = rng.normal(0, [14.0, 8.0, 2.0], (n_videos, 1, 3))
+    drift = np.cumsum(rng.normal(0, [1.0, 0.6, 0.2], (n_videos, T, 3)), axis=1)
+    return np.clip(base + drift, [-45, -30, -10], [45, 30, 10])
 
 
 def _annotate_expr(true: np.ndarray, rng, scale: float) -> np.ndarray:

@@ -83,6 +83,10 @@ def _render_params(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(au, 0, 5), df[["yaw", "pitch", "roll"]].to_numpy(float)
 
 
+# nuisance of the Aff-Wild2-like frames (render.sample_nuisance: 0 clean, 1 the default ranges)
+AFFWILD_DIFFICULTY = 1.0
+
+
 @dataclass
 class RenderPlan:
     """Everything one data set's images are rendered from: row i of each array is image i."""
@@ -106,7 +110,10 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
     identities = R.sample_identities(story.n_identities, rng)
     aw = story.affwild
     videos, vid_idx = np.unique(aw["video"].to_numpy(str), return_inverse=True)
-    aw_nuis = R.take(R.sample_nuisance(len(videos), rng), vid_idx)
+    # Aff-Wild2's frames are cropped_aligned: the aligner's tight, centred crop (see sample_nuisance)
+    aw_nuis = R.take(
+        R.sample_nuisance(len(videos), rng, difficulty=AFFWILD_DIFFICULTY, aligned=True), vid_idx
+    )
     aw_nuis["noise_key"] = rng.integers(0, 2**32, len(aw), dtype=np.uint32)
     plans = {}
     for name, df, paths in (

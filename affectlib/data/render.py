@@ -72,6 +72,12 @@ NUISANCE_KEYS: tuple[str, ...] = (
     "occ_angle", "occ_rgb", "blur", "noise", "noise_key",
 )  # fmt: skip
 
+# crops (nuisance "shift", "scale"): std of the shift (image half-widths) and of the log scale at
+# difficulty 1; an aligned crop scales the face by ALIGNED_SCALE and moves it down by ALIGNED_SHIFT_Y
+CROP_JITTER = (0.03, 0.04)
+ALIGNED_JITTER = (0.01, 0.02)
+ALIGNED_SCALE = 1.3
+ALIGNED_SHIFT_Y = 0.03
 # occluder kinds (nuisance "occ_kind")
 OCC_NONE, OCC_BAR, OCC_HAND, OCC_PATCH = 0, 1, 2, 3
 
@@ -146,17 +152,17 @@ def sample_identities(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
         "eye_w": _u(rng, 0.105, 0.13, n),
         "eye_h": _u(rng, 0.044, 0.058, n),
         "iris": _IRIS[rng.choice(len(_IRIS), n, p=_IRIS_P)] * rng.uniform(0.8, 1.2, (n, 1)),
-        "brow_gap": _u(rng, 0.115, 0.15, n),
-        "brow_thick": _u(rng, 0.016, 0.028, n),
+        "brow_gap": _u(rng, 0.13, 0.165, n),
+        "brow_thick": _u(rng, 0.026, 0.04, n),
         "brow_len": _u(rng, 0.26, 0.33, n),
         "brow_arch": _u(rng, 0.008, 0.035, n),
         "brow_rgb": brow,
         "nose_v": _u(rng, 0.17, 0.25, n),
         "nose_w": _u(rng, 0.075, 0.10, n),
         "mouth_v": _u(rng, 0.45, 0.53, n),
-        "mouth_w": _u(rng, 0.16, 0.21, n),
-        "lip_u": _u(rng, 0.025, 0.042, n),
-        "lip_l": _u(rng, 0.032, 0.052, n),
+        "mouth_w": _u(rng, 0.18, 0.23, n),
+        "lip_u": _u(rng, 0.035, 0.055, n),
+        "lip_l": _u(rng, 0.045, 0.07, n),
         "lip_rgb": lip,
         "age": rng.beta(1.2, 3.0, n).astype(_F),
         "hair_rgb": np.clip(hair, 0, 1),
@@ -177,11 +183,16 @@ def sample_identities(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
 
 
 def sample_nuisance(
-    n: int, rng: np.random.Generator, *, difficulty: float = 1.0
+    n: int, rng: np.random.Generator, *, difficulty: float = 1.0, aligned: bool = False
 ) -> dict[str, np.ndarray]:
     """Sample per-face nuisance: crop jitter, gaze, illumination, background, occlusion, blur, noise.
 
     ``difficulty`` scales every nuisance range (0: clean studio images, 1: default, >1 harder).
+    ``aligned`` gives the crop of a face aligner (Aff-Wild2's ``cropped_aligned``, RAF-DB's
+    ``aligned``): the face is scaled to fill the crop (``ALIGNED_SCALE``, the eyes at ~46% and the
+    mouth at ~78% of the height, as in the 5-point alignment templates) and centred, up to the
+    aligner's residual jitter (``ALIGNED_JITTER``); otherwise the whole head sits in a loose crop
+    (a detector's box) with the larger jitter ``CROP_JITTER``.
     Occlusion happens with probability ``min(1, 0.15 * difficulty)``. Keys: ``shift`` (n, 2) and
     ``scale`` (n,) place the face in the crop; ``gaze`` (n, 2) moves both irises; ``light`` (n, 3) is
     a unit direction towards the light in camera coordinates (x right, y down, z towards the camera);
@@ -206,9 +217,11 @@ def sample_nuisance(
     occ_kind = np.where(occ_on, rng.integers(1, 4, n), OCC_NONE)
     noisy = rng.random(n) < 0.6
     blurry = rng.random(n) < 0.5
+    jitter = ALIGNED_JITTER if aligned else CROP_JITTER
+    scale, centre = (ALIGNED_SCALE, ALIGNED_SHIFT_Y) if aligned else (1.0, 0.0)
     nuis = {
-        "shift": rng.normal(0, 0.03 * d, (n, 2)),
-        "scale": np.exp(rng.normal(0, 0.04 * d, n)),
+        "shift": rng.normal(0, jitter[0] * d, (n, 2)) + [0.0, centre],
+        "scale": np.exp(rng.normal(0, jitter[1] * d, n)) * scale,
         "gaze": rng.normal(0, 0.012, (n, 2)) * min(d, 1.0),
         "light": light,
         "ambient": rng.uniform(0.55, 0.8, n) - 0.15 * min(d, 2.0) * rng.random(n),
@@ -395,9 +408,14 @@ def _const(rgb: list[float]) -> np.ndarray:
 def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndarray]:
     """Feature geometry (canonical units, each (B,1,1)) from identity and AU intensities.
 
-    Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a, so intensity 1
-    (FACS A, trace) moves a feature by a fifth of its maximum: about half a pixel at 48 px for brows
-    and lip corners, which is subtle but visible beside the neutral face.
+    Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a. At a = 1 (FACS E,
+    "maximum") each AU moves its features about as far as a face allows, in canonical units of
+    ~1 cm (face half-width ~0.7): brows up 1.2-1.4 (AU1, AU2) or down 0.8 and together 0.45 (AU4),
+    lip corners up 1.1 and out 0.9 (AU12), down 1.0 (AU15), the lower lip up 0.6 (AU17), the mouth
+    0.9 wider (AU20) or 0.65 narrower with lips at a quarter of their height (AU23, AU24), the
+    upper lip up 0.9 (AU10), lips parted 0.8 (AU25) and the jaw dropped 1.4 (AU26). At 48 px with
+    the aligned crop a canonical unit is ~2.6 pixels, so E moves features 2-4 pixels and intensity
+    1 (A, trace) a fifth of that: under a pixel, subtle but visible beside the neutral face.
     """
     a = {k: _col(au[:, i] / AU_MAX) for k, i in _AU_INDEX.items()}
     i = {k: _col(v) for k, v in ident.items() if k != "key"}
@@ -407,68 +425,68 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     g["eye_dx"] = i["eye_dx"]
     g["eye_w"] = i["eye_w"]
     g["hu"] = i["eye_h"] * (
-        1 + 1.0 * a[5] - 0.35 * a[7] - 0.25 * a[4] - 0.12 * a[6] - 0.15 * a[9]
+        1 + 1.2 * a[5] - 0.45 * a[7] - 0.3 * a[4] - 0.25 * a[6] - 0.2 * a[9]
     ).clip(0.15)
     g["hl"] = (0.8 * i["eye_h"]) * (
-        1 + 0.1 * a[5] - 0.55 * a[6] - 0.7 * a[7] - 0.15 * a[12] - 0.2 * a[9]
+        1 + 0.1 * a[5] - 0.7 * a[6] - 0.8 * a[7] - 0.2 * a[12] - 0.25 * a[9]
     ).clip(0.1)
     g["iris_r"] = 0.8 * i["eye_h"]
     # lower-lid bulge, crow's feet, cheek raise, infraorbital furrow (AU6, AU7; strong AU12)
-    g["bulge"] = (0.12 + 0.55 * a[6] + 0.5 * a[7]).clip(0, 0.8)
-    g["crows"] = 0.85 * a[6]
-    g["cheek_lift"] = 0.06 * a[6] + 0.03 * a[12]
-    g["cheek_glow"] = (0.1 + 0.45 * np.maximum(a[6], 0.7 * a[12])).clip(0, 0.6)
-    g["furrow"] = 0.6 * a[6] + 0.15 * a[7]
+    g["bulge"] = (0.12 + 0.7 * a[6] + 0.65 * a[7]).clip(0, 0.9)
+    g["crows"] = a[6]
+    g["cheek_lift"] = 0.09 * a[6] + 0.04 * a[12]
+    g["cheek_glow"] = (0.1 + 0.55 * np.maximum(a[6], 0.7 * a[12])).clip(0, 0.65)
+    g["furrow"] = 0.8 * a[6] + 0.25 * a[7]
     # brows: inner end (x_in, y_in), outer end (x_out, y_out), arch, thickness
     brow_base = i["eye_y"] - i["brow_gap"]
-    g["x_in"] = 0.09 - 0.035 * a[4]
-    g["x_out"] = g["x_in"] + i["brow_len"] + 0.02 * a[4]
-    g["y_in"] = brow_base - 0.12 * a[1] - 0.015 * a[2] + 0.065 * a[4] + 0.03 * a[9]
-    g["y_out"] = brow_base + 0.012 - 0.02 * a[1] - 0.09 * a[2] + 0.03 * a[4]
-    g["arch"] = i["brow_arch"] + 0.02 * a[2] - 0.015 * a[1] - 0.01 * a[4]
-    g["brow_t"] = i["brow_thick"] * (1 + 0.25 * a[4])
+    g["x_in"] = 0.09 - 0.045 * a[4]
+    g["x_out"] = g["x_in"] + i["brow_len"] + 0.025 * a[4]
+    g["y_in"] = brow_base - 0.14 * a[1] - 0.02 * a[2] + 0.08 * a[4] + 0.045 * a[9]
+    g["y_out"] = brow_base + 0.012 - 0.025 * a[1] - 0.12 * a[2] + 0.04 * a[4] + 0.01 * a[9]
+    g["arch"] = i["brow_arch"] + 0.025 * a[2] - 0.02 * a[1] - 0.012 * a[4]
+    g["brow_t"] = i["brow_thick"] * (1 + 0.3 * a[4])
     # forehead wrinkles: AU1 central, AU2 lateral; glabella (AU4); nose root and bridge (AU4, AU9)
-    g["wr_center"] = 0.95 * a[1] + 0.15 * i["age"]
-    g["wr_side"] = 0.9 * a[2] + 0.15 * i["age"]
-    g["wr_ref"] = brow_base - 0.08 - 0.06 * a[1] - 0.05 * a[2]
-    g["glabella"] = 0.9 * a[4]
-    g["root"] = (0.45 * a[4] + 0.6 * a[9]).clip(0, 0.9)
-    g["nose_wr"] = 0.9 * a[9]
+    g["wr_center"] = a[1] + 0.15 * i["age"]
+    g["wr_side"] = 0.95 * a[2] + 0.15 * i["age"]
+    g["wr_ref"] = brow_base - 0.08 - 0.07 * a[1] - 0.06 * a[2]
+    g["glabella"] = a[4]
+    g["root"] = (0.5 * a[4] + 0.7 * a[9]).clip(0, 0.9)
+    g["nose_wr"] = a[9]
     # nose
     g["nose_v"] = i["nose_v"]
-    g["nose_w"] = i["nose_w"] * (1 + 0.18 * a[9] + 0.06 * a[10])
-    g["nostril_v"] = i["nose_v"] + 0.022 - 0.03 * a[9] - 0.012 * a[10]
-    g["ala"] = 0.15 + 0.5 * a[9] + 0.2 * a[10]
+    g["nose_w"] = i["nose_w"] * (1 + 0.22 * a[9] + 0.1 * a[10])
+    g["nostril_v"] = i["nose_v"] + 0.022 - 0.04 * a[9] - 0.02 * a[10]
+    g["ala"] = 0.15 + 0.6 * a[9] + 0.3 * a[10]
     # mouth: half-width cw, corner height cy, inner gaps, lip thicknesses, AU10 lift, AU17 push
     mw = i["mouth_w"]
     g["mouth_v"] = i["mouth_v"]
     g["cw"] = mw * (
-        1 + 0.22 * a[12] + 0.34 * a[20] - 0.2 * a[23] - 0.08 * a[24] - 0.07 * a[26] + 0.06 * a[15]
+        1 + 0.42 * a[12] + 0.42 * a[20] - 0.3 * a[23] - 0.12 * a[24] - 0.1 * a[26] + 0.08 * a[15]
     )
     flat = 1 - 0.6 * a[24]  # AU24 presses the lips into a straight line
-    g["cy"] = (-0.07 * a[12] + 0.07 * a[15] + 0.015 * a[20] + 0.012 * a[17]) * flat
+    g["cy"] = (-0.11 * a[12] + 0.1 * a[15] + 0.03 * a[20] + 0.035 * a[17]) * flat
     closed = (1 - 0.85 * np.maximum(a[23], a[24])).clip(0)
-    g["gap_u"] = (0.012 * a[25] + 0.02 * a[26]) * closed + 0.022 * a[10]
-    g["gap_l"] = (0.03 * a[25] + 0.11 * a[26]) * closed
-    g["lift"] = 0.035 * a[10] + 0.012 * a[9]
-    g["push"] = 0.035 * a[17]
-    thin = 1 - 0.6 * a[23] - 0.7 * a[24] - 0.35 * a[20] - 0.18 * a[12]
+    g["gap_u"] = (0.025 * a[25] + 0.025 * a[26]) * closed + 0.03 * a[10]
+    g["gap_l"] = (0.055 * a[25] + 0.14 * a[26]) * closed
+    g["lift"] = 0.06 * a[10] + 0.02 * a[9]
+    g["push"] = 0.06 * a[17]
+    thin = 1 - 0.75 * a[23] - 0.8 * a[24] - 0.45 * a[20] - 0.3 * a[12]
     g["th_u"] = i["lip_u"] * thin.clip(0.15)
-    g["th_l"] = i["lip_l"] * (thin + 0.15 * a[17]).clip(0.15)
-    g["lip_line"] = 0.006 + 0.006 * a[24] + 0.002 * a[23]
-    g["lip_edge"] = 0.2 + 0.6 * a[23]
-    g["press"] = 0.75 * a[24]
-    g["mentolabial"] = (0.2 + 0.7 * a[17] + 0.45 * a[24] + 0.2 * a[15]).clip(0, 0.9)
-    g["chin_boss"] = 0.5 * a[17]
-    g["ment_up"] = 0.025 * a[17]
-    g["dimple"] = 0.6 * a[17]
-    g["stretch"] = 0.85 * a[20]
-    g["depress"] = 0.8 * a[15]
+    g["th_l"] = i["lip_l"] * (thin + 0.3 * a[17]).clip(0.15)
+    g["lip_line"] = 0.006 + 0.008 * a[24] + 0.003 * a[23]
+    g["lip_edge"] = 0.2 + 0.7 * a[23]
+    g["press"] = a[24]
+    g["mentolabial"] = (0.2 + 0.8 * a[17] + 0.55 * a[24] + 0.25 * a[15]).clip(0, 0.95)
+    g["chin_boss"] = 0.8 * a[17]
+    g["ment_up"] = 0.04 * a[17]
+    g["dimple"] = 0.9 * a[17]
+    g["stretch"] = a[20]
+    g["depress"] = a[15]
     g["nasolabial"] = (
-        0.2 * i["age"] + 0.55 * a[12] + 0.55 * a[10] + 0.45 * a[9] + 0.3 * a[6] + 0.15 * a[20]
-    ).clip(0, 0.85)
+        0.2 * i["age"] + 0.65 * a[12] + 0.65 * a[10] + 0.5 * a[9] + 0.3 * a[6] + 0.2 * a[20]
+    ).clip(0, 0.9)
     # jaw: AU26 drops the chin, AU17 lifts the chin boss a little
-    g["chin_v"] = i["chin_v"] + 0.12 * a[26] - 0.015 * a[17]
+    g["chin_v"] = i["chin_v"] + 0.14 * a[26] - 0.02 * a[17]
     return g
 
 
@@ -996,12 +1014,12 @@ def _render_chunk(
     for draw, box in (
         (_marks_upper, (0.62, -0.78, 0.1)),
         (_marks_middle, (0.64, -0.22, 0.36)),
-        (_marks_lower, (0.52, 0.06, 1.1)),
+        (_marks_lower, (0.62, 0.06, 1.12)),
         (_nose, (0.3, -0.15, 0.36)),
-        (_eyes, (0.48, -0.32, 0.06)),
-        (_brows, (0.5, -0.52, 0.0)),
+        (_eyes, (0.48, -0.36, 0.06)),
+        (_brows, (0.5, -0.62, 0.0)),
         (_beard, (0.76, 0.15, 1.12)),
-        (_mouth, (0.42, 0.22, 0.8)),
+        (_mouth, (0.5, 0.12, 0.9)),
         (_hair_front, (None, None, 0.35)),
         (_glasses, (0.76, -0.38, 0.18)),
     ):

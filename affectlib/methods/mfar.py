@@ -1,7 +1,7 @@
-"""MFAR: multi-task facial affect recognition (Gera et al. 2022, "SS-MFAR", §2.1, Eq. 1-3, 5-7).
+"""MFAR, SS-MFAR and the variants of SS-MFAR Table 1 (Gera et al. 2022, "SS-MFAR", §2-3.4).
 
-One forward pass of the weak view of every image; each task's loss runs over the images labelled
-for that task (the batch masks decide):
+**MFAR** (§2.1, Eq. 1-3, 5-7). One forward pass of the weak view of every image; each task's loss
+runs over the images labelled for that task (the batch masks decide):
 
     L_MFAR = L_VA + L_AU + L_Exp                                                    (Eq. 3)
 
@@ -11,21 +11,75 @@ for that task (the batch masks decide):
 - ``L_VA``: ``1 - mean(CCC_valence, CCC_arousal)`` (Eq. 7).
 
 The weights of Eq. 1-2 are counted once, on the training table, and kept in the method state (so
-they are saved with the checkpoint) — not hard-coded as in the public code. The lambdas (0.5, 1,
-0.1) of Eq. 9 weigh the three parts of SS-MFAR's expression loss; Eq. 3 has none, so MFAR adds its
-three losses with weight 1.
+they are saved with the checkpoint) — not hard-coded as in the public code.
+
+**SS-MFAR** (§2.2-2.7, Algorithm 1). The images whose expression is -1 are unlabelled data for the
+expression task. Per batch (Algorithm 1, lines 3-8):
+
+1. one forward pass of the weak views of all images and the strong views of the unlabelled ones;
+2. the adaptive thresholds ``T[c]`` of Eq. 4 from the weak-view softmax of the batch's labelled
+   images (mean confidence of the correctly classified images of class c, times
+   ``beta / (1 + gamma^-epoch)``, so they rise with the epoch);
+3. an unlabelled image is *confident* when its weak-view maximum probability reaches the
+   threshold of its predicted class; ``L_CE^u`` is the CE of its strong view against that
+   pseudo-label (mean over all unlabelled images of the batch); ``L_KL^c`` is the symmetric KL of
+   Eq. 8 between the weak and strong softmax of the non-confident ones;
+4. ``L_Exp = 0.5 L_CE^s + 1.0 L_CE^u + 0.1 L_KL^c`` and ``L = L_Exp + L_AU + L_VA`` (Eq. 9).
+
+**The variants** (§3.4, Table 1), each a ``dataclasses.replace`` of MFAR or SS-MFAR:
+
+- ``mfar-rs`` / ``ss-mfar-rs``: re-sampling instead of re-weighting: plain CE (no Eq. 1 weights)
+  and a class-balanced sampler (every expression class equally often per epoch; ``ss-mfar-rs``
+  also draws every unlabelled image once per epoch);
+- ``ss-mfar-nokl``: no consistency term (``consistency`` off: no KL is computed or logged);
+- ``ss-mfar-50``: a ResNet-50 backbone from scratch (``backbone`` option; the run's model must be
+  a ResNet-50, which the loss checks, since the loop builds the model from the profile);
+- ``ssp-mfar``: SS-MFAR started from AffectNet-pretrained weights instead of MS-Celeb-1M ones
+  (the loss is SS-MFAR's; the weights are the run's, see :data:`TABLE1`);
+- ``ssp-mfar-sa``: ``unsupervised_on="all"``. §3.4: "unsupervised loss on x_s and x_w of all the
+  images were added to respective task losses". Our reading, for want of equations: the
+  expression pseudo-label CE and KL run over every image of the batch (labelled or not), and
+  each other task gets the same weak-to-strong term with its own loss: BCE of the strong-view AU
+  logits against the weak view's AU probabilities (soft targets), and the CCC loss of the
+  strong-view VA against the weak-view VA (both targets detached), weighted by lambda_2.
+
+Which weights each row of Table 1 starts from is :data:`TABLE1` (the paper: MS-Celeb-1M for
+MFAR/SS-MFAR and their ablations, AffectNet for SSP-*, none for SS-MFAR-50); the pretraining runs
+are :mod:`affectlib.methods.pretrain`.
+
+Command line. Each method trains with ``python -m affectlib train METHOD``; the starting weights
+and the backbone of a Table 1 row are the profile's, e.g. (cpu profile, 32-px training as notebook
+03 does, on the existing embedded set)::
+
+    W=$(python -m affectlib.methods.pretrain identity --profile cpu --image-size 32)
+    python -m affectlib train ss-mfar --profile cpu --out runs/ss-mfar \\
+        --data-root data/embedded/cpu-seed0 --set image_size=32 --set weights=$W
+    python -m affectlib train ss-mfar-50 ... --set backbone=resnet50
+
+(``--data-root`` matters with ``--set image_size``: without it the profile's embedded set would
+be regenerated at that size.)
 
 Options (a profile's ``extra`` overrides them): ``expr_weights`` (Eq. 1 weights, else plain CE),
 ``au_pos_weight`` (Eq. 2 weights, else plain BCE), ``sampler`` ("random"; "class-balanced" and
-"class-balanced+unlabelled" re-sample instead, as the paper's MFAR-RS / SS-MFAR-RS do, §3.4).
+"class-balanced+unlabelled" re-sample), ``backbone`` (the backbone the method requires, None:
+any); SS-MFAR adds ``lambda_supervised`` / ``lambda_unsupervised`` / ``lambda_consistency``
+(Eq. 9), ``consistency``, ``beta`` / ``gamma`` / ``threshold_floor`` (Eq. 4) and
+``unsupervised_on`` ("unlabelled" or "all").
 
-A variant is a few lines beside ``mfar``: ``register(dataclasses.replace(MFAR, name=...,
-options={**MFAR.options, ...}))``, or a new ``loss`` that reuses :func:`supervised_losses`.
+Logs per step (averaged per epoch into ``metrics.csv`` as ``train_<name>``): ``loss_expr`` (the
+supervised CE), ``loss_au``, ``loss_va``; SS-MFAR adds ``loss_unsup``, ``loss_kl`` (not with
+``consistency`` off), ``loss_au_unsup`` / ``loss_va_unsup`` (``unsupervised_on="all"``), and per
+expression class ``threshold_<Class>`` (Eq. 4), ``unlabelled_<Class>`` (unlabelled images
+pseudo-labelled with the class) and ``confident_<Class>`` (those passing its threshold), so that
+the share passing per class and epoch is ``confident / unlabelled``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,10 +88,11 @@ import torch
 from torch import Tensor, nn
 
 from affectlib import losses
-from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, N_EXPR
+from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, EXPRESSIONS, N_EXPR
 from affectlib.methods import Batch, MethodSpec, State, StepContext, register
 
 PAPER = "Gera et al. 2022, SS-MFAR: Semi-supervised multi-task facial affect recognition"
+UNSUPERVISED_SCOPES = ("unlabelled", "all")
 
 
 def label_weights(train_table: pd.DataFrame, options: Mapping[str, Any]) -> State:
@@ -88,13 +143,97 @@ def supervised_losses(out: dict[str, Tensor], batch: Batch, state: State) -> dic
     }
 
 
+def check_backbone(model: nn.Module, options: Mapping[str, Any]) -> None:
+    """Raise when the method requires a backbone (option ``backbone``) the model does not have.
+
+    The loop builds the model from the profile, so a method that needs another backbone
+    (``ss-mfar-50``) can only check it; models without a ``cfg`` (test doubles) pass."""
+    want = options.get("backbone")
+    net = getattr(model, "module", model)  # DistributedDataParallel wraps the network
+    have = getattr(getattr(net, "cfg", None), "backbone", None)
+    if want and have and have != want:
+        raise ValueError(
+            f"this method trains a {want} but the model is a {have}: set the profile's backbone "
+            f"(python -m affectlib train ... --set backbone={want})"
+        )
+
+
 def mfar_loss(
     model: nn.Module, batch: Batch, state: State, ctx: StepContext
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """MFAR, Eq. 3: ``L_VA + L_AU + L_Exp`` on the weak view (Figure 1)."""
+    check_backbone(model, ctx.options)
     terms = supervised_losses(model(batch["weak"]), batch, state)
     total = terms["expr"] + terms["au"] + terms["va"]
     return total, {f"loss_{k}": v.detach() for k, v in terms.items()}
+
+
+def _class_logs(thresholds: Tensor, pseudo: Tensor, confident: Tensor) -> dict[str, Tensor]:
+    """Per expression class: the Eq. 4 threshold, the unlabelled images pseudo-labelled with it
+    and those of them passing it (counts, so that epoch sums give the share passing)."""
+    n = torch.bincount(pseudo, minlength=N_EXPR).float()
+    passed = torch.bincount(pseudo[confident], minlength=N_EXPR).float()
+    logs = {}
+    for c, name in enumerate(EXPRESSIONS):
+        logs[f"threshold_{name}"] = thresholds[c].detach().float()
+        logs[f"unlabelled_{name}"] = n[c]
+        logs[f"confident_{name}"] = passed[c]
+    return logs
+
+
+def ss_mfar_loss(
+    model: nn.Module, batch: Batch, state: State, ctx: StepContext
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """SS-MFAR, Eq. 9: ``L_Exp + L_AU + L_VA`` with the semi-supervised expression loss
+    ``L_Exp = l1 L_CE^s + l2 L_CE^u + l3 L_KL^c`` (Algorithm 1; module docstring).
+
+    Unlabelled images are those with ``has_expr`` False, or every image with
+    ``unsupervised_on="all"`` (SSP-MFAR-SA, which also adds the AU and VA weak-to-strong terms).
+    Weak and strong views go through one forward call (DDP sees one graph). A batch without
+    unlabelled images adds graph-attached zeros."""
+    opts = ctx.options
+    check_backbone(model, opts)
+    if opts["unsupervised_on"] not in UNSUPERVISED_SCOPES:
+        raise ValueError(
+            f"unsupervised_on must be one of {UNSUPERVISED_SCOPES}, got {opts['unsupervised_on']!r}"
+        )
+    everyone = opts["unsupervised_on"] == "all"
+    weak, has_expr = batch["weak"], batch["has_expr"]
+    unl = torch.ones_like(has_expr) if everyone else ~has_expr
+    idx = unl.nonzero().squeeze(1)
+    b = weak.shape[0]
+    out = model(torch.cat([weak, batch["strong"][idx]]))
+    w_out = {k: v[:b] for k, v in out.items()}
+    s_out = {k: v[b:] for k, v in out.items()}
+
+    # supervised terms on the labelled weak views (Eq. 5-7)
+    terms = supervised_losses(w_out, batch, state)
+    # Eq. 4 thresholds from the labelled weak views of this batch (Algorithm 1, line 4)
+    w_prob = w_out["expr"].float().softmax(dim=1)  # (B, C)
+    thresholds = losses.adaptive_thresholds(
+        w_prob[has_expr],
+        batch["expr"][has_expr],
+        ctx.epoch,
+        beta=opts["beta"],
+        gamma=opts["gamma"],
+        floor=opts["threshold_floor"],
+    )
+    # confident unlabelled images: CE of the strong view on the weak pseudo-label (Algorithm 1, 6-7)
+    u_prob = w_prob[idx]  # (U, C)
+    terms["unsup"], confident = losses.pseudo_label_ce(s_out["expr"], u_prob, thresholds)
+    expr = opts["lambda_supervised"] * terms["expr"] + opts["lambda_unsupervised"] * terms["unsup"]
+    if opts["consistency"]:  # Eq. 8 on the non-confident ones; SS-MFAR-NOKL leaves it out
+        s_prob = s_out["expr"].float().softmax(dim=1)
+        terms["kl"] = losses.symmetric_kl(u_prob[~confident], s_prob[~confident])
+        expr = expr + opts["lambda_consistency"] * terms["kl"]
+    total = expr + terms["au"] + terms["va"]
+    if everyone:  # SA: each other task's own loss, strong view against the detached weak view
+        terms["au_unsup"] = losses.au_bce(s_out["au"], w_out["au"][idx].detach().sigmoid())
+        terms["va_unsup"] = losses.ccc_loss(s_out["va"], w_out["va"][idx].detach())
+        total = total + opts["lambda_unsupervised"] * (terms["au_unsup"] + terms["va_unsup"])
+    logs = {f"loss_{k}": v.detach() for k, v in terms.items()}
+    logs.update(_class_logs(thresholds, u_prob.argmax(dim=1), confident))
+    return total, logs
 
 
 MFAR = register(
@@ -103,7 +242,102 @@ MFAR = register(
         loss=mfar_loss,
         views=("weak",),
         init_state=label_weights,
-        options={"expr_weights": True, "au_pos_weight": True, "sampler": "random"},
+        options={
+            "expr_weights": True,
+            "au_pos_weight": True,
+            "sampler": "random",
+            "backbone": None,
+        },
         paper=PAPER + ", §2.1, Eq. 1-3",
     )
 )
+MFAR_RS = register(
+    dataclasses.replace(
+        MFAR,
+        name="mfar-rs",
+        options={**MFAR.options, "expr_weights": False, "sampler": "class-balanced"},
+        paper=PAPER + ", §3.4 (MFAR-RS)",
+    )
+)
+SS_MFAR = register(
+    MethodSpec(
+        name="ss-mfar",
+        loss=ss_mfar_loss,
+        views=("weak", "strong"),
+        init_state=label_weights,
+        options={
+            **MFAR.options,
+            "lambda_supervised": losses.LAMBDAS.supervised,
+            "lambda_unsupervised": losses.LAMBDAS.unsupervised,
+            "lambda_consistency": losses.LAMBDAS.consistency,
+            "consistency": True,
+            "beta": 0.95,  # Eq. 4, from Ada-CM
+            "gamma": math.e,
+            "threshold_floor": 0.0,
+            "unsupervised_on": "unlabelled",
+        },
+        paper=PAPER + ", §2.2-2.7, Eq. 4-9, Algorithm 1",
+    )
+)
+
+
+def _ss_variant(name: str, **options: Any) -> MethodSpec:
+    return register(
+        dataclasses.replace(
+            SS_MFAR,
+            name=name,
+            options={**SS_MFAR.options, **options},
+            paper=PAPER + f", §3.4 ({name.upper()})",
+        )
+    )
+
+
+SS_MFAR_RS = _ss_variant("ss-mfar-rs", expr_weights=False, sampler="class-balanced+unlabelled")
+SS_MFAR_NOKL = _ss_variant("ss-mfar-nokl", consistency=False)
+SS_MFAR_50 = _ss_variant("ss-mfar-50", backbone="resnet50")
+SSP_MFAR = _ss_variant("ssp-mfar")
+SSP_MFAR_SA = _ss_variant("ssp-mfar-sa", unsupervised_on="all")
+
+
+# --- the rows of Table 1 ----------------------------------------------------------------------------
+INIT_SOURCES = ("identity", "affectnet", "none")
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    """One row of SS-MFAR Table 1: the registered method, the paper's row name (as in
+    ``affectlib/reference/ssmfar_table1.csv``), the backbone and the weights it starts from:
+    "identity" (face-recognition pretraining; the paper: MS-Celeb-1M), "affectnet" (expression +
+    VA pretraining; the paper: AffectNet) or "none" (from scratch)."""
+
+    method: str
+    paper_row: str
+    init: str
+    backbone: str = "resnet18"
+
+
+TABLE1: tuple[Table1Row, ...] = (
+    Table1Row("mfar", "MFAR", "identity"),
+    Table1Row("mfar-rs", "MFAR-RS", "identity"),
+    Table1Row("ss-mfar", "SS-MFAR", "identity"),
+    Table1Row("ss-mfar-rs", "SS-MFAR-RS", "identity"),
+    Table1Row("ss-mfar-nokl", "SS-MFAR-NOKL", "identity"),
+    Table1Row("ssp-mfar", "SSP-MFAR", "affectnet"),
+    Table1Row("ssp-mfar-sa", "SSP-MFAR-SA", "affectnet"),
+    Table1Row("ss-mfar-50", "SS-MFAR-50", "none", backbone="resnet50"),
+)
+
+
+def table1_row(method: str) -> Table1Row:
+    """The Table 1 row trained by ``method``; the error lists the methods of the table."""
+    for row in TABLE1:
+        if row.method == method:
+            return row
+    raise KeyError(f"{method!r} is no row of Table 1; rows: {', '.join(r.method for r in TABLE1)}")
+
+
+# the AffectNet pretraining (affectlib.methods.pretrain) is MFAR on another data set; imported
+# last, as it builds on MFAR
+from affectlib.methods import pretrain  # noqa: E402
+
+PRETRAIN_AFFECTNET = register(pretrain.AFFECTNET)

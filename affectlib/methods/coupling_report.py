@@ -1,0 +1,443 @@
+"""Tables, figures and computed statements of the coupling study (notebook 04, Kollias et al. 2024,
+Tables 2, 3 and 5), from the runs of :func:`affectlib.methods.coupling.run_study`.
+
+Our numbers are means over seeds with a 95% Student-t interval (:func:`affectlib.stats.mean_ci`),
+in percent like the paper's, written ``mean [lo, hi]``; comparisons of two rows pair their runs by
+seed (:func:`affectlib.stats.paired_difference`), in percentage points. The paper's numbers sit
+beside ours in columns prefixed ``paper:``; they come from other data sets and networks (AffectNet,
+EmotioNet, Aff-Wild2; EmoAffNet, EffNet-B2, TMIF-FEA; Table 5 even from Case Study II's
+CUB/SADD/CAD) and are there for the shape of the result, not for a difference.
+
+Which paper claim held is decided by :func:`claims` from the paired intervals: "held" when every
+case shows the claimed difference with an interval excluding 0, "contradicted" when some case
+shows the opposite that way, "not shown" otherwise ("not decided" with a single seed: no interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from affectlib import stats
+from affectlib.methods.coupling import (
+    ARMS,
+    BASIC,
+    PRIMARY_AE,
+    PRIMARY_AW,
+    SCORE_NAMES,
+    TABLE2_ARMS,
+    TABLE5_ARMS,
+)
+from affectlib.results import paper_table
+
+# how the paper names our settings, metrics and rows
+PAPER_PAIR = {"affectnet+emotionet": "AffectNet-EmotioNet", "affwild2": "Aff-Wild2"}
+PRIMARY = {"affectnet+emotionet": PRIMARY_AE, "affwild2": PRIMARY_AW}
+METRIC_LABEL = {
+    "expr_acc": "Acc",
+    "expr_aa": "AA",
+    "expr_f1": "F1",
+    "au_f1": "F1 (AU)",
+    "au_acc": "Acc (AU)",
+    "au_afa": "AFA",
+}
+TASK_NAME = {"expr": "expressions", "au": "AUs"}
+# Table 3's (coupling, relatedness) rows; "affwild2" is the paper's data-base relatedness (DB)
+TABLE3_KEYS = {
+    ("none", ""): "NC MT",
+    ("soft co-annotation", "domain"): "soft co-annotation (DM)",
+    ("distribution matching", "domain"): "distr-matching (DM)",
+    ("both", "domain"): "C MT (DM)",
+    ("soft co-annotation", "affwild2"): "soft co-annotation (DB)",
+    ("distribution matching", "affwild2"): "distr-matching (DB)",
+    ("both", "affwild2"): "C MT (DB)",
+}
+# Table 5 (Case Study II): NTS-Net's rows stand for ST / NC MT / C MT; Case II couples with
+# relatedness inferred from the data set's annotations, i.e. our DB
+TABLE5_PAPER_ROWS = {
+    "ST": "NTS-ST",
+    "NC MT": "NTS-NC MT",
+    "C MT (DB)": "NTS-C MT",
+    "GradNorm": "GradNorm",
+    "MGDA-UB": "MGDA-UB",
+}
+
+
+# --- summaries ------------------------------------------------------------------------------------
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, backbone, arm): ``n`` seeds and, per score, the mean and its 95%
+    interval (``<score>``, ``<score> lo``, ``<score> hi``) in percent. Row order as in ``runs``."""
+    pct = runs.assign(**{m: runs[m] * 100 for m in SCORE_NAMES})
+    return stats.summarize_runs(pct, ["setting", "backbone", "arm"], SCORE_NAMES)
+
+
+def _cell(summary: pd.DataFrame, setting: str, backbone: str, arm: str, metric: str) -> str:
+    row = summary[
+        (summary["setting"] == setting)
+        & (summary["backbone"] == backbone)
+        & (summary["arm"] == arm)
+    ]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return stats.format_ci(r[metric], r[f"{metric} lo"], r[f"{metric} hi"], digits=1)
+
+
+def table2(summary: pd.DataFrame, setting: str, backbones: Sequence[str]) -> pd.DataFrame:
+    """Kollias Table 2 for one pair of data sets: a row per setting (ST, NC MT, S-T NC MT,
+    C MT (DM), C MT (DB)); ours as ``mean [lo, hi]`` per backbone and metric (the paper's metrics
+    of that pair; average accuracy too for AffectNet), then the paper's value for each of its
+    networks on that pair (``paper: <metric> (<network>)``)."""
+    metrics = list(PRIMARY[setting])
+    if setting == "affectnet+emotionet":
+        metrics.insert(1, "expr_aa")
+    out = pd.DataFrame({"setting": list(TABLE2_ARMS)})
+    for b in backbones:
+        for m in metrics:
+            out[f"{b}: {METRIC_LABEL[m]}"] = [_cell(summary, setting, b, a, m) for a in TABLE2_ARMS]
+    paper = paper_table("kollias_table2")
+    paper = paper[paper["db_pair"] == PAPER_PAIR[setting]]
+    for net, rows in paper.groupby("network", sort=False):
+        rows = rows.set_index("setting")
+        for col, label in (("expr", "metric_expr"), ("au", "metric_au")):
+            name = rows[label].iloc[0] + (" (AU)" if col == "au" and setting == "affwild2" else "")
+            out[f"paper: {name} ({net})"] = out["setting"].map(rows[col])
+    return out
+
+
+def table3(summary: pd.DataFrame, setting: str, backbone: str) -> pd.DataFrame:
+    """Kollias Table 3 (ablation): the paper's rows (coupling x relatedness), ours on ``setting``
+    with ``backbone`` (``mean [lo, hi]`` of expression F1 and AU F1), the paper's TMIF-FEA values
+    on Aff-Wild2 beside (``paper: expr_f1``, ``paper: au_f1``)."""
+    paper = paper_table("kollias_table3_ablation").fillna({"relatedness": ""})
+    arm = [
+        TABLE3_KEYS[(c, r)] for c, r in zip(paper["coupling"], paper["relatedness"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "coupling": paper["coupling"],
+            "relatedness": paper["relatedness"].map({"": "", "domain": "DM", "affwild2": "DB"}),
+            "our row": arm,
+            "F1 (expr)": [_cell(summary, setting, backbone, a, "expr_f1") for a in arm],
+            "F1 (AU)": [_cell(summary, setting, backbone, a, "au_f1") for a in arm],
+            "paper: expr_f1": paper["expr_f1"],
+            "paper: au_f1": paper["au_f1"],
+        }
+    )
+
+
+def table5(summary: pd.DataFrame, setting: str, backbone: str) -> pd.DataFrame:
+    """Kollias Table 5: coupling against the balancing methods (GradNorm, MGDA-UB) and the ST /
+    NC MT rows, ours on ``setting`` with ``backbone`` (the pair's metrics, ``mean [lo, hi]``).
+    The paper ran this comparison in Case Study II only; its rows (NTS-Net for ST / NC MT / C MT)
+    are printed per database as ``paper: <db> classes`` / ``attributes`` (accuracy, %, as printed,
+    CAD with its spread)."""
+    e, a = PRIMARY[setting]
+    out = pd.DataFrame({"setting": list(TABLE5_ARMS)})
+    out[METRIC_LABEL[e]] = [_cell(summary, setting, backbone, r, e) for r in TABLE5_ARMS]
+    out[METRIC_LABEL[a]] = [_cell(summary, setting, backbone, r, a) for r in TABLE5_ARMS]
+    paper = paper_table("kollias_table5_mtl_methods")
+    for db, rows in paper.groupby("database", sort=False):
+        rows = rows.set_index("method")
+        key = out["setting"].map(TABLE5_PAPER_ROWS)
+        out[f"paper: {db} classes"] = key.map(rows["classes_acc"].astype(str))
+        out[f"paper: {db} attributes"] = key.map(rows["attributes_acc"].astype(str))
+    return out
+
+
+# --- paired comparisons ---------------------------------------------------------------------------
+COMPARISONS = (
+    ("NC MT", "ST"),
+    ("S-T NC MT", "ST"),
+    ("C MT (DM)", "ST"),
+    ("C MT (DB)", "ST"),
+    ("GradNorm", "ST"),
+    ("MGDA-UB", "ST"),
+    ("soft co-annotation (DM)", "ST"),
+    ("distr-matching (DM)", "ST"),
+    ("soft co-annotation (DB)", "ST"),
+    ("distr-matching (DB)", "ST"),
+    ("C MT (DM)", "NC MT"),
+    ("C MT (DB)", "NC MT"),
+    ("C MT (DM)", "S-T NC MT"),
+    ("C MT (DB)", "S-T NC MT"),
+    ("soft co-annotation (DM)", "NC MT"),
+    ("distr-matching (DM)", "NC MT"),
+    ("soft co-annotation (DB)", "NC MT"),
+    ("distr-matching (DB)", "NC MT"),
+    ("C MT (DM)", "soft co-annotation (DM)"),
+    ("C MT (DM)", "distr-matching (DM)"),
+    ("C MT (DB)", "soft co-annotation (DB)"),
+    ("C MT (DB)", "distr-matching (DB)"),
+    ("C MT (DM)", "GradNorm"),
+    ("C MT (DM)", "MGDA-UB"),
+    ("C MT (DB)", "GradNorm"),
+    ("C MT (DB)", "MGDA-UB"),
+)
+
+
+def paired(
+    runs: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS
+) -> pd.DataFrame:
+    """``a - b`` per (setting, backbone, task) on the paper's metric of that setting, paired by
+    seed, in percentage points: ``diff``, ``lo``, ``hi`` (95% t interval), ``seeds``
+    and ``status`` ("better" / "worse" when the interval excludes 0, "no clear difference", "too
+    few seeds"). Only pairs whose two rows were run on that (setting, backbone) appear."""
+    out = []
+    for (setting, backbone), g in runs.groupby(["setting", "backbone"], sort=False):
+        have = set(g["arm"])
+        for task, metric in zip(("expr", "au"), PRIMARY[setting], strict=True):
+            pct = g.assign(**{metric: g[metric] * 100})
+            for a, b in comparisons:
+                if a not in have or b not in have:
+                    continue
+                d = stats.paired_difference(pct, a, b, metric, method_col="arm")
+                status = {f"{a} better": "better", f"{b} better": "worse"}.get(
+                    d["verdict"], d["verdict"]
+                )
+                out.append(
+                    {
+                        "setting": setting,
+                        "backbone": backbone,
+                        "task": task,
+                        "metric": METRIC_LABEL[metric],
+                        "a": a,
+                        "b": b,
+                        "seeds": d["seeds"],
+                        "diff": d["diff"],
+                        "lo": d["diff lo"],
+                        "hi": d["diff hi"],
+                        "status": status,
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def negative_transfer(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, backbone, task): is a multi-task row worse than ST (negative transfer, the
+    paper's definition), and does coupling remove it? Columns ``<row> - ST`` as ``diff [lo, hi]``
+    (points) and ``<row>: status`` for NC MT, S-T NC MT and the two coupled rows."""
+    rows = ("NC MT", "S-T NC MT", "C MT (DM)", "C MT (DB)")
+    vs_st = pairs[(pairs["b"] == "ST") & pairs["a"].isin(rows)]
+    out = []
+    for (setting, backbone, task), g in vs_st.groupby(["setting", "backbone", "task"], sort=False):
+        rec: dict[str, Any] = {
+            "setting": setting,
+            "backbone": backbone,
+            "task": TASK_NAME[task],
+            "metric": g["metric"].iloc[0],
+        }
+        for r in g.itertuples(index=False):
+            rec[f"{r.a} - ST"] = _diff_text(r)
+            rec[f"{r.a}: status"] = "negative transfer" if r.status == "worse" else r.status
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def _diff_text(r) -> str:
+    return stats.format_ci(r.diff, r.lo, r.hi, digits=1)
+
+
+# --- the paper's claims, decided from the paired comparisons --------------------------------------
+def _oriented(pairs: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """The comparisons ``a - b``, from either orientation of :func:`paired`'s rows."""
+    sel = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+    flip = pairs[(pairs["a"] == b) & (pairs["b"] == a)]
+    flip = flip.assign(
+        a=a,
+        b=b,
+        diff=-flip["diff"],
+        lo=-flip["hi"],
+        hi=-flip["lo"],
+        status=flip["status"].replace({"better": "worse", "worse": "better"}),
+    )
+    return pd.concat([sel, flip], ignore_index=True)
+
+
+def _pts(x: float) -> str:
+    return f"{round(x, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+
+
+def _verdict(pairs: pd.DataFrame, a: str, b: str, task: str | None = None) -> tuple[str, str]:
+    """(status, evidence) for the claim "a is better than b" over every (setting, backbone[,
+    task]) where both were run."""
+    sel = _oriented(pairs, a, b)
+    if task is not None:
+        sel = sel[sel["task"] == task]
+    if sel.empty:
+        return "not run", ""
+    cases = [
+        f"{r.setting}/{r.backbone}/{TASK_NAME[r.task]}: {_pts(r.diff)} [{_pts(r.lo)}, {_pts(r.hi)}]"
+        for r in sel.itertuples(index=False)
+    ]
+    if (sel["seeds"] < 2).all():
+        status = "not decided (fewer than 2 seeds: no interval)"
+    elif (sel["status"] == "worse").any():
+        status = "contradicted"
+    elif (sel["status"] == "better").all():
+        status = "held"
+    else:
+        n = int((sel["status"] == "better").sum())
+        status = f"not shown ({n} of {len(sel)} cases with an interval above 0)"
+    return status, "; ".join(cases)
+
+
+def claims(pairs: pd.DataFrame) -> list[str]:
+    """One sentence per claim of the paper (Case Study I), with its status on our runs and the
+    paired differences (points, 95% interval) it rests on."""
+    wanted = [
+        ("Without coupling, multi-task training hurts expressions (NC MT below ST: negative "
+         "transfer)", "ST", "NC MT", "expr"),
+        ("Without coupling, multi-task training helps AUs (NC MT above ST)", "NC MT", "ST", "au"),
+        ("Coupling with domain relatedness beats ST on both tasks (negative transfer removed)",
+         "C MT (DM)", "ST", None),
+        ("Coupling with data-base relatedness beats ST on both tasks", "C MT (DB)", "ST", None),
+        ("Coupling (DM) beats multi-task training without coupling on both tasks",
+         "C MT (DM)", "NC MT", None),
+        ("Coupling (DB) beats multi-task training without coupling on both tasks",
+         "C MT (DB)", "NC MT", None),
+        ("Coupling (DM) beats the Student-Teacher baseline", "C MT (DM)", "S-T NC MT", None),
+        ("The Student-Teacher baseline still shows negative transfer on expressions",
+         "ST", "S-T NC MT", "expr"),
+        ("Soft co-annotation alone beats no coupling (Table 3, DM)",
+         "soft co-annotation (DM)", "NC MT", None),
+        ("Distribution matching alone beats no coupling (Table 3, DM)",
+         "distr-matching (DM)", "NC MT", None),
+        ("Both losses beat soft co-annotation alone (Table 3, DM)",
+         "C MT (DM)", "soft co-annotation (DM)", None),
+        ("Both losses beat distribution matching alone (Table 3, DM)",
+         "C MT (DM)", "distr-matching (DM)", None),
+        ("Coupling (DM) beats GradNorm (Table 5)", "C MT (DM)", "GradNorm", None),
+        ("Coupling (DM) beats MGDA-UB (Table 5)", "C MT (DM)", "MGDA-UB", None),
+    ]  # fmt: skip
+    out = []
+    for text, a, b, task in wanted:
+        status, evidence = _verdict(pairs, a, b, task)
+        if status == "not run":
+            continue
+        shown = status.upper() if status in ("held", "contradicted") else status
+        out.append(f"{text}: {shown} — {a} minus {b}, points: {evidence}.")
+    out.append(_agnostic_sentence(pairs))
+    return [s for s in out if s]
+
+
+def _agnostic_sentence(pairs: pd.DataFrame) -> str:
+    """The network-agnostic claim ("similar levels of improvement in all networks"): on every
+    setting run with several backbones, C MT (DM) beats NC MT on both tasks with every backbone.
+    HELD when it does everywhere; CONTRADICTED when one backbone gains and another loses on a task;
+    else not shown. The per-backbone statuses are listed."""
+    sel = pairs[(pairs["a"] == "C MT (DM)") & (pairs["b"] == "NC MT")]
+    sel = sel[sel.groupby("setting")["backbone"].transform("nunique") > 1]
+    if sel.empty:
+        return ""
+    opposite = sel.groupby(["setting", "task"])["status"].agg(
+        lambda s: {"better", "worse"} <= set(s)
+    )
+    if opposite.any():
+        status = "CONTRADICTED"
+    elif (sel["status"] == "better").all():
+        status = "HELD"
+    else:
+        status = "not shown"
+    detail = "; ".join(
+        f"{r.setting}/{r.backbone}/{TASK_NAME[r.task]}: {r.status}"
+        for r in sel.itertuples(index=False)
+    )
+    return (
+        "Coupling is network agnostic (C MT (DM) beats NC MT on both tasks with every backbone): "
+        f"{status} — {detail}."
+    )
+
+
+# --- figures --------------------------------------------------------------------------------------
+def plot_deltas(pairs: pd.DataFrame):
+    """Per (setting, backbone): each row's paired difference from ST on the paper's expression
+    and AU metrics, in points, with its 95% interval."""
+    import matplotlib.pyplot as plt
+
+    vs_st = pairs[pairs["b"] == "ST"]
+    groups = list(vs_st.groupby(["setting", "backbone"], sort=False))
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4.6 * len(groups), 3.8), squeeze=False, sharey=False
+    )
+    for ax, ((setting, backbone), g) in zip(axes[0], groups, strict=True):
+        arms = [a for a in ARMS if a in set(g["a"])]
+        x = np.arange(len(arms))
+        for k, (task, colour) in enumerate((("expr", "C0"), ("au", "C3"))):
+            t = g[g["task"] == task].set_index("a").reindex(arms)
+            err = np.vstack([t["diff"] - t["lo"], t["hi"] - t["diff"]])
+            ax.errorbar(
+                x + (k - 0.5) * 0.22,
+                t["diff"],
+                yerr=np.nan_to_num(err),
+                fmt="o",
+                ms=4,
+                capsize=2,
+                color=colour,
+                label=f"{TASK_NAME[task]} ({t['metric'].dropna().iloc[0]})",
+            )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(x, arms, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{setting}, {backbone}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("difference from ST, points (95% paired interval)")
+    fig.tight_layout()
+    return fig
+
+
+def relatedness_long(options: Mapping[str, Mapping[str, Any]], au_columns: Sequence[str]):
+    """The matrices the coupled rows used, long form: ``relatedness``, ``expression`` (name),
+    ``au``, ``relation`` (Eq. 2, 0/1) and ``weight`` (Eq. 4); pairs with weight 0 left out."""
+    from affectlib.labels import EXPRESSIONS
+
+    out = []
+    for name, opt in options.items():
+        r, w = np.asarray(opt["relation"]), np.asarray(opt["au_weights"])
+        for i, c in enumerate(BASIC):
+            for j, col in enumerate(au_columns):
+                if w[i, j] > 0 or r[i, j] > 0:
+                    out.append(
+                        {
+                            "relatedness": name,
+                            "expression": EXPRESSIONS[c],
+                            "au": col,
+                            "relation": r[i, j],
+                            "weight": w[i, j],
+                        }
+                    )
+    return pd.DataFrame(out)
+
+
+def plot_relatedness(
+    options: Mapping[str, Mapping[str, Any]],
+    au_columns: Sequence[str],
+    covered: Mapping[str, Sequence[str]] | None = None,
+):
+    """The weights of Eq. 4 of each relatedness as a heat map (expressions x AUs); every cell
+    with a weight is related in Eq. 2 (1). ``covered`` (per relatedness, the AU columns its
+    source speaks about): the other AU columns are left blank and marked "n/a"."""
+    import matplotlib.pyplot as plt
+
+    from affectlib import relatedness as rel
+    from affectlib.labels import EXPRESSIONS
+
+    fig, axes = plt.subplots(
+        len(options), 1, figsize=(0.5 * len(au_columns) + 2.4, 3.0 * len(options)), squeeze=False
+    )
+    for ax, (name, opt) in zip(axes[:, 0], options.items(), strict=True):
+        w = pd.DataFrame(
+            opt["au_weights"], index=[EXPRESSIONS[c] for c in BASIC], columns=list(au_columns)
+        )
+        outside = [c for c in au_columns if covered is not None and c not in covered[name]]
+        w[outside] = np.nan  # the source has nothing to say about these AUs
+        text = w.map(lambda v: f"{v:.2f}" if v > 0 else "")
+        title = f"{name}: weights w (Eq. 4); related (Eq. 2) where > 0"
+        if outside:
+            title += f"; n/a: {', '.join(outside)} (not in the source)"
+        rel.plot_matrix(w, title, text=text, label="w", ax=ax)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,575 @@
+"""Notebook 03's machinery: train the rows of SS-MFAR Table 1 over seeds, put them beside the
+paper's, compare them paired by seed, and draw the figures.
+
+- :func:`budget`: image size, epochs and the share of training frames of one run, per profile
+  (the cpu profile must train 8 rows x 3 seeds + 2 pretrainings in 10 minutes on 2 cores);
+- :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
+  (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
+  the cost), validation untouched;
+- :func:`start_weights`: the weights file each initialisation source gives (a user's file, or the
+  embedded pretraining of :mod:`affectlib.methods.pretrain`);
+- :func:`train_rows`: ``train.run`` of every (row, seed), fresh, one record per run;
+- :func:`table1`, :func:`paired`, :func:`ordering_sentence`: the summaries;
+- ``plot_*``: the figures.
+
+Scores are SS-MFAR Eq. 10 on the validation split: ``expr_f1`` (macro F1 of the 8 expressions),
+``au_f1`` (mean F1 of the 12 AUs), ``va`` (mean CCC of valence and arousal), ``overall`` (their
+sum). Columns holding the paper's numbers are prefixed ``paper:``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from affectlib import metrics, stats
+from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
+from affectlib.methods import mfar, pretrain
+from affectlib.methods.mfar import TABLE1, Table1Row
+from affectlib.results import beside_paper, paper_table
+
+BUILD = Path(__file__).resolve().parents[2] / "build"
+RUNS_DIR = BUILD / "runs" / "03_mfar_ssmfar"
+SUBSETS_DIR = BUILD / "subsets"
+SCORES = ("expr_f1", "au_f1", "va", "overall")
+# our score names -> the columns of affectlib/reference/ssmfar_table1.csv
+PAPER_COLUMNS = {"expr_f1": "exp_f1", "au_f1": "au_f1", "va": "va_score", "overall": "overall"}
+PAPER_TABLE = "ssmfar_table1"
+# pairs the paper's text calls on par whatever the sign of their Table 1 difference
+# (§4.1.3: SSP-MFAR "obtained relatable performance"). Its text also calls SS-MFAR-50 on par,
+# but its Table 1 puts it 0.23 below: the numbers are taken there.
+ON_PAR: frozenset[tuple[str, str]] = frozenset({("ssp-mfar", "ss-mfar")})
+# SS-MFAR against MFAR, re-sampling against re-weighting, every ablation against SS-MFAR
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("ss-mfar", "mfar"),
+    ("mfar-rs", "mfar"),
+    ("mfar-rs", "ss-mfar"),
+    ("ss-mfar-rs", "ss-mfar"),
+    ("ss-mfar-nokl", "ss-mfar"),
+    ("ssp-mfar", "ss-mfar"),
+    ("ssp-mfar-sa", "ss-mfar"),
+    ("ss-mfar-50", "ss-mfar"),
+)
+
+
+# --- budget and data ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """What one run of notebook 03 costs: training ``image_size`` (px; the faces are rendered at
+    the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
+    each training video) and the ``pretrain_epochs`` of each pretraining."""
+
+    image_size: int
+    epochs: int
+    frame_stride: int
+    pretrain_epochs: int
+
+
+# cpu: on 2 quiet cores ResNet-18 trains at ~400 img/s at 32 px (~190 at 48 px), SS-MFAR's step
+# costs ~1.5x MFAR's and ResNet-50 ~3x ResNet-18, so 8 rows x 3 seeds + 2 pretrainings in 10
+# minutes leave ~20 s per run: 2 epochs over every 3rd training frame (1,920 of 5,760, all 80
+# subjects) at 32 px, batch 128 (~30 steps per run), and 2-epoch pretrainings. smoke: every frame
+# (the class-balanced sampler needs a batch of labelled frames), one epoch.
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
+    "cpu": Budget(image_size=32, epochs=2, frame_stride=3, pretrain_epochs=2),
+}
+
+
+def budget(profile, **overrides: int) -> Budget:
+    """This notebook's budget for ``profile``: :data:`BUDGETS`, or the profile's own image size and
+    epochs with every frame (``paper``); an override of 0 keeps the default."""
+    base = BUDGETS.get(profile.name, Budget(profile.image_size, profile.epochs, 1, profile.epochs))
+    unknown = sorted(set(overrides) - set(Budget.__dataclass_fields__))
+    if unknown:
+        raise KeyError(
+            f"unknown budget setting(s) {unknown}; known: {list(Budget.__dataclass_fields__)}"
+        )
+    bad = {k: v for k, v in overrides.items() if int(v) < 0}
+    if bad:
+        raise ValueError(f"budget settings must be >= 0 (0: the default), got {bad}")
+    return replace(base, **{k: int(v) for k, v in overrides.items() if v})
+
+
+def frame_subset(root: str | Path, stride: int, dest: str | Path | None = None) -> Path:
+    """A data root holding every ``stride``-th frame (frames 1, 1 + stride, ...) of each training
+    video of the ABAW MTL set at ``root`` and the whole validation split; ``stride`` 1: ``root``.
+
+    Written under ``dest`` (default ``<repo>/build/subsets/<labels fingerprint>-stride<k>``) as the
+    two MTL annotation files, with a link to the original image folder, so ``train.run`` and the
+    train command read it as any data root (``--data-root``)."""
+    from affectlib.data import study, writers
+    from affectlib.results import fingerprint_table
+
+    if stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {stride}")
+    root = Path(root)
+    if stride == 1:
+        return root
+    table = study.load_dataset(root, "abaw-mtl").table
+    keep = (table["split"] != "train") | ((table["frame"] - 1) % stride == 0)
+    if dest is None:
+        where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+        dest = SUBSETS_DIR / f"{fingerprint_table(table)}-{where}-stride{stride}"
+    dest = Path(dest)
+    mtl = dest / "affwild2" / "annotations" / "MTL"
+    for split, part in table[keep].groupby("split"):
+        if split in writers.MTL_FILES:
+            writers.write_abaw_mtl(part, mtl / writers.MTL_FILES[split])
+    link = dest / study.DEFAULT_IMAGES["abaw-mtl"]
+    target = study.image_root(root, "abaw-mtl").resolve()
+    if link.is_symlink() and link.resolve() != target:
+        link.unlink()  # a link left by an earlier root of the same labels
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    return dest
+
+
+def start_weights(
+    sources: Iterable[str],
+    profile,
+    root: str | Path | None,
+    given: Mapping[str, str],
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Path | None]:
+    """The weights file of each initialisation source of :data:`mfar.TABLE1` ("none": None).
+
+    ``given[source]`` (a user's file, e.g. real MS-Celeb-1M / AffectNet weights) wins; otherwise,
+    on the embedded set at ``root``, the cached pretraining of :func:`pretrain.pretrained_weights`
+    under ``profile``; on real data (``root`` None) a source without a file is an error."""
+    out: dict[str, Path | None] = {}
+    for source in dict.fromkeys(sources):
+        if source not in mfar.INIT_SOURCES:
+            raise ValueError(f"unknown source {source!r}; known: {', '.join(mfar.INIT_SOURCES)}")
+        path = given.get(source) or ""
+        if source == "none":
+            out[source] = None
+        elif path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{source} weights file not found: {path}")
+            out[source] = Path(path)
+        elif root is None:
+            raise ValueError(
+                f"no {source} weights: on real data give the file (notebook parameter "
+                f"{source}_weights); only the embedded set carries a stand-in to pretrain on"
+            )
+        else:
+            out[source] = pretrain.pretrained_weights(
+                source, profile, root, seed=seed, progress=progress
+            )
+    return out
+
+
+def run_profile(row: Table1Row, profile, weights: Mapping[str, Path | None]):
+    """The profile ``row`` trains under: its backbone and its starting weights."""
+    w = weights[row.init]
+    return profile.replace(backbone=row.backbone, weights=str(w) if w is not None else None)
+
+
+# --- training -------------------------------------------------------------------------------------
+def train_rows(
+    rows: Sequence[Table1Row],
+    seeds: Sequence[int],
+    profile,
+    data_root: str | Path,
+    weights: Mapping[str, Path | None],
+    runs_dir: str | Path | None = None,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> pd.DataFrame:
+    """Train every row with every seed by :func:`affectlib.train.run`, each from scratch in
+    ``runs_dir/<method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``; an
+    earlier run there is removed first, so the wall times are those of fresh runs; the finished
+    run's checkpoint is removed after it, to spare the disk).
+
+    One record per run: ``method``, ``row`` (the paper's name), ``seed``, the four scores,
+    ``wall_s`` (the whole ``train.run`` call), ``img_per_s`` (training throughput) and ``dir``."""
+    from affectlib import train
+
+    runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
+    records = []
+    for row in rows:
+        p = run_profile(row, profile, weights)
+        for seed in seeds:
+            out = runs_dir / row.method / f"seed{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                # a backbone-only file leaves the heads fresh, as intended: no warning per run
+                warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
+                fit = train.run(row.method, p, out, seed, data_root=data_root, progress=progress)
+            wall = time.perf_counter() - t0
+            (out / train.CHECKPOINT).unlink(missing_ok=True)
+            prov = json.loads((out / "provenance.json").read_text())
+            records.append(
+                {
+                    "method": row.method,
+                    "row": row.paper_row,
+                    "seed": int(seed),
+                    **{k: float(fit.metrics[k]) for k in SCORES},
+                    "wall_s": wall,
+                    "img_per_s": prov.get("train_images_per_s"),
+                    "dir": str(out),
+                }
+            )
+            if log is not None:
+                scores = ", ".join(f"{k} {fit.metrics[k]:.3f}" for k in SCORES)
+                log(f"{row.method:>12} seed {seed}: {scores} ({wall:.1f} s)")
+    return pd.DataFrame(records)
+
+
+def histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch ``metrics.csv`` of every run, with ``method``, ``row`` and ``seed``."""
+    parts = [
+        pd.read_csv(Path(r.dir) / "metrics.csv").assign(method=r.method, row=r.row, seed=r.seed)
+        for r in runs.itertuples()
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def predictions(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+    """The validation predictions (``predictions_val.npz``) of every run, by (method, seed)."""
+    out = {}
+    for r in runs.itertuples():
+        with np.load(Path(r.dir) / "predictions_val.npz") as z:
+            out[(r.method, r.seed)] = {k: z[k] for k in z.files}
+    return out
+
+
+# --- summaries ------------------------------------------------------------------------------------
+def _paper() -> pd.DataFrame:
+    p = paper_table(PAPER_TABLE).rename(columns={v: k for k, v in PAPER_COLUMNS.items()})
+    return p.rename(columns={"method": "row"})
+
+
+def table1(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Table 1: per row, each score's mean over seeds with its Student-t interval (``m lo``,
+    ``m hi``), the paper's value (``paper: m``, s-Aff-Wild2 validation) and ``delta: m`` = ours -
+    paper; ``n`` = seeds. Rows in the order of :data:`mfar.TABLE1`."""
+    summary = stats.summarize_runs(runs, ["method", "row"], SCORES, level)
+    order = {r.method: i for i, r in enumerate(TABLE1)}
+    summary = summary.sort_values("method", key=lambda s: s.map(order)).reset_index(drop=True)
+    both = beside_paper(summary, _paper(), on="row", metrics=SCORES)
+    cols = ["method", "row", "n"]
+    for m in SCORES:
+        cols += [m, f"{m} lo", f"{m} hi", f"paper: {m}", f"delta: {m}"]
+    return both[cols]
+
+
+def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`table1` for reading: ``mean [lo, hi]`` per score, the paper's value beside it."""
+    out = table[["row", "n"]].rename(columns={"row": "method"}).copy()
+    for m in SCORES:
+        out[m] = [
+            stats.format_ci(a, b, c, digits)
+            for a, b, c in table[[m, f"{m} lo", f"{m} hi"]].to_numpy()
+        ]
+        out[f"paper: {m}"] = table[f"paper: {m}"].round(digits)
+    return out
+
+
+def paired(
+    runs: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+    scores: Sequence[str] = SCORES,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """``a - b`` paired by seed (:func:`stats.paired_difference`) for each pair of methods that
+    both ran and each score, with the paper's difference ``paper: diff`` (Table 1) and its claim
+    ``paper: claim`` beside it: "on par" where the paper's text says so (:data:`ON_PAR`), else
+    "above" / "below" / "equal" from the sign of its Table 1 difference."""
+    paper = _paper().set_index("row")
+    names = {r.method: r.paper_row for r in TABLE1}
+    present = set(runs["method"])
+    rows = []
+    for a, b in pairs:
+        if not {a, b} <= present:
+            continue
+        for m in scores:
+            d = stats.paired_difference(runs, a, b, m, level=level)
+            d["paper: diff"] = diff = float(paper.at[names[a], m] - paper.at[names[b], m])
+            sign = "above" if diff > 0 else "below" if diff < 0 else "equal"
+            d["paper: claim"] = "on par" if (a, b) in ON_PAR else sign
+            rows.append({"A": names[a], "B": names[b], **d})
+    for r in rows:
+        r["paper's claim on our data"] = verdict(r)
+    return pd.DataFrame(rows)
+
+
+VERDICTS = ("holds", "reversed", "not confirmed", "consistent", "separated", "no verdict")
+
+
+def _claim(row: Mapping) -> str:
+    pd_ = row["paper: diff"]
+    return row.get("paper: claim") or ("above" if pd_ > 0 else "below" if pd_ < 0 else "equal")
+
+
+def verdict(row: Mapping) -> str:
+    """The verdict on a row of :func:`paired`, one of :data:`VERDICTS`. An ordering claim
+    ("above" / "below") *holds* when our interval excludes 0 on the paper's side, is *reversed*
+    when it excludes 0 on the other side and is *not confirmed* when it includes 0; an "on par" /
+    "equal" claim is *consistent* when the interval includes 0, else *separated*. Fewer than 2
+    paired seeds (no interval): *no verdict*."""
+    lo, hi = row["diff lo"], row["diff hi"]
+    if int(row["seeds"]) < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no verdict"
+    claim = _claim(row)
+    if claim in ("on par", "equal"):
+        return "consistent" if lo <= 0 <= hi else "separated"
+    if (lo > 0 and claim == "above") or (hi < 0 and claim == "below"):
+        return "holds"
+    return "reversed" if (lo > 0 or hi < 0) else "not confirmed"
+
+
+def ordering_sentence(row: Mapping) -> str:
+    """One sentence on a row of :func:`paired`: the paper's claim about A and B, our paired
+    difference and the :func:`verdict` in words."""
+    a, b, m, pd_ = row["A"], row["B"], row["metric"], row["paper: diff"]
+    claim = _claim(row)
+    if claim == "on par":
+        paper = f"the paper calls {a} on par with {b} (its Table 1: {pd_:+.3f})"
+    elif claim == "equal":
+        paper = f"the paper has {a} and {b} equal"
+    else:
+        paper = f"the paper has {a} {claim} {b} by {abs(pd_):.3f}"
+    v = verdict(row)
+    if v == "no verdict":
+        return (
+            f"{a} vs {b} ({m}): {paper}; with {int(row['seeds'])} seed(s) our data cannot judge it."
+        )
+    diff, lo, hi = row["diff"], row["diff lo"], row["diff hi"]
+    words = {
+        "holds": "the paper's ordering holds on our data",
+        "reversed": "the ordering is reversed on our data",
+        "not confirmed": "the interval includes 0, so our data do not confirm the paper's ordering",
+        "consistent": "consistent with the paper (the interval includes 0)",
+        "separated": f"our data separate them ({a} {'above' if lo > 0 else 'below'} {b})",
+    }
+    ours = f"ours, paired over {int(row['seeds'])} seeds: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return f"{a} vs {b} ({m}): {paper}; {ours}: {words[v]}."
+
+
+def claims_summary(pairs: pd.DataFrame, metric: str = "overall") -> list[str]:
+    """:func:`ordering_sentence` of every pair on ``metric``, in the order of :data:`PAIRS`."""
+    return [ordering_sentence(r) for r in pairs[pairs["metric"] == metric].to_dict("records")]
+
+
+def verdict_counts(pairs: pd.DataFrame, metric: str = "overall") -> str:
+    """How many of the paper's claims on ``metric`` got each :func:`verdict`, as one sentence."""
+    found = [verdict(r) for r in pairs[pairs["metric"] == metric].to_dict("records")]
+    parts = [f"{found.count(v)} {v}" for v in VERDICTS if v in found]
+    return f"{len(found)} claims on {metric}: " + ", ".join(parts) + "."
+
+
+def per_au_f1(preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """F1 of each AU per run (AU predicted on at sigmoid > 0.5, as Eq. 10), long format:
+    ``method``, ``seed``, ``AU``, ``F1``."""
+    rows = []
+    for (method, seed), p in preds.items():
+        f1 = metrics.per_au_f1(p["au_true"], (p["au_prob"] > 0.5).astype(int))
+        rows += [
+            {"method": method, "seed": seed, "AU": c, "F1": float(v)}
+            for c, v in zip(AU_COLUMNS, f1, strict=True)
+        ]
+    return pd.DataFrame(rows)
+
+
+def thresholds(hist: pd.DataFrame) -> pd.DataFrame:
+    """Per SS-MFAR-type run, epoch and expression class: the mean Eq. 4 threshold over the
+    epoch's steps, the unlabelled images pseudo-labelled with the class, those passing its
+    threshold, and their ``share`` (passing / pseudo-labelled; NaN when none was)."""
+    if "train_threshold_Neutral" not in hist.columns:
+        return pd.DataFrame(columns=["method", "seed", "epoch", "class", "threshold", "share"])
+    ss = hist[hist["train_threshold_Neutral"].notna()]
+    rows = []
+    for r in ss.to_dict("records"):
+        for name in EXPRESSIONS:
+            n, passed = r[f"train_unlabelled_{name}"], r[f"train_confident_{name}"]
+            rows.append(
+                {
+                    "method": r["method"],
+                    "seed": r["seed"],
+                    "epoch": r["epoch"],
+                    "class": name,
+                    "threshold": r[f"train_threshold_{name}"],
+                    "pseudo_per_step": n,
+                    "confident_per_step": passed,
+                    "share": passed / n if n > 0 else np.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# --- figures ---------------------------------------------------------------------------------------
+def _methods_in(df: pd.DataFrame) -> list[str]:
+    order = [r.method for r in TABLE1]
+    return [m for m in order if m in set(df["method"])]
+
+
+def plot_table1(table: pd.DataFrame):
+    """Each score per row: our mean with its interval (bars) and the paper's value (x)."""
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), sharey=True)
+    y = np.arange(len(table))
+    for ax, m in zip(axes, SCORES, strict=True):
+        mean = table[m].to_numpy(float)
+        err = np.abs(np.stack([mean - table[f"{m} lo"], table[f"{m} hi"] - mean]))
+        ax.barh(y, mean, xerr=err, color="tab:blue", alpha=0.7, label="ours (embedded)")
+        ax.plot(table[f"paper: {m}"], y, "kx", label="paper (s-Aff-Wild2)")
+        ax.set_title(m)
+        ax.axvline(0, color="grey", lw=0.5)
+    axes[0].set_yticks(y, table["row"])
+    axes[0].invert_yaxis()
+    axes[-1].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Table 1: mean and 95% interval over seeds; x = the paper's number")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired(pairs: pd.DataFrame, metric: str = "overall"):
+    """Paired differences A - B with intervals (ours) and the paper's difference (x)."""
+    d = pairs[pairs["metric"] == metric].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(d) + 1.2))
+    y = np.arange(len(d))
+    err = np.abs(np.stack([d["diff"] - d["diff lo"], d["diff hi"] - d["diff"]]))
+    ax.errorbar(d["diff"], y, xerr=np.nan_to_num(err), fmt="o", label="ours, paired by seed")
+    ax.plot(d["paper: diff"], y, "kx", label="paper (Table 1)")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, [f"{a} - {b}" for a, b in zip(d["A"], d["B"], strict=True)])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference in {metric}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(hist: pd.DataFrame):
+    """Per epoch, mean over seeds: training loss (as each method defines it) and validation
+    overall score (Eq. 10), one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    mean = hist.groupby(["method", "epoch"], sort=False)[["train_loss", "overall"]].mean()
+    for m in _methods_in(hist):
+        h = mean.loc[m]
+        axes[0].plot(h.index, h["train_loss"], "o-", label=m)
+        axes[1].plot(h.index, h["overall"], "o-", label=m)
+    axes[0].set(xlabel="epoch", ylabel="training loss (method's own)", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="P_MTL (Eq. 10)", title="validation overall")
+    axes[1].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.set_xticks(sorted(hist["epoch"].unique()))
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(
+    preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], methods: Sequence[str]
+):
+    """Row-normalised expression confusion matrices on the validation split, seeds pooled."""
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False)
+    for ax, m in zip(axes[0], methods, strict=True):
+        runs = [p for (mm, _), p in preds.items() if mm == m]
+        t = np.concatenate([p["expr_true"] for p in runs])
+        y = np.concatenate([p["expr_prob"].argmax(1) for p in runs])
+        keep = t >= 0
+        cm = confusion_matrix(t[keep], y[keep], labels=list(range(N_EXPR))).astype(float)
+        cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+        for i, j in np.ndindex(cm.shape):
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(N_EXPR), [e[:4] for e in EXPRESSIONS], rotation=90, fontsize=7)
+        ax.set_yticks(range(N_EXPR), [e[:4] for e in EXPRESSIONS], fontsize=7)
+        ax.set(xlabel="predicted", ylabel="annotated", title=f"{m} (seeds: {len(runs)})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_au_f1(per_au: pd.DataFrame):
+    """Per-AU F1, mean over seeds, one bar per method."""
+    mean = per_au.groupby(["AU", "method"], sort=False)["F1"].mean().unstack("method")
+    mean = mean.loc[list(AU_COLUMNS), _methods_in(per_au)]
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    width = 0.8 / mean.shape[1]
+    x = np.arange(len(mean))
+    for k, m in enumerate(mean.columns):
+        ax.bar(x + k * width - 0.4 + width / 2, mean[m], width, label=m)
+    ax.set_xticks(x, mean.index)
+    ax.set(ylabel="F1 (validation)", ylim=(0, 1))
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    return fig
+
+
+def plot_va(preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], method: str):
+    """Predicted against annotated valence and arousal on the validation split, seeds pooled."""
+    runs = [p for (m, _), p in preds.items() if m == method]
+    t = np.concatenate([p["va_true"] for p in runs])
+    y = np.concatenate([p["va_pred"] for p in runs])
+    keep = (t > -5).all(axis=1)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    for k, (ax, name) in enumerate(zip(axes, ("valence", "arousal"), strict=True)):
+        ccc = metrics.ccc(t[keep, k], y[keep, k]) if keep.any() else float("nan")
+        ax.scatter(t[keep, k], y[keep, k], s=3, alpha=0.3)
+        ax.plot([-1, 1], [-1, 1], "k--", lw=0.8)
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel=f"annotated {name}", ylabel="predicted")
+        ax.set_title(f"{method}: {name}, CCC {ccc:.3f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_thresholds(thr: pd.DataFrame, method: str = "ss-mfar"):
+    """Per expression class over epochs (mean over seeds): the Eq. 4 threshold and the share of
+    the unlabelled images pseudo-labelled with the class that pass it."""
+    d = thr[thr["method"] == method].groupby(["class", "epoch"])[["threshold", "share"]].mean()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in EXPRESSIONS:
+        if name in d.index.get_level_values(0):
+            h = d.loc[name]
+            axes[0].plot(h.index, h["threshold"], "o-", label=name)
+            axes[1].plot(h.index, h["share"], "o-", label=name)
+    axes[0].set(xlabel="epoch", ylabel="T_c (Eq. 4)", title=f"{method}: adaptive thresholds")
+    axes[1].set(xlabel="epoch", ylabel="share passing", title="unlabelled images passing T_c")
+    axes[1].set_ylim(0, 1.05)
+    axes[0].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.set_xticks(sorted(thr["epoch"].unique()))
+    fig.tight_layout()
+    return fig
+
+
+def pretraining_table(weights: Mapping[str, Path | None]) -> pd.DataFrame:
+    """One row per initialisation source: what it stands in for, the file, and (for an embedded
+    pretraining) its settings, final validation metrics and wall time from ``pretrain.json``."""
+    stands_for = {
+        "identity": "MS-Celeb-1M face recognition",
+        "affectnet": "AffectNet expression + VA",
+        "none": "no pretraining (ResNet-50 from scratch)",
+    }
+    rows = []
+    for source, path in weights.items():
+        rec = pretrain.read_record(path) if path is not None else {}
+        row = {
+            "source": source,
+            "paper's source": stands_for[source],
+            "file": Path(path).name if path is not None else "",
+            "embedded pretraining": bool(rec),
+            "epochs": rec.get("settings", {}).get("epochs"),
+            "image_size": rec.get("settings", {}).get("image_size"),
+            "wall_s": rec.get("wall_time_s"),
+        }
+        row.update(rec.get("metrics", {}))
+        rows.append(row)
+    return pd.DataFrame(rows)

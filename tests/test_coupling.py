@@ -1,0 +1,468 @@
+"""Coupling of expressions and AUs (Kollias et al. 2024) and its baselines: the training wiring.
+
+The losses themselves are checked against worked examples in test_losses.py; here: which terms
+each method adds and over which images, the Student-Teacher soft labels, the GradNorm and MGDA-UB
+steps against their papers' update rules (one step on a toy model), the study's data settings and
+the report's statements. Expected values are computed by hand in numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from affectlib import methods, train
+from affectlib.data import datasets
+from affectlib.methods import StepContext
+from affectlib.methods import coupling as C
+from affectlib.methods import coupling_report as R
+
+torch.manual_seed(0)
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+class Fixed(nn.Module):
+    """Returns the same logits for any batch: the losses' inputs are known exactly."""
+
+    def __init__(self, expr: np.ndarray, au: np.ndarray) -> None:
+        super().__init__()
+        self.expr = nn.Parameter(torch.tensor(expr, dtype=torch.float32))
+        self.au = nn.Parameter(torch.tensor(au, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"expr": self.expr, "au": self.au}
+
+
+class Toy(nn.Module):
+    """A two-layer multi-task net with a ``backbone`` (the shared part) and linear heads."""
+
+    def __init__(self, n_expr: int = 3, n_au: int = 2, size: int = 8) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 5), nn.Tanh())
+        self.expr_head = nn.Linear(5, n_expr)
+        self.au_head = nn.Linear(5, n_au)
+        self.va_head = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = self.backbone(x.float() / 255)
+        return {
+            "expr": self.expr_head(z),
+            "au": self.au_head(z),
+            "va": torch.tanh(self.va_head(z)),
+            "feat": z,
+        }
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _ctx(**options) -> StepContext:
+    return StepContext(1, 0, 1, torch.device("cpu"), options)
+
+
+# row 0: expression only (an AffectNet image), rows 1-2: AUs only (EmotioNet images), AU 2 of row 2
+# not coded
+EXPR_LOGITS = np.array([[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-0.5, 1.5, 0.0]])
+AU_LOGITS = np.array([[1.0, -2.0], [0.5, 0.8], [-1.2, 2.0]])
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    return {
+        "weak": torch.zeros(3, 3, 8, 8, dtype=torch.uint8),
+        "expr": torch.tensor([0, -1, -1]),
+        "has_expr": torch.tensor([True, False, False]),
+        "au": torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]),
+        "au_mask": torch.tensor([[False, False], [True, True], [True, False]]),
+        "has_au": torch.tensor([False, True, False]),
+        "index": torch.tensor([0, 1, 2]),
+    }
+
+
+RELATION = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+WEIGHTS = np.array([[1.0, 0.0], [0.0, 0.5], [1.0, 1.0]])
+
+
+def _hand_terms() -> dict[str, float]:
+    """CE, BCE, DM and SCA of the batch above, by hand."""
+    pe, pa = _softmax(EXPR_LOGITS), _sigmoid(AU_LOGITS)
+    ce = -np.log(pe[0, 0])
+    y = {(1, 0): 1.0, (1, 1): 0.0, (2, 0): 0.0}
+    bce = np.mean(
+        [-(t * np.log(pa[i, j]) + (1 - t) * np.log(1 - pa[i, j])) for (i, j), t in y.items()]
+    )
+    q = pe @ RELATION  # Eq. 2, every image
+    dm = np.mean(-(pa * np.log(q)).sum(axis=1))  # Eq. 3
+    sca = []
+    for i, annotated in ((1, [0, 1]), (2, [0])):  # Eq. 4-6, AU-labelled images only
+        lab = np.array([y[(i, j)] for j in annotated])
+        w = WEIGHTS[:, annotated]
+        indicator = np.where(w.sum(1) > 0, (w * lab).sum(1) / np.maximum(w.sum(1), 1e-12), 0)
+        soft = np.exp(indicator) / np.exp(indicator).sum()
+        sca.append(-(pe[i] * np.log(soft)).sum())
+    return {"expr": ce, "au": bce, "dm": dm, "sca": float(np.mean(sca))}
+
+
+def _coupled(**options):
+    opts = {"relatedness": "test", "relation": RELATION.tolist(), "au_weights": WEIGHTS.tolist()}
+    opts = methods.resolve_options(C.C_MT, {**opts, **options})
+    state = C.coupling_state(pd.DataFrame(), opts)
+    return C.c_mt_loss(Fixed(EXPR_LOGITS, AU_LOGITS), _batch(), state, _ctx(**opts))
+
+
+# --- the coupled objective ------------------------------------------------------------------------
+def test_nc_mt_is_cross_entropy_plus_masked_bce_without_coupling_terms():
+    loss, logs = C.nc_mt_loss(Fixed(EXPR_LOGITS, AU_LOGITS), _batch(), {}, _ctx())
+    hand = _hand_terms()
+    assert set(logs) == {"loss_expr", "loss_au"}
+    assert float(loss.detach()) == pytest.approx(hand["expr"] + hand["au"], rel=1e-5)
+
+
+def test_c_mt_adds_distribution_matching_and_soft_coannotation_to_the_task_losses():
+    loss, logs = _coupled()
+    hand = _hand_terms()
+    assert set(logs) == {"loss_expr", "loss_au", "loss_dm", "loss_sca"}
+    for k, v in hand.items():
+        assert float(logs[f"loss_{k}"]) == pytest.approx(v, rel=1e-5), k
+    assert float(loss.detach()) == pytest.approx(sum(hand.values()), rel=1e-5)
+
+
+@pytest.mark.parametrize(("dm", "sca"), [(True, False), (False, True), (False, False)])
+def test_the_ablation_options_switch_each_coupling_term_alone(dm, sca):
+    loss, logs = _coupled(dm=dm, sca=sca)
+    hand = _hand_terms()
+    kept = ["expr", "au"] + ["dm"] * dm + ["sca"] * sca
+    assert set(logs) == {f"loss_{k}" for k in kept}
+    assert float(loss.detach()) == pytest.approx(sum(hand[k] for k in kept), rel=1e-5)
+
+
+def test_soft_coannotation_reads_au_labels_of_au_labelled_entries_only():
+    _, before = _coupled(dm=False)
+    batch = _batch()
+    batch["au"][0] = torch.tensor([1.0, 1.0])  # masked values of the expression-only image
+    batch["au"][2, 1] = 1.0  # the uncoded AU of row 2
+    opts = methods.resolve_options(
+        C.C_MT, {"relation": RELATION.tolist(), "au_weights": WEIGHTS.tolist(), "dm": False}
+    )
+    state = C.coupling_state(pd.DataFrame(), opts)
+    _, after = C.c_mt_loss(Fixed(EXPR_LOGITS, AU_LOGITS), batch, state, _ctx(**opts))
+    assert float(after["loss_sca"]) == pytest.approx(float(before["loss_sca"]), rel=1e-6)
+
+
+def test_distribution_matching_leaves_out_an_au_no_class_relates_to():
+    relation = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])  # AU 2 related to nothing
+    opts = methods.resolve_options(
+        C.C_MT, {"relation": relation.tolist(), "au_weights": relation.tolist(), "sca": False}
+    )
+    state = C.coupling_state(pd.DataFrame(), opts)
+    _, logs = C.c_mt_loss(Fixed(EXPR_LOGITS, AU_LOGITS), _batch(), state, _ctx(**opts))
+    pe, pa = _softmax(EXPR_LOGITS), _sigmoid(AU_LOGITS)
+    q = pe @ relation[:, :1]
+    assert float(logs["loss_dm"]) == pytest.approx(np.mean(-(pa[:, :1] * np.log(q)).sum(1)), 1e-5)
+
+
+def test_coupling_state_defaults_to_domain_knowledge_on_the_tables_aus():
+    table = pd.DataFrame({"expr": [0], "AU6": [1], "AU12": [0], "AU25": [1], "AU4": [0]})
+    state = C.coupling_state(table, dict(C.C_MT.options))
+    happiness = 4  # ABAW index; Du et al.: 12, 25 prototypical, 6 observational (0.51)
+    assert state["relation"].shape == (8, 4)
+    assert state["relation"][happiness].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert state["au_weights"][happiness].tolist() == pytest.approx([0.51, 1.0, 1.0, 0.0])
+    assert state["relation"][0].sum() == 0  # Neutral relates to no AU
+
+
+def test_coupling_state_refuses_half_given_matrices_and_a_relatedness_without_matrices():
+    with pytest.raises(ValueError, match="both 'relation' and 'au_weights'"):
+        C.coupling_state(pd.DataFrame(), {**C.C_MT.options, "relation": RELATION.tolist()})
+    with pytest.raises(ValueError, match="'DB' needs explicit"):
+        C.coupling_state(pd.DataFrame(), {**C.C_MT.options, "relatedness": "DB"})
+
+
+# --- Student-Teacher ------------------------------------------------------------------------------
+def test_add_soft_labels_keeps_a_teachers_value_only_where_the_label_is_missing():
+    table = pd.DataFrame({"expr": [2, -1], "AU1": [1, -1], "AU2": [-1, 0]})
+    soft = C.add_soft_labels(
+        table,
+        np.array([[0.2, 0.8], [0.6, 0.4]]),
+        np.array([[0.9, 0.3], [0.7, 0.1]]),
+        ["AU1", "AU2"],
+    )
+    assert np.isnan(soft["soft_expr_0"][0]) and soft["soft_expr_0"][1] == 0.6
+    assert np.isnan(soft["soft_AU1"][0]) and soft["soft_AU1"][1] == 0.7
+    assert soft["soft_AU2"][0] == 0.3 and np.isnan(soft["soft_AU2"][1])
+
+
+def test_the_student_learns_hard_labels_where_given_and_teacher_labels_elsewhere():
+    table = pd.DataFrame({"expr": [0, -1, -1], "AU1": [-1, 1, 0], "AU2": [-1, 0, -1]})
+    teacher_e = np.array([[0.1, 0.1, 0.8], [0.2, 0.5, 0.3], [0.6, 0.2, 0.2]])
+    teacher_a = np.array([[0.9, 0.2], [0.5, 0.5], [0.4, 0.7]])
+    state = C.soft_label_state(C.add_soft_labels(table, teacher_e, teacher_a, ["AU1", "AU2"]), {})
+    loss, logs = C.student_loss(Fixed(EXPR_LOGITS, AU_LOGITS), _batch(), state, _ctx())
+    pe, pa = _softmax(EXPR_LOGITS), _sigmoid(AU_LOGITS)
+    targets = np.vstack([[1, 0, 0], teacher_e[1], teacher_e[2]])
+    ce = np.mean(-(targets * np.log(pe)).sum(1))
+    au = np.array([[0.9, 0.2], [1.0, 0.0], [0.0, 0.7]])  # hard where labelled, else the teacher's
+    bce = np.mean(-(au * np.log(pa) + (1 - au) * np.log(1 - pa)))
+    assert float(logs["loss_expr"]) == pytest.approx(ce, rel=1e-5)
+    assert float(logs["loss_au"]) == pytest.approx(bce, rel=1e-5)
+
+
+def test_the_student_refuses_a_table_without_soft_labels():
+    with pytest.raises(ValueError, match="add_soft_labels"):
+        C.soft_label_state(pd.DataFrame({"expr": [0]}), {})
+
+
+# --- GradNorm and MGDA-UB own their step ----------------------------------------------------------
+def _toy_batch(n: int = 6) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {
+        "weak": torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8),
+        "expr": torch.tensor([0, 1, 2, -1, -1, -1][:n]),
+        "has_expr": torch.tensor([True, True, True, False, False, False][:n]),
+        "au": torch.tensor([[0.0, 0.0]] * 3 + [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])[:n],
+        "au_mask": torch.tensor([[False, False]] * 3 + [[True, True]] * 3)[:n],
+        "has_au": torch.tensor([False] * 3 + [True] * 3)[:n],
+    }
+
+
+def _grads(model: nn.Module) -> list[torch.Tensor]:
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+def test_mgda_ub_weights_the_tasks_by_the_min_norm_point_of_their_representation_gradients():
+    torch.manual_seed(0)
+    model, batch = Toy(), _toy_batch()
+    ctx = _ctx(**C.MGDA_UB.options)
+    loss, logs = C.mgda_ub_step(model, C.MGDA_UB, batch, {}, ctx)
+    got = _grads(model)
+    # by hand: g_t = dL_t/dZ; two tasks: gamma = clip((g2 - g1).g2 / |g1 - g2|^2, 0, 1)
+    model.zero_grad()
+    out = model(batch["weak"])
+    terms = C.task_losses(out, batch)
+    g1, g2 = (torch.autograd.grad(terms[t], out["feat"], retain_graph=True)[0].flatten()
+              for t in ("expr", "au"))  # fmt: skip
+    gamma = float(torch.clamp((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1))
+    assert float(logs["alpha_expr"]) == pytest.approx(gamma, abs=1e-6)
+    assert float(logs["alpha_au"]) == pytest.approx(1 - gamma, abs=1e-6)
+    (gamma * terms["expr"] + (1 - gamma) * terms["au"]).backward()
+    for a, b in zip(got, _grads(model), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    expected = gamma * terms["expr"] + (1 - gamma) * terms["au"]
+    assert float(loss) == pytest.approx(float(expected.detach()))
+
+
+def test_mgda_ub_gives_all_weight_to_the_only_task_a_batch_has_labels_for():
+    batch = {k: v[3:] for k, v in _toy_batch().items()}  # AU-labelled images only
+    _, logs = C.mgda_ub_step(Toy(), C.MGDA_UB, batch, {}, _ctx())
+    assert (float(logs["alpha_expr"]), float(logs["alpha_au"])) == (0.0, 1.0)
+
+
+def test_gradnorm_steps_the_network_on_the_weighted_sum_and_the_weights_by_adam_on_l_grad():
+    torch.manual_seed(0)
+    model, batch = Toy(), _toy_batch()
+    options = dict(C.GRADNORM.options)
+    state = C.gradnorm_state(pd.DataFrame(), options)
+    state["task_weights"] = torch.tensor([0.8, 1.2])
+    state["initial_losses"] = torch.tensor([1.5, 0.9])
+    _, logs = C.gradnorm_step(model, C.GRADNORM, batch, state, _ctx(**options))
+    got = _grads(model)
+    # by hand (Chen et al. Eq. 6-7): G_t = w_t |dL_t/dW|, r_t = (L_t/L_t(0)) / mean, target
+    # mean(G) r_t^alpha held constant, dL_grad/dw_t = sign(G_t - target_t) |dL_t/dW|
+    model.zero_grad()
+    terms = C.task_losses(model(batch["weak"]), batch)
+    w0 = np.array([0.8, 1.2])
+    shared = C.last_shared_weight(model)
+    norms = np.array([
+        float(torch.linalg.vector_norm(torch.autograd.grad(terms[t], shared, retain_graph=True)[0]))
+        for t in ("expr", "au")
+    ])  # fmt: skip
+    G = w0 * norms
+    ratio = np.array([float(terms[t].detach()) for t in ("expr", "au")]) / np.array([1.5, 0.9])
+    target = G.mean() * (ratio / ratio.mean()) ** options["alpha"]
+    grad = np.sign(G - target) * norms
+    # Adam's first step moves each weight by lr * g / (|g| + eps); then w <- T w / sum(w)
+    w1 = w0 - options["weights_lr"] * grad / (np.abs(grad) + 1e-8)
+    w1 = 2 * w1 / w1.sum()
+    assert [float(logs["w_expr"]), float(logs["w_au"])] == pytest.approx(w1.tolist(), rel=1e-5)
+    assert state["task_weights"].detach().numpy() == pytest.approx(w1, rel=1e-5)
+    (0.8 * terms["expr"] + 1.2 * terms["au"]).backward()  # the network: this step's weights
+    for a, b in zip(got, _grads(model), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_gradnorm_takes_the_initial_losses_at_its_first_step_with_both_tasks():
+    state = C.gradnorm_state(pd.DataFrame(), {})
+    au_only = {k: v[3:] for k, v in _toy_batch().items()}
+    C.gradnorm_step(Toy(), C.GRADNORM, au_only, state, _ctx(**C.GRADNORM.options))
+    assert "initial_losses" not in state and state["task_weights"].tolist() == [1.0, 1.0]
+    C.gradnorm_step(Toy(), C.GRADNORM, _toy_batch(), state, _ctx(**C.GRADNORM.options))
+    assert state["initial_losses"].shape == (2,) and state["task_weights"].tolist() != [1.0, 1.0]
+
+
+def _toy_data(n: int = 12) -> train.TrainData:
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "expr": np.where(np.arange(n) % 2 == 0, rng.integers(0, 3, n), -1),
+            "AU1": np.where(np.arange(n) % 2 == 1, rng.integers(0, 2, n), -1),
+            "AU2": np.where(np.arange(n) % 2 == 1, rng.integers(0, 2, n), -1),
+            "valence": -5.0,
+            "arousal": -5.0,
+        }
+    )
+    images = rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    return train.TrainData(
+        train=datasets.BatchLoader(table, images, datasets.RandomSampler(n, 0), 4, drop_last=True),
+        val=datasets.BatchLoader(table, images, datasets.SequentialSampler(n), 4),
+        train_table=table,
+        score=C.study_scores,
+    )
+
+
+@pytest.mark.parametrize(("method", "logged"), [("gradnorm", "w_"), ("mgda-ub", "alpha_")])
+def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method, logged):
+    spec = methods.get(method)
+    assert train.STEPS[method] in (C.gradnorm_step, C.mgda_ub_step)
+    torch.manual_seed(0)
+    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
+    result = train.fit(Toy(), spec, _toy_data(), cfg, tmp_path / method)
+    h = result.history
+    weights = h[f"train_{logged}expr"] + h[f"train_{logged}au"]
+    assert weights.to_numpy() == pytest.approx([2.0 if method == "gradnorm" else 1.0] * 2)
+    assert (
+        set(C.SCORE_NAMES) <= set(result.metrics)
+        and not (tmp_path / method / "checkpoint.pt").exists()
+    )
+    if method == "gradnorm":  # the weights moved away from 1 inside the loop
+        assert abs(h["train_w_expr"].iloc[-1] - 1.0) > 1e-3
+
+
+# --- the study's data and scores ------------------------------------------------------------------
+def test_basic_expressions_turn_other_into_no_label_and_keep_the_rest():
+    t = pd.DataFrame({"expr": [7, 0, 6, -1], "AU1": [1, 0, -1, 1]})
+    got = C.basic_expressions(t)
+    assert got["expr"].tolist() == [-1, 0, 6, -1] and got["AU1"].tolist() == [1, 0, -1, 1]
+
+
+def test_keep_task_masks_the_other_task_and_drops_rows_without_the_kept_one():
+    t = pd.DataFrame({"expr": [1, -1, 2], "AU1": [1, 0, -1], "AU2": [-1, 1, -1]})
+    expr = C.keep_task(t, "expr", ["AU1", "AU2"])
+    au = C.keep_task(t, "au", ["AU1", "AU2"])
+    assert expr["expr"].tolist() == [1, 2] and (expr[["AU1", "AU2"]] == -1).all().all()
+    assert au["expr"].tolist() == [-1, -1] and au["AU1"].tolist() == [1, 0]
+
+
+def test_subsample_draws_a_fixed_subset_in_table_order():
+    t = pd.DataFrame({"x": range(20)})
+    a, b = C.subsample(t, 5, 0, 1), C.subsample(t, 5, 0, 1)
+    assert a["x"].tolist() == b["x"].tolist() == sorted(a["x"]) and len(a) == 5
+    assert C.subsample(t, 0, 0)["x"].tolist() == list(range(20))
+
+
+def test_study_scores_match_sklearn_on_labelled_rows():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    pred = {
+        "expr_true": np.array([0, 1, 2, 1, -1]),
+        "expr_prob": np.eye(3)[[0, 2, 2, 1, 0]],
+        "au_true": np.array([[1, 0], [0, -1], [1, 1], [-1, -1], [0, 0]]),
+        "au_prob": np.array([[0.9, 0.2], [0.7, 0.9], [0.4, 0.6], [0.9, 0.9], [0.1, 0.8]]),
+    }
+    s = C.study_scores(pred)
+    assert s["expr_acc"] == pytest.approx(3 / 4)
+    assert s["expr_aa"] == pytest.approx(np.mean([1, 0.5, 1]))
+    assert s["expr_f1"] == pytest.approx(f1_score([0, 1, 2, 1], [0, 2, 2, 1], average="macro"))
+    f1 = [f1_score([1, 0, 1, 0], [1, 1, 0, 0]), f1_score([0, 1, 0], [0, 1, 1])]
+    acc = [accuracy_score([1, 0, 1, 0], [1, 1, 0, 0]), accuracy_score([0, 1, 0], [0, 1, 1])]
+    assert s["au_f1"] == pytest.approx(np.mean(f1))
+    assert s["au_afa"] == pytest.approx(0.5 * (np.mean(f1) + np.mean(acc)))
+
+
+def test_the_plan_trains_each_shared_row_once():
+    plan = C.study_plan(
+        {"a": ["r18", "sn"], "b": ["r18"]}, table3=("b", "r18"), table5=("a", "r18")
+    )
+    assert not plan.duplicated().any()
+    assert plan[(plan.setting == "a") & (plan.backbone == "r18")]["arm"].tolist() == [
+        "ST", "NC MT", "S-T NC MT", "C MT (DM)", "C MT (DB)", "GradNorm", "MGDA-UB",
+    ]  # fmt: skip
+    assert len(plan[plan.setting == "b"]) == 9 and len(plan[plan.backbone == "sn"]) == 5
+
+
+# --- the report -----------------------------------------------------------------------------------
+def _runs(shift: dict[str, float]) -> pd.DataFrame:
+    """Three seeds of ST / NC MT / C MT (DM) on one setting; ``shift`` moves an arm's scores."""
+    rows = []
+    for seed, noise in enumerate([0.0, 0.01, -0.01]):
+        for arm in ("ST", "NC MT", "C MT (DM)"):
+            base = 0.5 + shift.get(arm, 0.0) + noise
+            rows.append({"setting": "affwild2", "backbone": "r18", "arm": arm, "seed": seed,
+                         **dict.fromkeys(C.SCORE_NAMES, base)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_are_in_points_and_pair_runs_by_seed():
+    pairs = R.paired(_runs({"NC MT": -0.05}))
+    row = pairs[(pairs.a == "NC MT") & (pairs.b == "ST") & (pairs.task == "expr")].iloc[0]
+    # the seed noise is shared, so the paired difference is exactly -5 points with no spread
+    assert row["diff"] == pytest.approx(-5.0) and row["lo"] == pytest.approx(-5.0)
+    assert row["status"] == "worse"
+
+
+def test_claims_say_held_contradicted_or_not_shown_from_the_intervals():
+    held = R.claims(R.paired(_runs({"NC MT": -0.05, "C MT (DM)": 0.05})))
+    assert any(s.startswith("Without coupling, multi-task training hurts expressions") and
+               ": HELD" in s for s in held)  # fmt: skip
+    assert any(s.startswith("Coupling (DM) beats multi-task") and ": HELD" in s for s in held)
+    opposite = R.claims(R.paired(_runs({"NC MT": 0.05})))
+    assert any(s.startswith("Without coupling, multi-task training hurts") and
+               "CONTRADICTED" in s for s in opposite)  # fmt: skip
+    noisy = _runs({})
+    noise = np.repeat([[0.02], [-0.03], [0.0]], len(C.SCORE_NAMES), axis=1)  # seeds 0, 1, 2
+    noisy.loc[noisy.arm == "NC MT", list(C.SCORE_NAMES)] += noise
+    assert any("not shown" in s for s in R.claims(R.paired(noisy)))
+
+
+def test_table3_follows_the_papers_rows_and_marks_its_numbers():
+    runs = _runs({})
+    t = R.table3(R.summarise(runs), "affwild2", "r18")
+    assert t["our row"].tolist()[0] == "NC MT" and len(t) == 7
+    assert t["F1 (expr)"].iloc[0] == "50.0 [47.5, 52.5]" and t["F1 (expr)"].iloc[1] == ""
+    assert t["paper: expr_f1"].tolist()[0] == 33.7
+
+
+def test_table2_puts_each_paper_network_beside_our_backbones():
+    t = R.table2(R.summarise(_runs({})), "affwild2", ["r18"])
+    assert list(t.columns) == [
+        "setting", "r18: F1", "r18: F1 (AU)", "paper: F1 (TMIF-FEA)", "paper: F1 (AU) (TMIF-FEA)",
+    ]  # fmt: skip
+    assert t.set_index("setting").loc["C MT (DB)", "paper: F1 (TMIF-FEA)"] == 39.9
+
+
+def test_every_arm_names_a_registered_method():
+    assert {m for m, _ in C.ARMS.values()} <= set(methods.METHODS)
+    assert dataclasses.is_dataclass(C.StudyConfig)
+
+
+def test_the_figures_draw_one_panel_per_data_and_backbone_and_one_per_relatedness():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = pd.concat([_runs({}), _runs({}).assign(backbone="sn")], ignore_index=True)
+    assert len(R.plot_deltas(R.paired(runs)).axes) == 2
+    options = {"A": {"relation": RELATION, "au_weights": WEIGHTS}}
+    options = {k: {"relation": np.pad(v["relation"], ((0, 4), (0, 0))).tolist(),
+                   "au_weights": np.pad(v["au_weights"], ((0, 4), (0, 0))).tolist()}
+               for k, v in options.items()}  # fmt: skip
+    fig = R.plot_relatedness(options, ["AU1", "AU2"], covered={"A": ["AU1"]})
+    assert "n/a: AU2" in fig.axes[0].get_title()
