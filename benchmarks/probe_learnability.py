@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from affectlib import metrics, profiles, train
+from affectlib.cli_train import parse_set
 from affectlib.data import difficulty, generate
 from affectlib.labels import AU_COLUMNS
 
@@ -47,27 +49,55 @@ def probe_scores(pred: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def report(probe: dict[str, float], truth: pd.DataFrame, margin: float) -> pd.DataFrame:
-    """One row per measure: probe, chance, ceiling, and whether it is learnable / not saturated."""
+def au_auc(pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """ROC AUC of each AU's probability over its labelled validation rows (0.5: nothing learnt),
+    threshold-free, so a probe that calls every face positive does not look like learning."""
+    out = {}
+    for j, c in enumerate(AU_COLUMNS):
+        y, p = pred["au_true"][:, j], pred["au_prob"][:, j]
+        keep = y >= 0
+        both = keep.any() and 0 < y[keep].mean() < 1
+        out[f"F1 {c}"] = float(roc_auc_score(y[keep], p[keep])) if both else float("nan")
+    return out
+
+
+def all_positive_f1(truth: pd.DataFrame, split: str = "validation") -> dict[str, float]:
+    """F1 of calling every face positive, 2p / (1 + p) for an AU of validation rate p: a second
+    label-blind floor, above ``chance_scores``' base-rate guess (F1 = p) for every rare AU."""
+    t = truth[truth["split"] == split]
+    out = {}
+    for c in AU_COLUMNS:
+        y = t[c].to_numpy()
+        p = float((y[y >= 0] == 1).mean()) if (y >= 0).any() else 0.0
+        out[f"F1 {c}"] = 2 * p / (1 + p)
+    return out
+
+
+def report(
+    probe: dict[str, float], auc: dict[str, float], truth: pd.DataFrame, margin: float
+) -> pd.DataFrame:
+    """One row per measure: the probe, the floors (chance, all-positive), the ceiling, the AUC, and
+    whether it is learnable (probe >= chance + margin) and saturated (probe > ceiling - margin)."""
     chance = difficulty.chance_scores(truth).set_index("measure")["chance"]
     ceiling = difficulty.noise_ceiling(truth).set_index("measure")["ceiling"]
+    all_on = all_positive_f1(truth)
     rows = []
     for m, v in probe.items():
         if m == "overall":
-            continue  # a sum of the three tasks: its parts are judged
+            continue  # the sum of the three tasks: its parts are judged
         rows.append(
             {
                 "measure": m,
                 "probe": v,
                 "chance": float(chance[m]),
+                "all_pos": all_on.get(m, float("nan")),
                 "ceiling": float(ceiling[m]),
-                "above_chance": v - float(chance[m]),
-                "below_ceiling": float(ceiling[m]) - v,
+                "auc": auc.get(m, float("nan")),
             }
         )
     df = pd.DataFrame(rows)
-    df["learnable"] = df["above_chance"] >= margin
-    df["saturated"] = df["below_ceiling"] < margin
+    df["learnable"] = df["probe"] >= df["chance"] + margin
+    df["saturated"] = df["probe"] > df["ceiling"] - margin
     return df
 
 
@@ -82,9 +112,17 @@ def main() -> None:
     ap.add_argument(
         "--reuse", action="store_true", help="train on the data already in --work (no rendering)"
     )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="profile override, e.g. lr_heads=1e-3 or extra.dropout=0 (extra keys are merged)",
+    )  # fmt: skip
     args = ap.parse_args()
 
-    profile = profiles.get(args.profile, epochs=args.epochs)
+    base = profiles.get(args.profile, epochs=args.epochs)
+    over = parse_set(args.set)
+    if "extra" in over:
+        over["extra"] = {**base.extra, **over["extra"]}
+    profile = base.replace(**over)
     root, out = args.work / "data", args.work / "run"
     render_s = float("nan")
     if not args.reuse:
@@ -97,14 +135,17 @@ def main() -> None:
     res = train.run("mfar", profile, out, args.seed, data_root=root, progress=False)
     probe_s = time.perf_counter() - t0
 
-    df = report(probe_scores(res.predictions), difficulty.load_truth(root), args.margin)
+    pred = res.predictions
+    df = report(probe_scores(pred), au_auc(pred), difficulty.load_truth(root), args.margin)
     pd.set_option("display.width", 120)
     print(
-        f"profile {profile.name}, {profile.image_size} px, {profile.epochs} epochs, MFAR, "
-        f"ResNet-18, seed {args.seed}, data seed {args.data_seed}"
+        f"profile {profile.name} {args.set or ''}, {profile.image_size} px, {profile.epochs} "
+        f"epochs, MFAR, {profile.backbone}, seed {args.seed}, data seed {args.data_seed}"
     )
     print(df.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-    print(f"generate (render + JPEG) {render_s:.1f} s; probe (cache + train + validate) {probe_s:.1f} s")
+    print(
+        f"generate (render + JPEG) {render_s:.1f} s; probe (cache + train + validate) {probe_s:.1f} s"
+    )
     bad = df[~df["learnable"]]["measure"].tolist()
     hot = df[df["saturated"]]["measure"].tolist()
     print(f"not learnable (< chance + {args.margin:g}): {', '.join(bad) or 'none'}")

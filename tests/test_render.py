@@ -146,6 +146,35 @@ def test_au26_lowers_the_chin_and_au12_raises_the_lip_corners():
     )
 
 
+def _aligned_change(au: int, intensity: float, seed: int) -> np.ndarray:
+    """Per-pixel change (max over RGB) of AU ``au`` at ``intensity`` in the aligned 48-px crop."""
+    ident = R.atlas_identity(seed)
+    au_rows = np.stack([np.zeros(N_AU), _one_au(au, intensity)])
+    img = R.render(
+        R.take(ident, np.zeros(2, int)), au_rows, np.zeros((2, 3)),
+        R.neutral_nuisance(2, aligned=True), SIZE,
+    ).astype(np.int64)  # fmt: skip
+    return np.abs(img[1] - img[0]).max(-1)
+
+
+@pytest.mark.parametrize("au", R.RENDER_AUS)
+def test_each_au_at_intensity_5_changes_many_pixels_of_the_aligned_48px_face(au):
+    # FACS E is the largest the face allows: in the crop the probe trains on, every AU changes at
+    # least 25 pixels by 16 levels or more (median over identities); the gains before the
+    # calibration gave 16-24 for AU5, 7, 17, 20, 23, 24, 25 in this crop
+    changed = np.median([(_aligned_change(au, 5, s) >= 16).sum() for s in range(3)])
+    assert changed >= 25, f"AU{au}: only {changed} pixels change"
+
+
+@pytest.mark.parametrize("au", R.RENDER_AUS)
+def test_intensity_1_stays_subtle_next_to_intensity_5(au):
+    # displacements are linear in the intensity, so trace (A) carries well under half the change
+    # of maximum (E); anti-aliasing keeps the ratio near a fifth
+    for s in range(2):
+        ratio = _aligned_change(au, 1, s).sum() / _aligned_change(au, 5, s).sum()
+        assert 0.05 < ratio < 0.45, f"AU{au}: intensity 1 makes {ratio:.2f} of intensity 5's change"
+
+
 # --- symmetry and pose ------------------------------------------------------------------------
 def _symmetric(identity: dict) -> dict:
     out = {k: v.copy() for k, v in identity.items()}
@@ -242,6 +271,38 @@ def test_occlusion_rate_follows_difficulty_and_difficulty_zero_is_clean():
     clean = R.sample_nuisance(500, rng, difficulty=0.0)
     assert (clean["occ_kind"] == R.OCC_NONE).all()
     assert (clean["blur"] == 0).all() and (clean["noise"] == 0).all()
+
+
+def test_aligned_crops_frame_the_face_tighter_and_jitter_less_than_loose_crops():
+    rng = np.random.default_rng(0)
+    loose = R.sample_nuisance(4000, rng)
+    aligned = R.sample_nuisance(4000, rng, aligned=True)
+    assert np.median(aligned["scale"]) == pytest.approx(R.ALIGNED_SCALE, rel=0.01)
+    assert np.median(loose["scale"]) == pytest.approx(1.0, rel=0.01)
+    assert np.log(aligned["scale"]).std() < 0.6 * np.log(loose["scale"]).std()
+    assert aligned["shift"].std(0).max() < 0.5 * loose["shift"].std(0).min()
+    assert aligned["shift"][:, 1].mean() == pytest.approx(R.ALIGNED_SHIFT_Y, abs=0.002)
+    # the rest of the nuisance is drawn as for loose crops: occlusion still happens
+    assert 0.12 < (aligned["occ_kind"] != R.OCC_NONE).mean() < 0.18
+
+
+def test_aligned_face_sits_where_five_point_alignment_templates_put_it():
+    # ArcFace's 112-px template: eyes at 46% of the height, mouth corners at 82%
+    for seed in range(3):
+        ident = R.atlas_identity(seed)
+        faces = {}
+        for aligned in (False, True):
+            nuis = R.neutral_nuisance(1, aligned=aligned)
+            faces[aligned] = R.render(ident, np.zeros((1, N_AU)), np.zeros((1, 3)), nuis, SIZE)[0]
+        img = faces[True].astype(np.int64)
+        redness = (img[:, :, 0] - img[:, :, 1])[:, SIZE // 2 - 4 : SIZE // 2 + 4].mean(1)
+        mouth_row = SIZE // 2 + int(np.argmax(redness[SIZE // 2 :]))
+        assert 0.74 * SIZE <= mouth_row <= 0.84 * SIZE
+        sclera_row = int(np.argmax(img.sum(-1)[: SIZE * 2 // 3, SIZE // 4 : SIZE // 2].max(1)))
+        assert 0.40 * SIZE <= sclera_row <= 0.50 * SIZE
+        # the face fills more of the crop than in a loose (detector) crop
+        fill = {k: (np.abs(f.astype(int) - f[0, 0]).sum(-1) > 6).mean() for k, f in faces.items()}
+        assert fill[True] > fill[False] + 0.1
 
 
 def test_take_selects_the_same_rows_of_every_array():

@@ -6,8 +6,9 @@ A face is drawn from three groups of parameters and a pose:
   and hair style, iris colour, lips, occasionally glasses / beard / moustache;
 - action units: one intensity per AU in ``RENDER_AUS``, 0 (absent) .. 5 (FACS intensity E), float;
 - pose: yaw, pitch, roll in degrees;
-- nuisance (``sample_nuisance``): crop jitter, gaze, illumination, background clutter, occlusion,
-  blur and sensor noise. JPEG artefacts are left to whoever writes the files.
+- nuisance (``sample_nuisance``): crop jitter (a loose detector crop of the whole head, or the tight,
+  centred crop of a face aligner), gaze, illumination, background clutter, occlusion, blur and
+  sensor noise. JPEG artefacts are left to whoever writes the files.
 
 How an AU moves the face follows the FACS manual (Ekman, Friesen & Hager 2002, "Facial Action Coding
 System", chapters 2-4): AU1 raises the inner brow (central forehead wrinkles), AU2 the outer brow
@@ -122,7 +123,9 @@ def _skin_tone(t: np.ndarray) -> np.ndarray:
 def sample_identities(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Sample ``n`` identities; every array has ``n`` rows (colours are (n, 3) RGB in [0, 1]).
 
-    Lengths are canonical face units (face half-width ~0.7, image half-width 1). ``glasses``,
+    Lengths are canonical face units (face half-width ~0.7, image half-width 1; 0.01 ~ 1 mm). Brows
+    (6-9 mm thick at the head) and lips (vermilion 3.5-5.5 mm upper, 4.5-7 mm lower) are in the
+    human range, so that their motion shows at low resolution. ``glasses``,
     ``hair_long`` and ``moustache`` are 0/1; ``beard`` is a density (0 for ~85% of identities);
     ``asym`` (n, 3) offsets eye / brow / mouth-corner heights between the sides and ``hair_part``
     slants the fringe: they are the only asymmetric keys (``ASYMMETRIC_KEYS``). ``key`` (uint32)
@@ -249,13 +252,16 @@ def sample_nuisance(
     return out
 
 
-def neutral_nuisance(n: int) -> dict[str, np.ndarray]:
+def neutral_nuisance(n: int, *, aligned: bool = False) -> dict[str, np.ndarray]:
     """Nuisance of a clean studio image: centred crop, frontal light, plain grey background, no gaze
-    shift, no clutter, occlusion, blur or noise. The atlas and the symmetry checks use it."""
+    shift, no clutter, occlusion, blur or noise. The atlas and the symmetry checks use it.
+    ``aligned`` frames the face as an aligner does (see ``sample_nuisance``), without jitter."""
     z = np.zeros
+    shift = z((n, 2), _F)
+    shift[:, 1] = ALIGNED_SHIFT_Y if aligned else 0.0
     return {
-        "shift": z((n, 2), _F),
-        "scale": np.ones(n, _F),
+        "shift": shift,
+        "scale": np.full(n, ALIGNED_SCALE if aligned else 1.0, _F),
         "gaze": z((n, 2), _F),
         "light": np.tile(np.array([0, 0, 1], _F), (n, 1)),
         "ambient": np.full(n, 0.65, _F),
@@ -409,13 +415,15 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     """Feature geometry (canonical units, each (B,1,1)) from identity and AU intensities.
 
     Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a. At a = 1 (FACS E,
-    "maximum") each AU moves its features about as far as a face allows, in canonical units of
-    ~1 cm (face half-width ~0.7): brows up 1.2-1.4 (AU1, AU2) or down 0.8 and together 0.45 (AU4),
-    lip corners up 1.1 and out 0.9 (AU12), down 1.0 (AU15), the lower lip up 0.6 (AU17), the mouth
-    0.9 wider (AU20) or 0.65 narrower with lips at a quarter of their height (AU23, AU24), the
-    upper lip up 0.9 (AU10), lips parted 0.8 (AU25) and the jaw dropped 1.4 (AU26). At 48 px with
-    the aligned crop a canonical unit is ~2.6 pixels, so E moves features 2-4 pixels and intensity
-    1 (A, trace) a fifth of that: under a pixel, subtle but visible beside the neutral face.
+    "maximum") each AU moves its features about as far as a face allows (canonical 0.01 ~ 1 mm,
+    the face half-width 0.7 ~ 7 cm): the inner brow up 14 mm (AU1), the outer brow 12 mm (AU2),
+    the brows down 8 mm and together 4.5 mm (AU4), the upper lip up 9 mm baring the teeth (AU10),
+    the lip corners up 11 mm and out 8-10 mm (AU12) or down 10 mm (AU15), the lower lip up 6 mm
+    (AU17), the mouth 8-10 mm wider (AU20) or 6 mm narrower (AU23) with the lips thinned to a
+    quarter (AU23) or a fifth (AU24), the lips parted 8 mm (AU25), the jaw dropped 14 mm (AU26).
+    In the aligned 48-px crop (``sample_nuisance(aligned=True)``) a pixel is ~4 mm, so E moves
+    features 2-4 pixels, and intensity 1 (A, trace) a fifth of that: under a pixel, subtle but
+    visible beside the neutral face.
     """
     a = {k: _col(au[:, i] / AU_MAX) for k, i in _AU_INDEX.items()}
     i = {k: _col(v) for k, v in ident.items() if k != "key"}

@@ -421,8 +421,9 @@ def _methods_in(df: pd.DataFrame) -> list[str]:
     return [m for m in order if m in set(df["method"])]
 
 
-def plot_table1(table: pd.DataFrame):
-    """Each score per row: our mean with its interval (bars) and the paper's value (x)."""
+def plot_table1(table: pd.DataFrame, chance: Mapping[str, float] | None = None):
+    """Each score per row: our mean with its interval (bars), the paper's value (x) and, when
+    given, the chance floor of our validation split (dotted line; ``chance[score]``)."""
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), sharey=True)
     y = np.arange(len(table))
     for ax, m in zip(axes, SCORES, strict=True):
@@ -430,6 +431,8 @@ def plot_table1(table: pd.DataFrame):
         err = np.abs(np.stack([mean - table[f"{m} lo"], table[f"{m} hi"] - mean]))
         ax.barh(y, mean, xerr=err, color="tab:blue", alpha=0.7, label="ours (embedded)")
         ax.plot(table[f"paper: {m}"], y, "kx", label="paper (s-Aff-Wild2)")
+        if chance is not None and m in chance:
+            ax.axvline(chance[m], color="tab:red", ls=":", label="chance (ours)")
         ax.set_title(m)
         ax.axvline(0, color="grey", lw=0.5)
     axes[0].set_yticks(y, table["row"])
