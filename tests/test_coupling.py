@@ -466,3 +466,26 @@ def test_the_figures_draw_one_panel_per_data_and_backbone_and_one_per_relatednes
                for k, v in options.items()}  # fmt: skip
     fig = R.plot_relatedness(options, ["AU1", "AU2"], covered={"A": ["AU1"]})
     assert "n/a: AU2" in fig.axes[0].get_title()
+
+
+def test_at_floor_counts_constant_expression_and_silent_au_runs():
+    from affectlib.methods import coupling_report as report
+
+    runs = pd.DataFrame(
+        {
+            "setting": ["s"] * 3,
+            "backbone": ["b"] * 3,
+            "arm": ["ST", "ST", "NC MT"],
+            "seed": [0, 1, 0],
+            "expr_aa": [1 / 7, 0.30, 1 / 7 + 0.001],
+            "au_f1": [0.0, 0.2, 0.1],
+        }
+    )
+    f = report.at_floor(runs).set_index("arm")
+    assert (
+        f.loc["ST", "runs"] == 2 and f.loc["ST", "expr_floor"] == 1 and f.loc["ST", "au_floor"] == 1
+    )
+    assert f.loc["NC MT", "expr_floor"] == 1 and f.loc["NC MT", "au_floor"] == 0
+    assert report.floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
+    learnt = report.at_floor(runs.iloc[[1]])
+    assert report.floor_sentence(learnt).startswith("All 1 runs left both floors")

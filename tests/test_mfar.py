@@ -443,3 +443,21 @@ def test_every_table1_method_takes_two_finite_steps_on_smoke_batches(smoke_batch
         opt.step()
     after = list(model.backbone.parameters())[:3]
     assert any((a != b.detach()).any() for a, b in zip(before, after, strict=True))
+
+
+def test_against_chance_places_each_row_by_its_interval():
+    from affectlib.methods import mfar_report
+
+    table = pd.DataFrame(
+        {
+            "row": ["A", "B", "C"],
+            "overall": [0.50, 0.30, 0.10],
+            "overall lo": [0.41, 0.20, 0.05],
+            "overall hi": [0.60, 0.45, 0.19],
+        }
+    )
+    out = mfar_report.against_chance(table, {"overall": 0.40})
+    assert "above chance" in out[0] and "at chance" in out[1] and "below chance" in out[2]
+    assert out[-1].startswith("1 of 3 rows score clearly above chance on overall;")
+    everyone = mfar_report.against_chance(table.iloc[:1], {"overall": 0.40})
+    assert everyone[-1] == "1 of 1 rows score clearly above chance on overall."

@@ -67,6 +67,37 @@ TABLE5_PAPER_ROWS = {
 
 
 # --- summaries ------------------------------------------------------------------------------------
+def at_floor(runs: pd.DataFrame, n_classes: int = len(BASIC), tol: float = 0.005) -> pd.DataFrame:
+    """Runs that did not leave the floor of a label-blind predictor, per (setting, backbone, arm).
+
+    ``expr_floor``: expression average accuracy (mean per-class recall) within ``tol`` of
+    1 / ``n_classes``, what any constant prediction gets; ``au_floor``: AU F1 of 0, i.e. no AU
+    predicted present on any image (or none right). Columns ``runs``, ``expr_floor``,
+    ``au_floor`` count runs. A comparison between rows at the floor compares nothing learnt."""
+    r = runs.assign(
+        expr_floor=(runs["expr_aa"] - 1.0 / n_classes).abs() <= tol,
+        au_floor=runs["au_f1"] <= 0.0,
+    )
+    g = r.groupby(["setting", "backbone", "arm"], sort=False)
+    out = g.agg(
+        runs=("seed", "size"), expr_floor=("expr_floor", "sum"), au_floor=("au_floor", "sum")
+    )
+    return out.reset_index()
+
+
+def floor_sentence(floor: pd.DataFrame) -> str:
+    """One sentence counting the runs of :func:`at_floor` at either floor."""
+    n, e, a = int(floor["runs"].sum()), int(floor["expr_floor"].sum()), int(floor["au_floor"].sum())
+    if e == 0 and a == 0:
+        return f"All {n} runs left both floors (expression AA above 1/7, some AU predicted)."
+    return (
+        f"Of {n} runs, {e} have expression average accuracy at 1/{len(BASIC)} (what a constant "
+        f"prediction gets) and {a} predict no AU present on any validation image (AU F1 0): "
+        "those runs learnt nothing the validation split rewards, and comparisons among them "
+        "compare noise, not methods."
+    )
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, backbone, arm): ``n`` seeds and, per score, the mean and its 95%
     interval (``<score>``, ``<score> lo``, ``<score> hi``) in percent. Row order as in ``runs``."""

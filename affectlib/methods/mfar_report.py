@@ -376,6 +376,34 @@ def verdict_counts(pairs: pd.DataFrame, metric: str = "overall") -> str:
     return f"{len(found)} claims on {metric}: " + ", ".join(parts) + "."
 
 
+def against_chance(
+    table: pd.DataFrame, chance: Mapping[str, float], metric: str = "overall"
+) -> list[str]:
+    """Whether each row of :func:`table1` scores above the label-blind chance floor on ``metric``
+    (``chance[metric]``, :func:`affectlib.data.difficulty.chance_scores`): "above" when its
+    interval lies above the floor, "below" under it, else "at chance". The last sentence counts
+    the rows above: an ordering among rows at the floor compares noise, not methods."""
+    floor = float(chance[metric])
+    out, above = [], 0
+    for r in table.to_dict("records"):
+        lo, hi = float(r[f"{metric} lo"]), float(r[f"{metric} hi"])
+        where = "above" if lo > floor else "below" if hi < floor else "at"
+        above += where == "above"
+        out.append(
+            f"{r['row']}: {metric} {float(r[metric]):.3f} [{lo:.3f}, {hi:.3f}], {where} chance "
+            f"({floor:.3f})."
+        )
+    out.append(
+        f"{above} of {len(table)} rows score clearly above chance on {metric}"
+        + (
+            "."
+            if above == len(table)
+            else "; orderings among the others compare noise, not methods."
+        )
+    )
+    return out
+
+
 def per_au_f1(preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]]) -> pd.DataFrame:
     """F1 of each AU per run (AU predicted on at sigmoid > 0.5, as Eq. 10), long format:
     ``method``, ``seed``, ``AU``, ``F1``."""
