@@ -345,3 +345,29 @@ def test_render_rejects_bad_inputs_with_a_message_naming_the_problem():
 def test_pose_aus_rejects_a_pose_without_three_angles():
     with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
         R.pose_aus(np.zeros((4, 2)))
+
+
+def _anchor_pixel(ident: dict, pose: np.ndarray, nuis: dict, size: int = 96) -> np.ndarray:
+    """(row, col) of the pixel showing the canonical landmark centre (u = 0, between eyes and mouth),
+    found through the renderer's own inverse map."""
+    f = R._frames(ident, pose, nuis, size)
+    v0 = 0.5 * (ident["eye_y"] + ident["mouth_v"])[:, None, None]
+    d = np.hypot(f["u"], f["v"] - v0)
+    return np.array([np.unravel_index(np.argmin(x), x.shape) for x in d])
+
+
+def test_aligned_frames_keep_the_landmark_centre_where_the_frontal_face_has_it():
+    ident = R.take(R.atlas_identity(1), np.zeros(4, int))
+    pose = np.array([[0.0, 0, 0], [25, 0, 0], [-30, 12, 0], [20, -10, 3]])
+    nuis = R.neutral_nuisance(4, aligned=True)
+    frontal = _anchor_pixel(ident, np.zeros((4, 3)), nuis)
+    loose = _anchor_pixel(ident, pose, nuis)
+    aligned = _anchor_pixel(ident, pose, R.align_to_pose(ident, pose, nuis))
+    # without the aligner a 25-30 degree turn moves the face by many pixels of a 96-px crop ...
+    assert np.abs(loose[1:] - frontal[1:]).max() >= 8
+    # ... with it, the landmark centre stays within a pixel of the frontal face's
+    assert np.abs(aligned - frontal).max() <= 1
+    # a frontal face is left where it was, and only the shift changes
+    same = R.align_to_pose(ident, np.zeros((4, 3)), nuis)
+    assert np.allclose(same["shift"], nuis["shift"])
+    assert all(np.array_equal(same[k], nuis[k]) for k in nuis if k != "shift")

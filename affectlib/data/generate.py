@@ -38,7 +38,7 @@ from ..results import atomic_write_text
 from . import writers
 from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 JPEG_QUALITY = (
     60,
     95,
@@ -128,9 +128,12 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
     ):
         nuis = aw_nuis if name == "affwild2" else R.sample_nuisance(len(df), rng)
         au, pose = _render_params(df)
+        ident = R.take(identities, df["identity"].to_numpy())
+        if name == "affwild2":  # aligned frame by frame: the face stays centred when it turns
+            nuis = R.align_to_pose(ident, pose, nuis)
         plans[name] = RenderPlan(
             files=[out / IMAGE_FOLDERS[name] / p for p in paths],
-            identity=R.take(identities, df["identity"].to_numpy()),
+            identity=ident,
             au=au,
             pose=pose,
             nuisance=nuis,
