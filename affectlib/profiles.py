@@ -25,7 +25,8 @@ class Profile:
     name: str
     # data: the embedded default data set (ignored when real data are given)
     n_train_subjects: int = 80  # subjects of the Aff-Wild2-like training split
-    n_val_subjects: int = 20  # subjects of its validation split, disjoint from training
+    n_val_subjects: int = 40  # subjects of its validation split, disjoint from training (20 left
+    # per-AU scores hanging on the few videos where an AU occurs)
     videos_per_subject: int = 1
     frames_per_video: int = 72  # many short videos: identity variety matters more than length
     n_affectnet: int = 3000  # images of the AffectNet-format expression + VA set

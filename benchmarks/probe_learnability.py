@@ -11,8 +11,11 @@ label-blind chance score and the ceiling the label noise allows (``affectlib.dat
 
 The data set is calibrated when every task is *learnable* (probe >= chance + ``--margin``) and none
 is *saturated* (probe <= ceiling - ``--margin``); the last lines say which measures miss either.
-Render time (generation of the whole profile's data set, JPEG included) and probe wall time are
-printed; they depend on the machine and on what else runs on it.
+Then a second, network-free probe (:func:`affectlib.data.difficulty.pixel_probe`): per AU, the
+validation AUC of a logistic regression over the raw 24 px grey pixels, against the true and the
+annotated labels. It separates "the images do not show the AU" from "the network did not learn it
+in the budget". Render time (generation of the whole profile's data set, JPEG included) and probe
+wall times are printed; they depend on the machine and on what else runs on it.
 
     python benchmarks/probe_learnability.py [--profile cpu] [--epochs 3] [--seed 0]
 
@@ -146,6 +149,10 @@ def main() -> None:
     print(
         f"generate (render + JPEG) {render_s:.1f} s; probe (cache + train + validate) {probe_s:.1f} s"
     )
+    t0 = time.perf_counter()
+    pix = difficulty.pixel_probe(root)
+    print(f"linear read-out of the pixels ({time.perf_counter() - t0:.1f} s), validation AUC:")
+    print(pix.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     bad = df[~df["learnable"]]["measure"].tolist()
     hot = df[df["saturated"]]["measure"].tolist()
     print(f"not learnable (< chance + {args.margin:g}): {', '.join(bad) or 'none'}")

@@ -1,4 +1,5 @@
-"""How hard the embedded data set is: the ceiling its label noise allows.
+"""How hard the embedded data set is: the ceiling its label noise allows, the floor of label-blind
+predictors, and whether its images carry each label at all (a linear read-out of the pixels).
 
 The generator keeps the truth beside the annotations (``truth/affwild2.csv.gz``: ``true_expr``,
 ``true_AU<n>``, ``true_valence``, ``true_arousal``). A model can at best recover the truth; scored
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from .. import labels as L
 from .. import metrics
@@ -71,4 +75,66 @@ def chance_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0)
         {"measure": f"F1 {c}", "chance": float(v)}
         for c, v in zip(L.AU_COLUMNS, per_au, strict=True)
     ]
+    return pd.DataFrame(rows)
+
+
+def pixel_features(files: list[Path] | list[str], size: int = 24) -> np.ndarray:
+    """Grey-level pixels of each image, resized to ``size`` x ``size`` and standardised per pixel
+    over the images: (N, size * size) float32."""
+    x = np.stack(
+        [
+            np.asarray(Image.open(f).convert("L").resize((size, size), Image.BILINEAR), np.float32)
+            for f in files
+        ]
+    ).reshape(len(files), -1)
+    return (x - x.mean(0)) / (x.std(0) + 1e-6)
+
+
+def linear_readout(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, c: float = 0.01
+) -> tuple[float, float]:
+    """ROC AUC, on the training rows and on the others, of an L2-regularised logistic regression
+    (scikit-learn, inverse strength ``c``) fitted on the training rows of ``x`` to the 0/1 labels
+    ``y``. Rows with a label < 0 (not annotated) are left out; NaN where a side lacks a class."""
+    keep = y >= 0
+    tr, te = train & keep, ~train & keep
+    if len(np.unique(y[tr])) < 2:
+        return float("nan"), float("nan")
+    model = LogisticRegression(C=c, max_iter=500).fit(x[tr], y[tr])
+
+    def auc(rows: np.ndarray) -> float:
+        if len(np.unique(y[rows])) < 2:
+            return float("nan")
+        return float(roc_auc_score(y[rows], model.decision_function(x[rows])))
+
+    return auc(tr), auc(te)
+
+
+def pixel_probe(
+    root: str | Path, split: str = "validation", size: int = 24, c: float = 0.01
+) -> pd.DataFrame:
+    """Does the Aff-Wild2-like set's pixels carry each AU? Per ABAW AU, a linear read-out
+    (:func:`linear_readout`) of the ``size`` px grey faces, fitted on the training split and scored
+    on ``split``, once against the true labels and once against the annotated (noisy) ones.
+
+    A floor on what the images show, not a ceiling on what a network learns: a linear model over
+    raw pixels sees neither pose nor identity invariance. Columns: ``measure`` (``AU<n>``),
+    ``auc_train_true``, ``auc_true``, ``auc_annotated``."""
+    truth = load_truth(root)
+    truth = truth[truth["split"].isin(["train", split])].reset_index(drop=True)
+    image_root = Path(root) / "affwild2" / "cropped_aligned"
+    x = pixel_features([image_root / p for p in truth["path"]], size)
+    train = (truth["split"] == "train").to_numpy()
+    rows = []
+    for col in L.AU_COLUMNS:
+        fit_true, auc_true = linear_readout(x, truth[f"true_{col}"].to_numpy(), train, c)
+        _, auc_ann = linear_readout(x, truth[col].to_numpy(), train, c)
+        rows.append(
+            {
+                "measure": col,
+                "auc_train_true": fit_true,
+                "auc_true": auc_true,
+                "auc_annotated": auc_ann,
+            }
+        )
     return pd.DataFrame(rows)

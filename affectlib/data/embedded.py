@@ -15,7 +15,8 @@ The story, for the Aff-Wild2-like set (subjects -> videos -> frames):
    (5, 9, 17, 20), which Aff-Wild2 cannot speak for, Du et al.'s fraction from the same table
    (prototypical AUs 0.9); a low base rate elsewhere. Each AU is a two-state Markov chain per frame
    whose stationary probability is that table's entry (mean dwell ``AU_DWELL`` frames), so activations
-   persist; a rendered intensity (FACS A-E, 1-5) rises and decays smoothly behind the on/off state.
+   persist; a rendered intensity (FACS B-E, 2-5: ``INTENSITY_PROBS``) rises and decays smoothly behind the
+   on/off state.
 3. **Valence/arousal** lie around each expression's place on Russell's circumplex (``CIRCUMPLEX``),
    scaled by how intense the expression is, with slowly varying AR(1) noise.
 4. **Missing labels** per video (a video has no file for a task) and per frame (runs of frames), at the
@@ -95,7 +96,10 @@ CIRCUMPLEX = {
     "Other": (0.0, 0.15),
 }
 RENDER_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 24, 25, 26)
-INTENSITY_PROBS = np.array([0.30, 0.25, 0.20, 0.15, 0.10])  # FACS A..E of an activation
+# FACS level A..E of a labelled activation. Occurrence labels start at B: the AU-detection sets
+# derived from intensity codes (DISFA, BP4D) count an AU as present from intensity 2 (B), a trace (A)
+# being "barely detectable" in FACS; the shares of B..E decline towards E (an assumption).
+INTENSITY_PROBS = np.array([0.0, 0.25, 0.20, 0.15, 0.10]) / 0.70
 
 
 def p_au_truth(aus: tuple[int, ...] = RENDER_AUS) -> pd.DataFrame:

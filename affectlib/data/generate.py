@@ -38,7 +38,7 @@ from ..results import atomic_write_text
 from . import writers
 from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 JPEG_QUALITY = (
     60,
     95,
