@@ -66,16 +66,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 # --- provenance ----------------------------------------------------------------------------------
+_NOT_RESULTS = (":(top)", ":(top,exclude)results")
+
+
 def git_commit(where: str | Path | None = None) -> str:
-    """The commit of the checkout holding ``where`` (default: this package), ``+dirty`` when the work
-    tree has changes, or ``"unversioned"`` outside a git checkout."""
+    """The commit of the checkout holding ``where`` (default: this package), ``+dirty`` when tracked
+    files outside ``results/`` have changes (``results/`` is what a reproduce run rewrites, so it
+    cannot count against the commit that wrote it), or ``"unversioned"`` outside a git checkout."""
     cwd = Path(where) if where else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_NOT_RESULTS],
             cwd=cwd,
             capture_output=True,
             text=True,

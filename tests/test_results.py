@@ -1,4 +1,5 @@
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -77,3 +78,24 @@ def test_fingerprint_changes_with_content_not_with_index():
     c = pd.DataFrame({"x": [1, 3]})
     assert results.fingerprint_table(a) == results.fingerprint_table(b)
     assert results.fingerprint_table(a) != results.fingerprint_table(c)
+
+
+def test_git_commit_is_dirty_for_a_changed_source_file_but_not_for_rewritten_results(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "a@b.c")
+    git("config", "user.name", "a")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.csv").write_text("a\n1\n")
+    (tmp_path / "pkg.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    (tmp_path / "results" / "t.csv").write_text("a\n2\n")
+    assert results.git_commit(tmp_path / "results") == sha
+    (tmp_path / "pkg.py").write_text("x = 2\n")
+    assert results.git_commit(tmp_path / "results") == sha + "+dirty"
