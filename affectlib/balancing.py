@@ -1,7 +1,11 @@
 """Multi-task loss balancing: GradNorm and MGDA-UB, the baselines of Kollias et al. Table 5.
 
-No maintained implementation installs beside torch 2.14 (LibMTL pins older releases), so both are
-written here from their papers, as small functions tested against the papers' update rules.
+Both are written here from their papers, as small functions tested against the papers' update rules.
+Two packages were weighed: ``torchjd``'s ``MGDAWeighting`` solves the same min-norm problem (the tests
+check our weights against it) but starts from uniform weights instead of the best pair and never stops
+at a vertex solution (one task's gradient dominating, common with two tasks): it runs its whole
+iteration budget there. ``gradnorm-pytorch`` runs its own backward pass over the summed loss and pulls
+in ``accelerate`` and ``huggingface_hub``, where the training loop needs a step that owns its backward.
 
 - MGDA-UB (Sener & Koltun, "Multi-Task Learning as Multi-Objective Optimization", NeurIPS 2018):
   task weights ``alpha`` on the simplex minimising ``|| sum_t alpha_t g_t ||^2`` where ``g_t`` is the

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
+from torchjd.aggregation import MGDAWeighting
 
 from affectlib import balancing
 
@@ -9,10 +10,10 @@ from affectlib import balancing
 def test_min_norm_2_matches_a_grid_search():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        a, b = (torch.tensor(rng.normal(size=5)) for _ in range(2))
-        gamma, val = balancing.min_norm_2(a, b)
+        a, b = rng.normal(size=5), rng.normal(size=5)
+        gamma, val = balancing.min_norm_2(torch.tensor(a), torch.tensor(b))
         grid = np.linspace(0, 1, 20001)
-        norms = [float(((g * a + (1 - g) * b) ** 2).sum()) for g in grid]
+        norms = ((grid[:, None] * a + (1 - grid[:, None]) * b) ** 2).sum(axis=1)
         assert val == pytest.approx(min(norms), abs=1e-6)
         assert gamma == pytest.approx(grid[int(np.argmin(norms))], abs=1e-3)
 
@@ -72,3 +73,18 @@ def test_renormalise_keeps_the_sum_at_the_number_of_tasks():
     balancing.renormalise(w)
     assert w.sum().item() == pytest.approx(3.0)
     assert (w > 0).all()
+
+
+@pytest.mark.parametrize("T", [2, 3, 4])
+def test_mgda_weights_agree_with_torchjds_frank_wolfe(T):
+    rng = np.random.default_rng(10 + T)
+    g = rng.normal(size=(T, 16)) + 0.3
+    ours = balancing.mgda_weights([torch.tensor(x) for x in g]).numpy()
+    gram = torch.tensor(g @ g.T)
+    ref = MGDAWeighting(epsilon=1e-12, max_iters=20000)(gram).numpy()
+
+    def f(a):
+        return float(((a @ g) ** 2).sum())
+
+    assert f(ours) == pytest.approx(f(ref), rel=1e-5)
+    assert ours == pytest.approx(ref, abs=1e-3)
