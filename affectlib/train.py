@@ -733,6 +733,28 @@ def _sampler(kind: str, train: pd.DataFrame, seed: int, d: Dist):
     raise ValueError(f"unknown sampler {kind!r}; known: {', '.join(SAMPLERS)}")
 
 
+def _load_splits(root: str | Path, format: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The ``format`` table under ``root`` (:func:`affectlib.data.study.load_dataset`) and its
+    ``train`` and ``validation`` rows. Rejected rows are reported with a warning (pointing at the
+    caller's caller) and left out; raises when a split has no row."""
+    from affectlib.data import study
+
+    loaded = study.load_dataset(root, format)
+    if loaded.errors:
+        warnings.warn(
+            f"{root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and left "
+            f"out, e.g. {loaded.errors[0]}; `python -m affectlib audit` lists them all",
+            stacklevel=3,
+        )
+    table = loaded.table
+    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
+    for s, part in parts.items():
+        if part.empty:
+            found = ", ".join(sorted(table["split"].unique())) or "none"
+            raise ValueError(f"{root} ({format}) has no {s!r} rows; splits found: {found}")
+    return table, parts
+
+
 def build_data(
     profile,
     seed: int,
@@ -762,19 +784,7 @@ def build_data(
     if d.world > 1 and not d.main:
         dist.barrier()  # rank 0 generates and caches first; the others then open its files
     root = Path(data_root) if data_root else generate.ensure(profile, data_seed)
-    loaded = study.load_dataset(root, format)
-    if loaded.errors:
-        warnings.warn(
-            f"{root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and left "
-            f"out, e.g. {loaded.errors[0]}; `python -m affectlib audit` lists them all",
-            stacklevel=2,
-        )
-    table = loaded.table
-    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
-    for s, part in parts.items():
-        if part.empty:
-            found = ", ".join(sorted(table["split"].unique())) or "none"
-            raise ValueError(f"{root} ({format}) has no {s!r} rows; splits found: {found}")
+    table, parts = _load_splits(root, format)
     images = study.image_root(root, format)
     show = progress and d.main
     caches = {
@@ -830,19 +840,7 @@ def load_part(data_root: str | Path, format: str, name: str | None = None) -> Da
     with a warning and left out. Raises when a split has no row."""
     from affectlib.data import study
 
-    loaded = study.load_dataset(data_root, format)
-    if loaded.errors:
-        warnings.warn(
-            f"{data_root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and "
-            f"left out, e.g. {loaded.errors[0]}",
-            stacklevel=2,
-        )
-    table = loaded.table
-    split = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
-    for s, rows in split.items():
-        if rows.empty:
-            found = ", ".join(sorted(table["split"].unique())) or "none"
-            raise ValueError(f"{data_root} ({format}) has no {s!r} rows; splits found: {found}")
+    _, split = _load_splits(data_root, format)
     images = study.image_root(data_root, format)
     return DataPart(name or format, split["train"], split["validation"], Path(images))
 

@@ -326,3 +326,20 @@ def test_a_method_with_a_registered_step_owns_forward_loss_and_backward(tmp_path
     assert calls == [0, 1, 2, 3]  # the step ran at every optimiser step, and the loop stepped
     assert "train_own" in result.history and "train_loss_expr" not in result.history
     assert all((a != b).any() for a, b in zip(before, model.backbone.parameters(), strict=True))
+
+
+def test_load_part_warns_of_a_rejected_row_and_refuses_a_missing_split(smoke_root, tmp_path):
+    import shutil
+
+    shutil.copytree(smoke_root / "affectnet", tmp_path / "affectnet")
+    val = tmp_path / "affectnet" / "validation.csv"
+    header, first, *rest = val.read_text().splitlines()
+    bad = first.rsplit(",", 3)[0] + ",99,0.1,0.2"  # expression code 99 does not exist
+    val.write_text("\n".join([header, first, bad, *rest]) + "\n")
+    with pytest.warns(UserWarning, match=r"1 of .* rows rejected .*validation\.csv:3") as seen:
+        part = train.load_part(tmp_path, "affectnet")
+    assert seen[0].filename == __file__  # the warning names the caller's line
+    assert len(part.validation) == len(rest) + 1
+    val.write_text(header + "\n")
+    with pytest.raises(ValueError, match="no 'validation' rows"):
+        train.load_part(tmp_path, "affectnet")
