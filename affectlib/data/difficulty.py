@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from .. import labels as L
 from .. import metrics
+from . import study
 
 
 def load_truth(root: str | Path, name: str = "affwild2") -> pd.DataFrame:
@@ -122,7 +123,7 @@ def pixel_probe(
     ``auc_train_true``, ``auc_true``, ``auc_annotated``."""
     truth = load_truth(root)
     truth = truth[truth["split"].isin(["train", split])].reset_index(drop=True)
-    image_root = Path(root) / "affwild2" / "cropped_aligned"
+    image_root = study.image_root(root, "abaw-mtl")
     x = pixel_features([image_root / p for p in truth["path"]], size)
     train = (truth["split"] == "train").to_numpy()
     rows = []

@@ -99,7 +99,8 @@ RENDER_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 17, 20, 23, 24, 
 # FACS level A..E of a labelled activation. Occurrence labels start at B: the AU-detection sets
 # derived from intensity codes (DISFA, BP4D) count an AU as present from intensity 2 (B), a trace (A)
 # being "barely detectable" in FACS; the shares of B..E decline towards E (an assumption).
-INTENSITY_PROBS = np.array([0.0, 0.25, 0.20, 0.15, 0.10]) / 0.70
+_INTENSITY_SHARES = np.array([0.0, 0.25, 0.20, 0.15, 0.10])
+INTENSITY_PROBS = _INTENSITY_SHARES / _INTENSITY_SHARES.sum()
 
 
 def p_au_truth(aus: tuple[int, ...] = RENDER_AUS) -> pd.DataFrame:
