@@ -11,10 +11,12 @@ label-blind chance score and the ceiling the label noise allows (``affectlib.dat
 
 The data set is calibrated when every task is *learnable* (probe >= chance + ``--margin``) and none
 is *saturated* (probe <= ceiling - ``--margin``); the last lines say which measures miss either.
-Then a second, network-free probe (:func:`affectlib.data.difficulty.pixel_probe`): per AU, the
-validation AUC of a logistic regression over the raw 24 px grey pixels, against the true and the
-annotated labels. It separates "the images do not show the AU" from "the network did not learn it
-in the budget". Render time (generation of the whole profile's data set, JPEG included) and probe
+Then two network-free probes, which separate "the images do not show the label" from "the network
+did not learn it in the budget": per AU, the validation AUC of a logistic regression over the raw
+24 px grey pixels (:func:`affectlib.data.difficulty.pixel_probe`), and the HOG read-out
+(:func:`affectlib.data.difficulty.readout_probe`): per-AU F1 and expression macro F1 of logistic
+regressions over HOG features, beside chance, the all-positive F1 and the ceiling, with intervals
+over validation videos. ``--readout-only`` runs just these (about a minute with rendering). Render time (generation of the whole profile's data set, JPEG included) and probe
 wall times are printed; they depend on the machine and on what else runs on it.
 
     python benchmarks/probe_learnability.py [--profile cpu] [--epochs 3] [--seed 0]
@@ -119,6 +121,9 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="profile override, e.g. lr_heads=1e-3 or extra.dropout=0 (extra keys are merged)",
     )  # fmt: skip
+    ap.add_argument(
+        "--readout-only", action="store_true", help="only the network-free read-out probes"
+    )
     args = ap.parse_args()
 
     base = profiles.get(args.profile, epochs=args.epochs)
@@ -132,6 +137,10 @@ def main() -> None:
         t0 = time.perf_counter()
         generate.generate(root, profile, args.data_seed)
         render_s = time.perf_counter() - t0
+    if args.readout_only:
+        readout(root, args.margin)
+        print(f"generate (render + JPEG) {render_s:.1f} s")
+        return
     if out.exists():
         shutil.rmtree(out)  # a fresh run, never a resume
     t0 = time.perf_counter()
@@ -149,14 +158,25 @@ def main() -> None:
     print(
         f"generate (render + JPEG) {render_s:.1f} s; probe (cache + train + validate) {probe_s:.1f} s"
     )
-    t0 = time.perf_counter()
-    pix = difficulty.pixel_probe(root)
-    print(f"linear read-out of the pixels ({time.perf_counter() - t0:.1f} s), validation AUC:")
-    print(pix.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    readout(root, args.margin)
     bad = df[~df["learnable"]]["measure"].tolist()
     hot = df[df["saturated"]]["measure"].tolist()
     print(f"not learnable (< chance + {args.margin:g}): {', '.join(bad) or 'none'}")
     print(f"near the ceiling (> ceiling - {args.margin:g}): {', '.join(hot) or 'none'}")
+
+
+def readout(root: Path, margin: float) -> None:
+    """The network-free probes: raw pixels (AUC) and HOG (F1 with floors and intervals)."""
+    fmt = {"float_format": lambda x: f"{x:.3f}", "index": False}
+    t0 = time.perf_counter()
+    pix = difficulty.pixel_probe(root)
+    print(f"linear read-out of the raw pixels ({time.perf_counter() - t0:.1f} s), validation AUC:")
+    print(pix.to_string(**fmt))
+    t0 = time.perf_counter()
+    hog = difficulty.readout_probe(root, margin=margin)
+    print(f"linear read-out of HOG features ({time.perf_counter() - t0:.1f} s), validation:")
+    print(hog.to_string(**fmt))
+    print(difficulty.readout_verdict(hog))
 
 
 if __name__ == "__main__":

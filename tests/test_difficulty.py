@@ -57,3 +57,85 @@ def test_pixel_probe_reads_an_au_the_images_show_and_misses_one_they_do_not(tmp_
     assert list(out.index) == list(L.AU_COLUMNS)
     assert out.loc["AU1", "auc_true"] > 0.95 and out.loc["AU1", "auc_annotated"] > 0.95
     assert out.loc["AU2", "auc_true"] < 0.8
+
+
+def test_guess_f1_against_hand_computed_cases_and_sklearn():
+    from sklearn.metrics import f1_score
+
+    # 10 positives among 40 rows, guessing positive at rate 0.25: TP 2.5, predicted 10 -> 2*2.5/20
+    assert difficulty.guess_f1(0.25, np.array(10.0), np.array(40.0)) == 0.25
+    # calling every row positive is exactly sklearn's F1 of an all-ones prediction
+    y = np.array([1, 0, 0, 1, 0, 0, 0, 1])
+    assert np.isclose(
+        difficulty.guess_f1(1.0, np.array(3.0), np.array(8.0)), f1_score(y, y * 0 + 1)
+    )
+    # random guessing at a rate converges to the expectation
+    rng = np.random.default_rng(0)
+    y = (rng.random(200_000) < 0.2).astype(int)
+    guess = (rng.random(200_000) < 0.3).astype(int)
+    expected = difficulty.guess_f1(0.3, np.array(y.sum(), float), np.array(len(y), float))
+    assert abs(f1_score(y, guess) - expected) < 0.005
+
+
+def _write_probe_set(tmp_path, n_videos=24, frames=12, seed=3):
+    """Faces whose AU1 is a dark bar high in the image, AU2 is never drawn, and the expression (0 or
+    3) a bar low in the image; videos 0-15 train, the others validation."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v in range(n_videos):
+        for t in range(frames):
+            au1, au2, expr = rng.integers(0, 2), rng.integers(0, 2), 3 * rng.integers(0, 2)
+            img = rng.integers(90, 160, (24, 24, 3)).astype(np.uint8)
+            if au1:
+                img[5:8, 4:20] = 20
+            if expr:
+                img[17:20, 4:20] = 230
+            path = f"v{v}/{t + 1:05d}.jpg"
+            file = tmp_path / "affwild2" / "cropped_aligned" / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(file, quality=95)
+            row = {"path": path, "video": f"v{v}", "split": "train" if v < 16 else "validation"}
+            row["expr"] = row["true_expr"] = expr
+            for c in L.AU_COLUMNS:
+                row[c] = row[f"true_{c}"] = au1 if c == "AU1" else au2
+            row["valence"] = row["true_valence"] = row["arousal"] = row["true_arousal"] = 0.0
+            rows.append(row)
+    (tmp_path / "truth").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "truth" / "affwild2.csv.gz", index=False)
+
+
+def test_readout_probe_finds_what_the_images_show_and_not_what_they_do_not(tmp_path):
+    _write_probe_set(tmp_path)
+    out = difficulty.readout_probe(tmp_path, size=24, cell=4, n_boot=200).set_index("measure")
+    assert list(out.index) == [*L.AU_COLUMNS, "au_f1", "expr_f1"]
+    au1, au2 = out.loc["AU1"], out.loc["AU2"]
+    assert au1["probe"] > 0.95 and au1["auc_true"] > 0.95 and au1["learnable"]
+    assert au1["beats_all_pos"] and au1["lo"] <= au1["probe"] - au1["chance"] <= au1["hi"]
+    assert au2["auc_lo"] < 0.5 < au2["auc_hi"] and not au2["learnable"]
+    # expression: classes 0 and 3 are read, the 6 absent classes score 0 -> macro F1 ~ 2/8
+    expr = out.loc["expr_f1"]
+    assert 0.24 < expr["probe"] <= 0.25 and expr["learnable"]
+    # the truth equals the annotation here, so the ceiling is perfect and AU1 is near it
+    assert au1["ceiling"] == 1.0 and au1["saturated"] and not au2["saturated"]
+
+
+def test_readout_probe_leaves_out_unannotated_rows(tmp_path):
+    """Validation rows marked unannotated (-1) score as if they were not there; unannotated training
+    rows are left out of the fit (both copies share them, so standardisation and fit agree)."""
+    _write_probe_set(tmp_path / "full")
+    truth = pd.read_csv(tmp_path / "full" / "truth" / "affwild2.csv.gz")
+    every5 = np.arange(len(truth)) % 5 == 0
+    truth.loc[every5 & (truth["split"] == "train"), list(L.AU_COLUMNS)] = -1
+    val_drop = (np.arange(len(truth)) % 3 == 0) & (truth["split"] == "validation").to_numpy()
+    marked = truth.copy()
+    marked.loc[val_drop, list(L.AU_COLUMNS)] = -1
+    marked.to_csv(tmp_path / "full" / "truth" / "affwild2.csv.gz", index=False)
+    a = difficulty.readout_probe(tmp_path / "full", size=24, cell=4, n_boot=0)
+    sub = tmp_path / "sub"
+    (sub / "truth").mkdir(parents=True)
+    (sub / "affwild2").symlink_to(tmp_path / "full" / "affwild2")
+    truth[~val_drop].to_csv(sub / "truth" / "affwild2.csv.gz", index=False)
+    b = difficulty.readout_probe(sub, size=24, cell=4, n_boot=0)
+    au = a["measure"].isin(L.AU_COLUMNS)
+    cols = ["probe", "chance", "all_pos", "auc_true"]
+    pd.testing.assert_frame_equal(a.loc[au, cols], b.loc[au, cols])

@@ -139,3 +139,220 @@ def pixel_probe(
             }
         )
     return pd.DataFrame(rows)
+
+
+def hog_features(
+    files: list[Path] | list[str], size: int = 48, cell: int = 6, orientations: int = 9
+) -> np.ndarray:
+    """Histograms of oriented gradients (Dalal & Triggs 2005, via ``skimage.feature.hog``) of each
+    grey face resized to ``size`` px: cells of ``cell`` px, 2 x 2-cell blocks, L2-Hys block
+    normalisation. The appearance descriptor of OpenFace's AU detectors (Baltrusaitis et al. 2015,
+    "Cross-dataset learning and person-specific normalisation for automatic Action Unit
+    detection"): local, contrast-normalised edge orientations, tolerant of small shifts and of
+    lighting. (N, D) float32."""
+    from skimage.feature import hog
+
+    def one(f: Path | str) -> np.ndarray:
+        grey = Image.open(f).convert("L").resize((size, size), Image.BILINEAR)
+        return hog(
+            np.asarray(grey, np.float32) / 255.0,
+            orientations=orientations,
+            pixels_per_cell=(cell, cell),
+            cells_per_block=(2, 2),
+            block_norm="L2-Hys",
+            feature_vector=True,
+        )
+
+    return np.stack([one(f) for f in files]).astype(np.float32)
+
+
+def _f1(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> np.ndarray:
+    """F1 = 2 TP / (predicted + true positives); 0 where both are 0 (scikit-learn's convention)."""
+    den = n_pred + n_true
+    return np.where(den > 0, 2.0 * tp / np.maximum(den, 1e-12), 0.0)
+
+
+def guess_f1(rate: float | np.ndarray, n_true: np.ndarray, n_labelled: np.ndarray) -> np.ndarray:
+    """Expected F1 (ratio of expected counts) of calling each labelled row positive at random with
+    probability ``rate``, on ``n_true`` positives among ``n_labelled`` rows: 2 r P / (r N + P).
+    ``rate`` = the training base rate is the *chance* of :func:`chance_scores`; ``rate`` = 1 calls
+    every face positive, 2 P / (N + P), the best any label-blind guess reaches on F1."""
+    return _f1(rate * n_true, rate * n_labelled, n_true)
+
+
+def readout_probe(
+    root: str | Path,
+    split: str = "validation",
+    size: int = 48,
+    cell: int = 6,
+    c: float = 1e-3,
+    n_boot: int = 500,
+    seed: int = 0,
+    margin: float = 0.1,
+) -> pd.DataFrame:
+    """Can a small trained model read every label of the Aff-Wild2-like set off its images?
+
+    A linear probe on HOG features (:func:`hog_features`, standardised on the training rows): per
+    ABAW AU an L2 logistic regression, for the expression a multinomial one, both with balanced
+    class weights and one fixed strength ``c`` (not tuned on ``split``), fitted on the training
+    subjects against the *annotated* labels and scored on the unseen subjects of ``split`` the way
+    every method is: F1 of each AU at probability 0.5 and their mean (``au_f1``), expression macro
+    F1 over the 8 classes (``expr_f1``). Rows without a label (< 0) are left out of fit and score.
+
+    One row per measure, with the score (``probe``) beside:
+
+    - ``chance``: guessing at the training base rates (:func:`guess_f1`; for the expression,
+      classes drawn at the training frequencies), the floor every table of ours is read against;
+    - ``all_pos`` (AUs): calling every face positive, the highest F1 a label-blind guess reaches;
+    - ``ceiling``: the truth scored against the annotation (:func:`noise_ceiling`);
+    - ``auc_true`` (AUs): ROC AUC of the probe's score against the *true* labels, threshold-free;
+    - 95% percentile intervals over ``n_boot`` resamples of the ``split`` videos (a video's frames
+      are not independent; one resample serves every measure): ``lo``/``hi`` of probe - chance,
+      ``auc_lo``/``auc_hi``, ``pos_lo`` of probe - all_pos.
+
+    ``learnable``: ``lo`` > 0 and, for an AU, ``auc_lo`` > 0.5; ``beats_all_pos``: ``pos_lo`` > 0;
+    ``saturated``: probe > ceiling - ``margin`` (where the ceiling exceeds ``margin``).
+    """
+    truth = load_truth(root)
+    truth = truth[truth["split"].isin(["train", split])].reset_index(drop=True)
+    image_root = study.image_root(root, "abaw-mtl")
+    x = hog_features([image_root / p for p in truth["path"]], size, cell)
+    train = (truth["split"] == "train").to_numpy()
+    x = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
+    x_test = x[~train]
+    video = pd.factorize(truth.loc[~train, "video"])[0]
+    n_vid = int(video.max()) + 1 if len(video) else 0
+    draws = np.random.default_rng(seed).integers(0, n_vid, (n_boot, n_vid))
+    weight = np.zeros((n_boot, n_vid))  # (B, V): how often each video is drawn
+    for b, d in enumerate(draws):
+        weight[b] = np.bincount(d, minlength=n_vid)
+    ceiling = noise_ceiling(truth, split).set_index("measure")["ceiling"]
+
+    def per_video(v: np.ndarray) -> np.ndarray:
+        return np.bincount(video, weights=v.astype(float), minlength=n_vid)
+
+    def fit(y: np.ndarray) -> LogisticRegression | None:
+        keep = train & (y >= 0)
+        if len(np.unique(y[keep])) < 2:
+            return None
+        return LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(x[keep], y[keep])
+
+    def interval(b: np.ndarray) -> tuple[float, float]:
+        if not len(b) or np.isnan(b).all():
+            return float("nan"), float("nan")
+        return float(np.nanquantile(b, 0.025)), float(np.nanquantile(b, 0.975))
+
+    rows, boot = [], {"probe": [], "chance": [], "all_pos": []}
+    for col in L.AU_COLUMNS:
+        y = truth[col].to_numpy()
+        model = fit(y)
+        yt, keep = y[~train], y[~train] >= 0
+        pred = (model.predict(x_test) == 1) & keep if model is not None else np.zeros_like(keep)
+        pos = (yt == 1) & keep
+        tp, n_pred, n_true, n_lab = map(per_video, (pred & pos, pred, pos, keep))
+        lab_tr = y[train & (y >= 0)]
+        rate = float((lab_tr == 1).mean()) if len(lab_tr) else 0.0
+        r = {"measure": col}
+        for name, w in (("point", np.ones((1, n_vid))), ("boot", weight)):
+            t_, p_, n_, m_ = tp @ w.T, n_pred @ w.T, n_true @ w.T, n_lab @ w.T
+            vals = {
+                "probe": _f1(t_, p_, n_),
+                "chance": guess_f1(rate, n_, m_),
+                "all_pos": guess_f1(1.0, n_, m_),
+            }
+            if name == "point":
+                r.update({k: float(v[0]) for k, v in vals.items()})
+            else:
+                for k, v in vals.items():
+                    boot[k].append(v)
+        auc, aucs = float("nan"), np.full(n_boot, np.nan)
+        y_true = truth[f"true_{col}"].to_numpy()[~train]
+        if model is not None and 0 < y_true[keep].mean() < 1:
+            score = model.decision_function(x_test)[keep]
+            yk, vk = y_true[keep], video[keep]
+            auc = float(roc_auc_score(yk, score))
+            for b in range(n_boot):
+                sw = weight[b, vk]
+                if 0 < (sw * yk).sum() < sw.sum():
+                    aucs[b] = roc_auc_score(yk, score, sample_weight=sw)
+        b_probe, b_chance, b_pos = boot["probe"][-1], boot["chance"][-1], boot["all_pos"][-1]
+        lo, hi = interval(b_probe - b_chance)
+        auc_lo, auc_hi = interval(aucs)
+        r.update(
+            ceiling=float(ceiling[f"F1 {col}"]), auc_true=auc, lo=lo, hi=hi,
+            auc_lo=auc_lo, auc_hi=auc_hi, pos_lo=interval(b_probe - b_pos)[0],
+        )  # fmt: skip
+        rows.append(r)
+    au_rows = pd.DataFrame(rows)
+    b = {k: np.mean(v, 0) for k, v in boot.items()}
+    rows.append(
+        {
+            "measure": "au_f1",
+            **{k: float(au_rows[k].mean()) for k in ("probe", "chance", "all_pos")},
+            "ceiling": float(ceiling["au_f1"]),
+            "auc_true": float(au_rows["auc_true"].mean()),
+            "lo": interval(b["probe"] - b["chance"])[0],
+            "hi": interval(b["probe"] - b["chance"])[1],
+            "pos_lo": interval(b["probe"] - b["all_pos"])[0],
+        }
+    )
+
+    # expression: a multinomial read-out, macro F1 over the 8 classes
+    y = truth["expr"].to_numpy()
+    model = fit(y)
+    yt, keep = y[~train], y[~train] >= 0
+    pred = model.predict(x_test) if model is not None else np.full(len(yt), -1)
+    lab_tr = y[train & (y >= 0)]
+    freq = np.bincount(lab_tr, minlength=L.N_EXPR) / max(len(lab_tr), 1)
+    tp, n_pred, n_true = (
+        np.stack([per_video(m & keep) for m in masks])
+        for masks in (
+            [(pred == k) & (yt == k) for k in range(L.N_EXPR)],
+            [pred == k for k in range(L.N_EXPR)],
+            [yt == k for k in range(L.N_EXPR)],
+        )
+    )
+    n_lab = per_video(keep)
+
+    def macro(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t_, p_, n_, m_ = tp @ w.T, n_pred @ w.T, n_true @ w.T, n_lab @ w.T
+        return _f1(t_, p_, n_).mean(0), guess_f1(freq[:, None], n_, m_).mean(0)
+
+    (score,), (floor,) = macro(np.ones((1, n_vid)))
+    b_score, b_floor = macro(weight)
+    lo, hi = interval(b_score - b_floor)
+    rows.append(
+        {"measure": "expr_f1", "probe": float(score), "chance": float(floor),
+         "ceiling": float(ceiling["expr_f1"]), "lo": lo, "hi": hi}
+    )  # fmt: skip
+    out = pd.DataFrame(rows)
+    cols = ["measure", "probe", "chance", "all_pos", "ceiling", "lo", "hi", "pos_lo",
+            "auc_true", "auc_lo", "auc_hi"]  # fmt: skip
+    out = out.reindex(columns=cols)
+    is_au = out["measure"].isin(L.AU_COLUMNS)
+    out["learnable"] = (out["lo"] > 0) & (~is_au | (out["auc_lo"] > 0.5))
+    out["beats_all_pos"] = out["pos_lo"] > 0
+    # near the ceiling; a measure whose ceiling is itself under the margin (no positives) is not
+    out["saturated"] = (out["probe"] > out["ceiling"] - margin) & (out["ceiling"] > margin)
+    return out
+
+
+def readout_verdict(probe: pd.DataFrame) -> str:
+    """Plain sentences on a :func:`readout_probe` table: which measures are learnable, which are
+    not, which fail to beat calling every face positive, and which sit near the ceiling."""
+
+    def names(mask: pd.Series) -> str:
+        return ", ".join(probe.loc[mask, "measure"]) or "none"
+
+    is_au = probe["measure"].isin(L.AU_COLUMNS)
+    measured = probe["probe"].notna()
+    return "\n".join(
+        [
+            f"Clearly above chance (95% interval over videos; AUC against the truth above 0.5): "
+            f"{names(probe['learnable'])}.",
+            f"Not clearly above chance: {names(measured & ~probe['learnable'])}.",
+            f"AUs whose F1 does not clearly beat calling every face positive: "
+            f"{names(is_au & measured & ~probe['beats_all_pos'])}.",
+            f"Near the ceiling the label noise allows: {names(probe['saturated'])}.",
+        ]
+    )

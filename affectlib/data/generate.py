@@ -38,7 +38,7 @@ from ..results import atomic_write_text
 from . import writers
 from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 JPEG_QUALITY = (
     60,
     95,

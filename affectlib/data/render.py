@@ -446,16 +446,22 @@ def _const(rgb: list[float]) -> np.ndarray:
 def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndarray]:
     """Feature geometry (canonical units, each (B,1,1)) from identity and AU intensities.
 
-    Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a. At a = 1 (FACS E,
-    "maximum") each AU moves its features about as far as a face allows (canonical 0.01 ~ 1 mm,
-    the face half-width 0.7 ~ 7 cm): the inner brow up 14 mm (AU1), the outer brow 12 mm (AU2),
-    the brows down 8 mm and together 4.5 mm (AU4), the upper lip up 9 mm baring the teeth (AU10),
-    the lip corners up 11 mm and out 8-10 mm (AU12) or down 10 mm (AU15), the lower lip up 6 mm
-    (AU17), the mouth 8-10 mm wider (AU20) or 6 mm narrower (AU23) with the lips thinned to a
-    quarter (AU23) or a fifth (AU24), the lips parted 8 mm (AU25), the jaw dropped 14 mm (AU26).
-    In the aligned 48-px crop (``sample_nuisance(aligned=True)``) a pixel is ~4 mm, so E moves
-    features 2-4 pixels, and intensity 1 (A, trace) a fifth of that: under a pixel, subtle but
-    visible beside the neutral face.
+    Intensities enter as a = I / 5 in [0, 1]; every displacement is linear in a (the lips part in
+    full from intensity B of AU25, see below). At a = 1 (FACS E, "maximum") each AU moves its
+    features about as far as a face allows (canonical 0.01 ~ 1 mm, the face half-width 0.7 ~ 7 cm):
+    the inner brow up 14 mm (AU1), the outer brow 12 mm (AU2), the brows down 8 mm and together
+    4.5 mm (AU4), the upper lip up 9 mm baring the teeth (AU10), the lip corners up 11 mm and out
+    8-10 mm (AU12) or down 13 mm (AU15), the lower lip up 6 mm (AU17), the mouth 8-10 mm wider
+    (AU20) or 8 mm (AU23) / 5 mm (AU24) narrower with the lips thinned to a quarter (AU23) or a
+    fifth (AU24), the lips parted 14 mm (AU25), the jaw dropped 18 mm (AU26). In the aligned 48-px
+    crop (``sample_nuisance(aligned=True)``) a pixel is ~4 mm, so E moves features 2-5 pixels, B
+    (the lowest labelled level) two fifths of that, and A (trace) a fifth: under a pixel, subtle
+    but visible beside the neutral face.
+
+    Parted lips mean AU25, as FACS scores them ("25+26" when the jaw drops as well): the opening
+    comes from AU25 alone and AU26 widens it; AU26 without AU25 lowers the chin and carries the
+    closed mouth down with it; AU23 and AU24 narrow an opening but do not close it. So the image
+    shows parted lips exactly when AU25 is on, whatever else is.
     """
     a = {k: _col(au[:, i] / AU_MAX) for k, i in _AU_INDEX.items()}
     i = {k: _col(v) for k, v in ident.items() if k != "key"}
@@ -498,16 +504,20 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     g["nostril_v"] = i["nose_v"] + 0.022 - 0.04 * a[9] - 0.02 * a[10]
     g["ala"] = 0.15 + 0.6 * a[9] + 0.3 * a[10]
     # mouth: half-width cw, corner height cy, inner gaps, lip thicknesses, AU10 lift, AU17 push
+    parted = np.minimum(1.0, 2.5 * a[25])  # full from intensity B (2) up
+    narrow = 1 - 0.5 * np.maximum(a[23], a[24])
     mw = i["mouth_w"]
-    g["mouth_v"] = i["mouth_v"]
+    # a jaw drop with the lips together (AU26 without AU25) carries the closed mouth down with the
+    # lower lip, half as far as the chin
+    g["mouth_v"] = i["mouth_v"] + 0.09 * a[26] * (1 - parted)
     g["cw"] = mw * (
-        1 + 0.42 * a[12] + 0.42 * a[20] - 0.3 * a[23] - 0.12 * a[24] - 0.1 * a[26] + 0.08 * a[15]
+        1 + 0.42 * a[12] + 0.42 * a[20] - 0.4 * a[23] - 0.25 * a[24] - 0.1 * a[26] + 0.08 * a[15]
     )
     flat = 1 - 0.6 * a[24]  # AU24 presses the lips into a straight line
-    g["cy"] = (-0.11 * a[12] + 0.1 * a[15] + 0.03 * a[20] + 0.035 * a[17]) * flat
-    closed = (1 - 0.85 * np.maximum(a[23], a[24])).clip(0)
-    g["gap_u"] = (0.025 * a[25] + 0.025 * a[26]) * closed + 0.03 * a[10]
-    g["gap_l"] = (0.055 * a[25] + 0.14 * a[26]) * closed
+    g["cy"] = (-0.11 * a[12] + 0.13 * a[15] + 0.03 * a[20] + 0.035 * a[17]) * flat
+    # parted lips come from AU25 alone; AU26 widens them, AU23/AU24 narrow them (docstring)
+    g["gap_u"] = (0.04 * a[25] + 0.025 * a[26] * parted) * narrow + 0.03 * a[10]
+    g["gap_l"] = (0.1 * a[25] + 0.14 * a[26] * parted) * narrow
     g["lift"] = 0.06 * a[10] + 0.02 * a[9]
     g["push"] = 0.06 * a[17]
     thin = 1 - 0.75 * a[23] - 0.8 * a[24] - 0.45 * a[20] - 0.3 * a[12]
@@ -526,7 +536,7 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
         0.2 * i["age"] + 0.65 * a[12] + 0.65 * a[10] + 0.5 * a[9] + 0.3 * a[6] + 0.2 * a[20]
     ).clip(0, 0.9)
     # jaw: AU26 drops the chin, AU17 lifts the chin boss a little
-    g["chin_v"] = i["chin_v"] + 0.14 * a[26] - 0.02 * a[17]
+    g["chin_v"] = i["chin_v"] + 0.18 * a[26] - 0.02 * a[17]
     return g
 
 
