@@ -78,8 +78,9 @@ def test_guess_f1_against_hand_computed_cases_and_sklearn():
 
 
 def _write_probe_set(tmp_path, n_videos=24, frames=12, seed=3):
-    """Faces whose AU1 is a dark bar high in the image, AU2 is never drawn, and the expression (0 or
-    3) a bar low in the image; videos 0-15 train, the others validation."""
+    """Faces whose AU1 (and valence) is a dark bar high in the image, AU2 (and arousal) is never
+    drawn, and the expression (0 or 3) a bar low in the image; videos 0-15 train, the others
+    validation."""
     rng = np.random.default_rng(seed)
     rows = []
     for v in range(n_videos):
@@ -98,7 +99,8 @@ def _write_probe_set(tmp_path, n_videos=24, frames=12, seed=3):
             row["expr"] = row["true_expr"] = expr
             for c in L.AU_COLUMNS:
                 row[c] = row[f"true_{c}"] = au1 if c == "AU1" else au2
-            row["valence"] = row["true_valence"] = row["arousal"] = row["true_arousal"] = 0.0
+            row["valence"] = row["true_valence"] = 0.5 if au1 else -0.5  # readable
+            row["arousal"] = row["true_arousal"] = float(rng.uniform(-0.5, 0.5))  # not readable
             rows.append(row)
     (tmp_path / "truth").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "truth" / "affwild2.csv.gz", index=False)
@@ -107,7 +109,7 @@ def _write_probe_set(tmp_path, n_videos=24, frames=12, seed=3):
 def test_readout_probe_finds_what_the_images_show_and_not_what_they_do_not(tmp_path):
     _write_probe_set(tmp_path)
     out = difficulty.readout_probe(tmp_path, size=24, cell=4, n_boot=200).set_index("measure")
-    assert list(out.index) == [*L.AU_COLUMNS, "au_f1", "expr_f1"]
+    assert list(out.index) == [*L.AU_COLUMNS, "au_f1", "expr_f1", "va"]
     au1, au2 = out.loc["AU1"], out.loc["AU2"]
     assert au1["probe"] > 0.95 and au1["auc_true"] > 0.95 and au1["learnable"]
     assert au1["beats_all_pos"] and au1["lo"] <= au1["probe"] - au1["chance"] <= au1["hi"]
@@ -115,6 +117,9 @@ def test_readout_probe_finds_what_the_images_show_and_not_what_they_do_not(tmp_p
     # expression: classes 0 and 3 are read, the 6 absent classes score 0 -> macro F1 ~ 2/8
     expr = out.loc["expr_f1"]
     assert 0.24 < expr["probe"] <= 0.25 and expr["learnable"]
+    # valence is read (CCC near 1), arousal is not (near 0): their mean lies between
+    va = out.loc["va"]
+    assert 0.35 < va["probe"] < 0.55 and va["lo"] <= va["probe"] <= va["hi"] and va["learnable"]
     # the truth equals the annotation here, so the ceiling is perfect and AU1 is near it
     assert au1["ceiling"] == 1.0 and au1["saturated"] and not au2["saturated"]
 
@@ -139,3 +144,18 @@ def test_readout_probe_leaves_out_unannotated_rows(tmp_path):
     au = a["measure"].isin(L.AU_COLUMNS)
     cols = ["probe", "chance", "all_pos", "auc_true"]
     pd.testing.assert_frame_equal(a.loc[au, cols], b.loc[au, cols])
+
+
+def test_group_ccc_equals_the_ccc_of_the_rows_repeated_by_their_group_weight():
+    from affectlib import metrics
+
+    rng = np.random.default_rng(4)
+    y, p = rng.normal(size=50), rng.normal(size=50)
+    p = 0.6 * y + 0.5 * p + 0.2
+    group = rng.integers(0, 5, 50)
+    w = np.array([2, 0, 1, 1, 3])
+    m = difficulty._ccc_moments(y, p, group, 5)
+    reps = w[group]
+    expected = metrics.ccc(np.repeat(y, reps), np.repeat(p, reps))
+    got = difficulty.group_ccc(m, np.stack([w, np.ones(5)]))
+    assert np.isclose(got[0], expected) and np.isclose(got[1], metrics.ccc(y, p))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import roc_auc_score
 
 from .. import labels as L
@@ -180,6 +180,26 @@ def guess_f1(rate: float | np.ndarray, n_true: np.ndarray, n_labelled: np.ndarra
     return _f1(rate * n_true, rate * n_labelled, n_true)
 
 
+def _ccc_moments(y: np.ndarray, p: np.ndarray, group: np.ndarray, n_group: int) -> np.ndarray:
+    """(6, G) per-group sums n, y, p, y^2, p^2, y p, from which :func:`group_ccc` computes the CCC
+    of any reweighting of the groups (a bootstrap over videos) without touching the rows again."""
+    return np.stack(
+        [np.bincount(group, weights=v, minlength=n_group)
+         for v in (np.ones_like(y), y, p, y * y, p * p, y * p)]
+    )  # fmt: skip
+
+
+def group_ccc(moments: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """CCC (SS-MFAR Eq. 11, population statistics as :func:`affectlib.metrics.ccc`) of the rows of
+    each group counted ``weight`` times: ``moments`` from :func:`_ccc_moments`, ``weight`` (B, G);
+    returns (B,)."""
+    n, sy, sp, syy, spp, syp = moments @ weight.T
+    n = np.maximum(n, 1e-12)
+    my, mp = sy / n, sp / n
+    vy, vp, cov = syy / n - my**2, spp / n - mp**2, syp / n - my * mp
+    return 2 * cov / np.maximum(vy + vp + (my - mp) ** 2, 1e-12)
+
+
 def readout_probe(
     root: str | Path,
     split: str = "validation",
@@ -197,7 +217,9 @@ def readout_probe(
     class weights and one fixed strength ``c`` (not tuned on ``split``), fitted on the training
     subjects against the *annotated* labels and scored on the unseen subjects of ``split`` the way
     every method is: F1 of each AU at probability 0.5 and their mean (``au_f1``), expression macro
-    F1 over the 8 classes (``expr_f1``). Rows without a label (< 0) are left out of fit and score.
+    F1 over the 8 classes (``expr_f1``), and, from a ridge regression of the same strength, the mean
+    CCC of valence and arousal (``va``; chance 0, the training mean). Rows without a label (< 0,
+    or ``VA_MISSING``) are left out of fit and score.
 
     One row per measure, with the score (``probe``) beside:
 
@@ -325,6 +347,30 @@ def readout_probe(
         {"measure": "expr_f1", "probe": float(score), "chance": float(floor),
          "ceiling": float(ceiling["expr_f1"]), "lo": lo, "hi": hi}
     )  # fmt: skip
+
+    # valence and arousal: a ridge read-out (the same strength), mean CCC of the two (SS-MFAR
+    # Eq. 11); predicting the training mean, the label-blind guess, has CCC 0
+    va = truth[["valence", "arousal"]].to_numpy(float)
+    has_va = (va != L.VA_MISSING).all(1)
+    fit_rows = train & has_va
+    keep = has_va[~train]
+    if fit_rows.sum() > 1 and keep.any():
+        pred_va = Ridge(alpha=1.0 / c).fit(x[fit_rows], va[fit_rows]).predict(x_test)
+        moments = np.stack(
+            [_ccc_moments(va[~train][keep, d], pred_va[keep, d], video[keep], n_vid)
+             for d in range(2)]
+        )  # fmt: skip
+
+        def ccc(w: np.ndarray) -> np.ndarray:
+            return np.mean([group_ccc(m, w) for m in moments], axis=0)
+
+        (score,) = ccc(np.ones((1, n_vid)))
+        lo, hi = interval(ccc(weight))
+        rows.append(
+            {"measure": "va", "probe": float(score), "chance": 0.0,
+             "ceiling": float(ceiling["va"]), "lo": lo, "hi": hi}
+        )  # fmt: skip
+
     out = pd.DataFrame(rows)
     cols = ["measure", "probe", "chance", "all_pos", "ceiling", "lo", "hi", "pos_lo",
             "auc_true", "auc_lo", "auc_hi"]  # fmt: skip

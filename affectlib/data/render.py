@@ -18,8 +18,9 @@ below, lower-lid bulge, crow's feet, deeper nasolabial fold), AU7 tightens the l
 and straightened), AU9 wrinkles the nose (bridge wrinkles, nostrils up, brows down medially), AU10
 raises the upper lip (upper teeth show), AU12 pulls the lip corners up and out, AU15 pulls them down,
 AU17 pushes the chin boss and lower lip up (chin dimpling, mentolabial crease), AU20 stretches the lips
-horizontally, AU23 tightens (narrows, thins) the lips, AU24 presses them together (thin lips, bulges
-above and below), AU25 parts the lips, AU26 drops the jaw (longer face, wider opening).
+horizontally, AU23 tightens (narrows, thins, darkens) the lips, AU24 presses them together (the red
+parts nearly vanish into a dark line, the skin bulges above and below), AU25 parts the lips, AU26 drops
+the jaw (longer face; a wider opening with AU25, the closed mouth carried down without it).
 
 Symmetry: every AU is rendered bilaterally (both sides with the same intensity), so a horizontal flip
 of an image keeps its AU labels valid; the flip negates yaw and roll (it swaps AU51/AU52 and AU55/AU56,
@@ -452,8 +453,9 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     the inner brow up 14 mm (AU1), the outer brow 12 mm (AU2), the brows down 8 mm and together
     4.5 mm (AU4), the upper lip up 9 mm baring the teeth (AU10), the lip corners up 11 mm and out
     8-10 mm (AU12) or down 13 mm (AU15), the lower lip up 6 mm (AU17), the mouth 8-10 mm wider
-    (AU20) or 8 mm (AU23) / 5 mm (AU24) narrower with the lips thinned to a quarter (AU23) or a
-    fifth (AU24), the lips parted 14 mm (AU25), the jaw dropped 18 mm (AU26). In the aligned 48-px
+    (AU20) or 10 mm (AU23) / 2.5 mm (AU24) narrower with the lips thinned to a quarter and
+    darkened (AU23) or pressed to a tenth, into a dark line between lit bulges (AU24), the lips
+    parted 14 mm (AU25), the jaw dropped 18 mm (AU26). In the aligned 48-px
     crop (``sample_nuisance(aligned=True)``) a pixel is ~4 mm, so E moves features 2-5 pixels, B
     (the lowest labelled level) two fifths of that, and A (trace) a fifth: under a pixel, subtle
     but visible beside the neutral face.
@@ -511,7 +513,7 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     # lower lip, half as far as the chin
     g["mouth_v"] = i["mouth_v"] + 0.09 * a[26] * (1 - parted)
     g["cw"] = mw * (
-        1 + 0.42 * a[12] + 0.42 * a[20] - 0.4 * a[23] - 0.25 * a[24] - 0.1 * a[26] + 0.08 * a[15]
+        1 + 0.42 * a[12] + 0.42 * a[20] - 0.5 * a[23] - 0.12 * a[24] - 0.1 * a[26] + 0.08 * a[15]
     )
     flat = 1 - 0.6 * a[24]  # AU24 presses the lips into a straight line
     g["cy"] = (-0.11 * a[12] + 0.13 * a[15] + 0.03 * a[20] + 0.035 * a[17]) * flat
@@ -520,12 +522,13 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     g["gap_l"] = (0.1 * a[25] + 0.14 * a[26] * parted) * narrow
     g["lift"] = 0.06 * a[10] + 0.02 * a[9]
     g["push"] = 0.06 * a[17]
-    thin = 1 - 0.75 * a[23] - 0.8 * a[24] - 0.45 * a[20] - 0.3 * a[12]
+    thin = 1 - 0.75 * a[23] - 0.9 * a[24] - 0.45 * a[20] - 0.3 * a[12]
     g["th_u"] = i["lip_u"] * thin.clip(0.15)
     g["th_l"] = i["lip_l"] * (thin + 0.3 * a[17]).clip(0.15)
-    g["lip_line"] = 0.006 + 0.008 * a[24] + 0.003 * a[23]
+    g["lip_line"] = 0.006 + 0.016 * a[24] + 0.003 * a[23]
     g["lip_edge"] = 0.2 + 0.7 * a[23]
     g["press"] = a[24]
+    g["lip_tone"] = 1 - 0.35 * a[23]  # tightened lips darken (compressed, rolled-in red parts)
     g["mentolabial"] = (0.2 + 0.8 * a[17] + 0.55 * a[24] + 0.25 * a[15]).clip(0, 0.95)
     g["chin_boss"] = 0.8 * a[17]
     g["ment_up"] = 0.04 * a[17]
@@ -781,10 +784,17 @@ def _marks_lower(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> 
     yv = v - my
     chin = g["chin_v"] - my - 0.1
     light = _soft(_ellipse(au, yv - chin - 0.02, 0.09, 0.06)) * g["chin_boss"]
-    press_y = -(g["gap_u"] + g["lift"] + g["th_u"]) - 0.03
-    dist = np.maximum(np.abs(yv - press_y) - 0.006, au - 0.8 * cw)
-    np.maximum(light, _stroke(dist + 0.006, 0.008, ic) * g["press"], out=light)
     _paint(img, light, np.minimum(skin * 1.08 + 0.03, 1.0))
+    # lip presser (AU24): the skin above the upper lip and below the lower lip bulges, lit on its
+    # upper side, shadowed where the lower bulge turns under
+    top = cy - (g["gap_u"] + g["lift"] + g["th_u"])  # outer edge of the upper lip, mid-mouth
+    bot = cy + g["gap_l"] - g["push"] + g["th_l"]  # outer edge of the lower lip
+    inside = _cover(au - 0.9 * cw, ic) * g["press"]
+    bulge = np.maximum(
+        _band(yv, top - 0.03, top - 0.006, ic), _band(yv, bot + 0.004, bot + 0.022, ic)
+    )
+    _paint(img, bulge * inside, np.minimum(skin * 1.2 + 0.05, 1.0))
+    _paint(img, _band(yv, bot + 0.022, bot + 0.04, ic) * inside * 0.9, skin * 0.65)
     ax_, ay_ = g["nose_w"] + 0.03, g["nose_v"] - 0.03 - 0.02 * (g["lift"] > 0)
     bx_, by_ = cw + 0.045, my + 0.8 * g["cy"] + 0.03
     lines = _stroke(_segment(au, v, ax_, ay_, bx_, by_), 0.007, ic) * g["nasolabial"]
@@ -885,7 +895,7 @@ def _mouth(img: np.ndarray, f: dict, g: dict, ident: dict, nuis: dict) -> None:
     outer lower  ylo = yil + th_l sqrt(q).
     """
     v, au, side, ic = f["v"], f["au"], f["side"], f["inv_can"]
-    lip = _rgb(ident["lip_rgb"])
+    lip = _rgb(ident["lip_rgb"]) * g["lip_tone"][:, None]
     cw = g["cw"]
     my = g["mouth_v"]
     cy = g["cy"] + side * _col(ident["asym"][:, 2])
