@@ -220,3 +220,27 @@ def test_audit_counts_a_co_missingness_breach_among_the_rejected_rows(tmp_path):
     rules = summary.comissingness(r.table, r.errors).set_index("rule")
     assert rules["breaches among rejected rows"].tolist() == [1, 1]
     assert not rules["holds"].any()
+
+
+def test_pressed_and_parted_lips_never_co_occur_and_keep_their_rates(cpu_story):
+    """FACS: AU24 (lips pressed) and AU25 (lips parted) are not scored together; AU25 is drawn at
+    p / (1 - p(AU24)) so that it keeps its calibrated rate."""
+    t = cpu_story.affwild
+    assert not ((t["true_AU24"] == 1) & (t["true_AU25"] == 1)).any()
+    e = cpu_story.emotionet
+    assert not ((e["true_AU24"] == 1) & (e["true_AU25"] == 1)).any()
+    # still images: AffectNet-format faces render no AU25 where AU24 is on
+    a = cpu_story.affectnet
+    assert not ((a["I_AU24"] > 0) & (a["I_AU25"] > 0)).any()
+
+
+def test_exclusive_rates_keep_every_au_at_its_calibrated_rate():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.6, (3, len(embedded.RENDER_AUS)))
+    n = 200_000
+    for e in range(3):
+        state = rng.random((n, p.shape[1])) < embedded._exclusive_rates(p)[e]
+        state = embedded._exclusive(state)
+        assert np.allclose(state.mean(0), p[e], atol=0.006)
+        i, j = embedded.RENDER_AUS.index(24), embedded.RENDER_AUS.index(25)
+        assert not (state[:, i] & state[:, j]).any()

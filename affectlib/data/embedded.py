@@ -16,7 +16,8 @@ The story, for the Aff-Wild2-like set (subjects -> videos -> frames):
    (prototypical AUs 0.9); a low base rate elsewhere. Each AU is a two-state Markov chain per frame
    whose stationary probability is that table's entry (mean dwell ``AU_DWELL`` frames), so activations
    persist; a rendered intensity (FACS B-E, 2-5: ``INTENSITY_PROBS``) rises and decays smoothly behind the
-   on/off state.
+   on/off state. AUs that FACS does not score together (``EXCLUSIVE_AUS``: pressed lips, AU24, and
+   parted lips, AU25) never co-occur; each keeps its rate in the table.
 3. **Valence/arousal** lie around each expression's place on Russell's circumplex (``CIRCUMPLEX``),
    scaled by how intense the expression is, with slowly varying AR(1) noise.
 4. **Missing labels** per video (a video has no file for a task) and per frame (runs of frames), at the
@@ -144,7 +145,33 @@ class Story:
     n_identities: int
 
 
+# FACS pairs that cannot be scored together: pressed lips (AU24) are not parted lips (AU25). Where the
+# independent draws turn both on, the second is turned off; it is drawn at p / (1 - p(first)) so
+# that it keeps its calibrated p(AU | expression) (``_exclusive_rates``).
+EXCLUSIVE_AUS: tuple[tuple[int, int], ...] = ((24, 25),)
+
+
 # --- helpers -------------------------------------------------------------------------------------
+def _exclusive_rates(p: np.ndarray) -> np.ndarray:
+    """Rates (expressions x ``RENDER_AUS``) to draw from, independently, so that after
+    :func:`_exclusive` every AU is on at its rate in ``p``: P(second on, first off) =
+    q (1 - p_first) = p_second."""
+    q = p.copy()
+    for first, second in EXCLUSIVE_AUS:
+        i, j = RENDER_AUS.index(first), RENDER_AUS.index(second)
+        q[:, j] = np.minimum(p[:, j] / np.clip(1.0 - p[:, i], 1e-6, None), 1.0)
+    return q
+
+
+def _exclusive(state: np.ndarray) -> np.ndarray:
+    """``state`` (..., len(RENDER_AUS)) with the second AU of each ``EXCLUSIVE_AUS`` pair off where
+    the first is on (in place, returned)."""
+    for first, second in EXCLUSIVE_AUS:
+        i, j = RENDER_AUS.index(first), RENDER_AUS.index(second)
+        state[..., j] &= ~state[..., i]
+    return state
+
+
 def _au_chains(expr: np.ndarray, p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """On/off AU states (V, T, A) given expressions (V, T): per-AU two-state Markov chains whose
     stationary probability is ``p[expr]``; re-drawn from it at each expression change."""
@@ -267,7 +294,7 @@ def _annotate_aus(true: np.ndarray, intensity: np.ndarray, rng, scale: float) ->
 
 def _single_images(n: int, expr_true: np.ndarray, p: np.ndarray, rng) -> dict[str, np.ndarray]:
     """AU states, intensities and pose for ``n`` unrelated still images."""
-    state = rng.random((n, p.shape[1])) < p[expr_true]
+    state = _exclusive(rng.random((n, p.shape[1])) < _exclusive_rates(p)[expr_true])
     level = (
         rng.choice(5, size=state.shape, p=INTENSITY_PROBS) + 1 + rng.uniform(-0.4, 0.4, state.shape)
     )
@@ -303,7 +330,7 @@ def generate_story(profile, seed: int = 0) -> Story:
         if split[v] == split[v + 1]:
             names[v], names[v + 1] = names[v] + "_left", names[v] + "_right"
     expr = _segments(V, T, rng)
-    state = _au_chains(expr, p, rng)
+    state = _exclusive(_au_chains(expr, _exclusive_rates(p), rng))
     inten = _intensities(state, rng)
     strength = np.clip(inten.mean(axis=2) / 2.0, 0, 1)
     val, aro = _va(expr, strength, rng)
