@@ -1,6 +1,7 @@
 """The embedded label story and its files in the real formats."""
 
 import filecmp
+import json
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,20 @@ def test_ensure_reuses_an_up_to_date_folder_and_regenerates_a_stale_one(tmp_path
     assert ensure(p, 0, root) == root
     assert (root / "manifest.json").stat().st_mtime_ns == stamp
     ensure(p.replace(frames_per_video=12), 0, root)
+    assert (root / "manifest.json").stat().st_mtime_ns != stamp
+
+
+def test_ensure_regenerates_when_the_generator_code_changes(tmp_path, monkeypatch):
+    from affectlib.data import generate as G
+
+    p = profiles.get("smoke")
+    root = ensure(p, 0, tmp_path / "d")
+    stamp = (root / "manifest.json").stat().st_mtime_ns
+    assert json.loads((root / "manifest.json").read_text())["generator_code"] == (
+        G.generator_code_hash()
+    )
+    monkeypatch.setattr(G, "generator_code_hash", lambda: "edited-renderer")
+    ensure(p, 0, root)
     assert (root / "manifest.json").stat().st_mtime_ns != stamp
 
 

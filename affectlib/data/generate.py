@@ -16,12 +16,13 @@
                                            and the render parameters of every image
 
 Notebooks call :func:`ensure` to get the embedded data for a profile, generated once and reused while
-the manifest matches.
+the manifest matches: the profile's data fields, the seed, and a hash of the generator's code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import shutil
@@ -38,7 +39,7 @@ from ..results import atomic_write_text
 from . import writers
 from .embedded import Story, generate_story
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 JPEG_QUALITY = (
     60,
     95,
@@ -67,10 +68,26 @@ DATA_FIELDS = (
 )
 
 
+# the code that decides what the data set holds: a change to any of these files regenerates it,
+# so a folder written by other code is never reused
+GENERATOR_SOURCES = ("data/embedded.py", "data/render.py", "data/generate.py", "data/writers.py",
+                     "labels.py")  # fmt: skip
+
+
+def generator_code_hash() -> str:
+    """SHA-256 (first 16 hex digits) of the ``GENERATOR_SOURCES`` files, recorded in the manifest."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in GENERATOR_SOURCES:
+        h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def data_settings(profile, seed: int) -> dict:
     p = dataclasses.asdict(profile)
     return {
         "generator_version": GENERATOR_VERSION,
+        "generator_code": generator_code_hash(),
         "seed": int(seed),
         **{k: p[k] for k in DATA_FIELDS},
     }
