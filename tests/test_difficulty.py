@@ -159,3 +159,15 @@ def test_group_ccc_equals_the_ccc_of_the_rows_repeated_by_their_group_weight():
     expected = metrics.ccc(np.repeat(y, reps), np.repeat(p, reps))
     got = difficulty.group_ccc(m, np.stack([w, np.ones(5)]))
     assert np.isclose(got[0], expected) and np.isclose(got[1], metrics.ccc(y, p))
+
+
+def test_hog_of_images_equals_hog_of_the_same_images_as_files(tmp_path):
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (3, 30, 30, 3), dtype=np.uint8)
+    files = []
+    for i, im in enumerate(images):
+        files.append(tmp_path / f"{i}.png")  # lossless, so both paths see the same pixels
+        Image.fromarray(im).save(files[-1])
+    a = difficulty.hog_of_images(images, size=24, cell=4)
+    assert a.shape == (3, 5 * 5 * 4 * 9) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, difficulty.hog_features(files, size=24, cell=4))

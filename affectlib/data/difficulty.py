@@ -141,29 +141,37 @@ def pixel_probe(
     return pd.DataFrame(rows)
 
 
+def hog_of_images(
+    images: np.ndarray, size: int = 48, cell: int = 6, orientations: int = 9
+) -> np.ndarray:
+    """Histograms of oriented gradients (Dalal & Triggs 2005, via ``skimage.feature.hog``) of each
+    face of ``images`` (N, H, W, 3) uint8 RGB, made grey and resized to ``size`` px: cells of
+    ``cell`` px, 2 x 2-cell blocks, L2-Hys block normalisation. The appearance descriptor of
+    OpenFace's AU detectors (Baltrusaitis et al. 2015, "Cross-dataset learning and
+    person-specific normalisation for automatic Action Unit detection"): local,
+    contrast-normalised edge orientations, tolerant of small shifts and of lighting. (N, D)."""
+    return np.stack([_hog(Image.fromarray(im), size, cell, orientations) for im in images])
+
+
 def hog_features(
     files: list[Path] | list[str], size: int = 48, cell: int = 6, orientations: int = 9
 ) -> np.ndarray:
-    """Histograms of oriented gradients (Dalal & Triggs 2005, via ``skimage.feature.hog``) of each
-    grey face resized to ``size`` px: cells of ``cell`` px, 2 x 2-cell blocks, L2-Hys block
-    normalisation. The appearance descriptor of OpenFace's AU detectors (Baltrusaitis et al. 2015,
-    "Cross-dataset learning and person-specific normalisation for automatic Action Unit
-    detection"): local, contrast-normalised edge orientations, tolerant of small shifts and of
-    lighting. (N, D) float32."""
+    """:func:`hog_of_images` of image files (any format PIL reads). (N, D) float32."""
+    return np.stack([_hog(Image.open(f), size, cell, orientations) for f in files])
+
+
+def _hog(image: Image.Image, size: int, cell: int, orientations: int) -> np.ndarray:
     from skimage.feature import hog
 
-    def one(f: Path | str) -> np.ndarray:
-        grey = Image.open(f).convert("L").resize((size, size), Image.BILINEAR)
-        return hog(
-            np.asarray(grey, np.float32) / 255.0,
-            orientations=orientations,
-            pixels_per_cell=(cell, cell),
-            cells_per_block=(2, 2),
-            block_norm="L2-Hys",
-            feature_vector=True,
-        )
-
-    return np.stack([one(f) for f in files]).astype(np.float32)
+    grey = image.convert("L").resize((size, size), Image.BILINEAR)
+    return hog(
+        np.asarray(grey, np.float32) / 255.0,
+        orientations=orientations,
+        pixels_per_cell=(cell, cell),
+        cells_per_block=(2, 2),
+        block_norm="L2-Hys",
+        feature_vector=True,
+    ).astype(np.float32)
 
 
 def _f1(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray) -> np.ndarray:
