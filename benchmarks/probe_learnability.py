@@ -158,11 +158,11 @@ def main() -> None:
     print(
         f"generate (render + JPEG) {render_s:.1f} s; probe (cache + train + validate) {probe_s:.1f} s"
     )
-    readout(root, args.margin)
     bad = df[~df["learnable"]]["measure"].tolist()
     hot = df[df["saturated"]]["measure"].tolist()
     print(f"not learnable (< chance + {args.margin:g}): {', '.join(bad) or 'none'}")
     print(f"near the ceiling (> ceiling - {args.margin:g}): {', '.join(hot) or 'none'}")
+    readout(root, args.margin)
 
 
 def readout(root: Path, margin: float) -> None:
