@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 from affectlib import profiles
 from affectlib.data import difficulty, generate
 from affectlib.data import render as R
+from affectlib.data.embedded import EXCLUSIVE_AUS
 
 SETTINGS = ("clean", "nuisance", "context", "both")
 
@@ -57,12 +58,15 @@ def isolation_auc(
         aus, pose = context["au"][rows].copy(), context["pose"][rows]
     else:
         aus, pose = np.zeros((n, len(R.RENDER_AUS))), np.zeros((n, 3))
-    aus[:, R.RENDER_AUS.index(au)] = y * intensity
-    if au == 24:  # FACS: pressed lips are never parted (embedded.EXCLUSIVE_AUS)
-        aus[y == 1, R.RENDER_AUS.index(25)] = 0
-    if au == 25:
-        y = y * (aus[:, R.RENDER_AUS.index(24)] == 0)
-        aus[:, R.RENDER_AUS.index(25)] = y * intensity
+    j = R.RENDER_AUS.index(au)
+    aus[:, j] = y * intensity
+    for (
+        first,
+        second,
+    ) in EXCLUSIVE_AUS:  # as the data set: the second of a pair is off under the first
+        if au in (first, second):
+            aus[aus[:, R.RENDER_AUS.index(first)] > 0, R.RENDER_AUS.index(second)] = 0
+    y = (aus[:, j] > 0).astype(int)
     nuis = R.align_to_pose(ident, pose, nuis)
     x = difficulty.hog_of_images(R.render(ident, aus, pose, nuis, 48))
     train = np.arange(n) < n // 2

@@ -16,8 +16,9 @@ did not learn it in the budget": per AU, the validation AUC of a logistic regres
 24 px grey pixels (:func:`affectlib.data.difficulty.pixel_probe`), and the HOG read-out
 (:func:`affectlib.data.difficulty.readout_probe`): per-AU F1 and expression macro F1 of logistic
 regressions over HOG features, beside chance, the all-positive F1 and the ceiling, with intervals
-over validation videos. ``--readout-only`` runs just these (about a minute with rendering). Render time (generation of the whole profile's data set, JPEG included) and probe
-wall times are printed; they depend on the machine and on what else runs on it.
+over validation videos. ``--readout-only`` runs just these (about a minute with rendering).
+Render time (generation of the whole profile's data set, JPEG included) and probe wall times are
+printed; they depend on the machine and on what else runs on it.
 
     python benchmarks/probe_learnability.py [--profile cpu] [--epochs 3] [--seed 0]
 
@@ -73,8 +74,10 @@ def all_positive_f1(truth: pd.DataFrame, split: str = "validation") -> dict[str,
     out = {}
     for c in AU_COLUMNS:
         y = t[c].to_numpy()
-        p = float((y[y >= 0] == 1).mean()) if (y >= 0).any() else 0.0
-        out[f"F1 {c}"] = 2 * p / (1 + p)
+        f1 = difficulty.guess_f1(
+            1.0, np.array((y == 1).sum(), float), np.array((y >= 0).sum(), float)
+        )
+        out[f"F1 {c}"] = float(f1)
     return out
 
 

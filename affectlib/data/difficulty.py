@@ -82,13 +82,13 @@ def chance_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0)
 def pixel_features(files: list[Path] | list[str], size: int = 24) -> np.ndarray:
     """Grey-level pixels of each image, resized to ``size`` x ``size`` and standardised per pixel
     over the images: (N, size * size) float32."""
-    x = np.stack(
-        [
-            np.asarray(Image.open(f).convert("L").resize((size, size), Image.BILINEAR), np.float32)
-            for f in files
-        ]
-    ).reshape(len(files), -1)
+    x = np.stack([_grey(Image.open(f), size) for f in files]).reshape(len(files), -1)
     return (x - x.mean(0)) / (x.std(0) + 1e-6)
+
+
+def _grey(image: Image.Image, size: int) -> np.ndarray:
+    """The grey levels (0-255, float32) of ``image`` resized to ``size`` x ``size``."""
+    return np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32)
 
 
 def linear_readout(
@@ -163,9 +163,8 @@ def hog_features(
 def _hog(image: Image.Image, size: int, cell: int, orientations: int) -> np.ndarray:
     from skimage.feature import hog
 
-    grey = image.convert("L").resize((size, size), Image.BILINEAR)
     return hog(
-        np.asarray(grey, np.float32) / 255.0,
+        _grey(image, size) / 255.0,
         orientations=orientations,
         pixels_per_cell=(cell, cell),
         cells_per_block=(2, 2),
@@ -206,6 +205,16 @@ def group_ccc(moments: np.ndarray, weight: np.ndarray) -> np.ndarray:
     my, mp = sy / n, sp / n
     vy, vp, cov = syy / n - my**2, spp / n - mp**2, syp / n - my * mp
     return 2 * cov / np.maximum(vy + vp + (my - mp) ** 2, 1e-12)
+
+
+def _au_f1s(counts: np.ndarray, rate: float, weight: np.ndarray) -> np.ndarray:
+    """(3, B): F1 of the probe, of guessing at ``rate`` and of calling every face positive, from
+    per-video ``counts`` (4, V: true positives, predicted, positive, labelled rows) with the videos
+    counted ``weight`` (B, V) times."""
+    tp, n_pred, n_true, n_lab = counts @ weight.T
+    return np.stack(
+        [_f1(tp, n_pred, n_true), guess_f1(rate, n_true, n_lab), guess_f1(1.0, n_true, n_lab)]
+    )
 
 
 def readout_probe(
@@ -272,58 +281,49 @@ def readout_probe(
             return float("nan"), float("nan")
         return float(np.nanquantile(b, 0.025)), float(np.nanquantile(b, 0.975))
 
-    rows, boot = [], {"probe": [], "chance": [], "all_pos": []}
+    rows, boot = [], []
     for col in L.AU_COLUMNS:
         y = truth[col].to_numpy()
         model = fit(y)
         yt, keep = y[~train], y[~train] >= 0
-        pred = (model.predict(x_test) == 1) & keep if model is not None else np.zeros_like(keep)
+        score = model.decision_function(x_test) if model is not None else None
+        pred = (score > 0) & keep if model is not None else np.zeros_like(keep)  # p > 0.5
         pos = (yt == 1) & keep
-        tp, n_pred, n_true, n_lab = map(per_video, (pred & pos, pred, pos, keep))
+        counts = np.stack([per_video(m) for m in (pred & pos, pred, pos, keep)])
         lab_tr = y[train & (y >= 0)]
         rate = float((lab_tr == 1).mean()) if len(lab_tr) else 0.0
-        r = {"measure": col}
-        for name, w in (("point", np.ones((1, n_vid))), ("boot", weight)):
-            t_, p_, n_, m_ = tp @ w.T, n_pred @ w.T, n_true @ w.T, n_lab @ w.T
-            vals = {
-                "probe": _f1(t_, p_, n_),
-                "chance": guess_f1(rate, n_, m_),
-                "all_pos": guess_f1(1.0, n_, m_),
-            }
-            if name == "point":
-                r.update({k: float(v[0]) for k, v in vals.items()})
-            else:
-                for k, v in vals.items():
-                    boot[k].append(v)
+        point = _au_f1s(counts, rate, np.ones((1, n_vid)))[:, 0]
+        b = _au_f1s(counts, rate, weight)
+        boot.append(b)
         auc, aucs = float("nan"), np.full(n_boot, np.nan)
         y_true = truth[f"true_{col}"].to_numpy()[~train]
         if model is not None and 0 < y_true[keep].mean() < 1:
-            score = model.decision_function(x_test)[keep]
-            yk, vk = y_true[keep], video[keep]
-            auc = float(roc_auc_score(yk, score))
-            for b in range(n_boot):
-                sw = weight[b, vk]
+            yk, sk, vk = y_true[keep], score[keep], video[keep]
+            auc = float(roc_auc_score(yk, sk))
+            for i in range(n_boot):
+                sw = weight[i, vk]
                 if 0 < (sw * yk).sum() < sw.sum():
-                    aucs[b] = roc_auc_score(yk, score, sample_weight=sw)
-        b_probe, b_chance, b_pos = boot["probe"][-1], boot["chance"][-1], boot["all_pos"][-1]
-        lo, hi = interval(b_probe - b_chance)
+                    aucs[i] = roc_auc_score(yk, sk, sample_weight=sw)
+        lo, hi = interval(b[0] - b[1])
         auc_lo, auc_hi = interval(aucs)
-        r.update(
-            ceiling=float(ceiling[f"F1 {col}"]), auc_true=auc, lo=lo, hi=hi,
-            auc_lo=auc_lo, auc_hi=auc_hi, pos_lo=interval(b_probe - b_pos)[0],
+        rows.append(
+            {"measure": col, "probe": float(point[0]), "chance": float(point[1]),
+             "all_pos": float(point[2]), "ceiling": float(ceiling[f"F1 {col}"]),
+             "auc_true": auc, "lo": lo, "hi": hi, "auc_lo": auc_lo, "auc_hi": auc_hi,
+             "pos_lo": interval(b[0] - b[2])[0]}
         )  # fmt: skip
-        rows.append(r)
     au_rows = pd.DataFrame(rows)
-    b = {k: np.mean(v, 0) for k, v in boot.items()}
+    b = np.mean(boot, 0)  # (3, B): the mean over AUs of each resample
+    lo, hi = interval(b[0] - b[1])
     rows.append(
         {
             "measure": "au_f1",
             **{k: float(au_rows[k].mean()) for k in ("probe", "chance", "all_pos")},
             "ceiling": float(ceiling["au_f1"]),
             "auc_true": float(au_rows["auc_true"].mean()),
-            "lo": interval(b["probe"] - b["chance"])[0],
-            "hi": interval(b["probe"] - b["chance"])[1],
-            "pos_lo": interval(b["probe"] - b["all_pos"])[0],
+            "lo": lo,
+            "hi": hi,
+            "pos_lo": interval(b[0] - b[2])[0],
         }
     )
 
