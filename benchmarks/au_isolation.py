@@ -8,11 +8,14 @@ on the other half, in four settings:
 
 - ``clean``: frontal, studio nuisance (``render.neutral_nuisance``), no other AU;
 - ``nuisance``: + the Aff-Wild2-like nuisance (light, clutter, occlusion, blur, noise, crop jitter);
-- ``context``: + the other AUs and the head pose of random frames of the Aff-Wild2-like set;
+- ``pose``: clean, but with the head pose of random frames of the Aff-Wild2-like set;
+- ``aus``: clean and frontal, but with the other AUs of random frames of that set;
+- ``context``: the other AUs and the head pose of random frames (``pose`` and ``aus`` together);
 - ``both``: context and nuisance, as in the data set.
 
 It separates "the AU is drawn too faintly" (low ``clean``) from "the AU is masked by what
-co-occurs with it" (high ``clean``, low ``context``). The context frames come from the cpu
+co-occurs with it" (high ``clean``, low ``context``), and the head pose (``pose``) from the other
+AUs (``aus``) as the masker. The context frames come from the cpu
 profile's embedded set (generated if missing).
 
     python benchmarks/au_isolation.py [--aus 23 24 15] [--faces 2000] [--intensity 3]
@@ -34,7 +37,7 @@ from affectlib.data import difficulty, generate
 from affectlib.data import render as R
 from affectlib.data.embedded import EXCLUSIVE_AUS
 
-SETTINGS = ("clean", "nuisance", "context", "both")
+SETTINGS = ("clean", "nuisance", "pose", "aus", "context", "both")
 
 
 def isolation_auc(
@@ -53,11 +56,12 @@ def isolation_auc(
     noisy = setting in ("nuisance", "both")
     nuis = R.sample_nuisance(n, rng, aligned=True) if noisy else R.neutral_nuisance(n, aligned=True)
     y = rng.integers(0, 2, n)
-    if setting in ("context", "both"):
-        rows = rng.integers(0, len(context["au"]), n)
-        aus, pose = context["au"][rows].copy(), context["pose"][rows]
-    else:
-        aus, pose = np.zeros((n, len(R.RENDER_AUS))), np.zeros((n, 3))
+    rows = rng.integers(0, len(context["au"]), n)
+    aus, pose = np.zeros((n, len(R.RENDER_AUS))), np.zeros((n, 3))
+    if setting in ("aus", "context", "both"):
+        aus = context["au"][rows].copy()
+    if setting in ("pose", "context", "both"):
+        pose = context["pose"][rows]
     j = R.RENDER_AUS.index(au)
     aus[:, j] = y * intensity
     for (

@@ -16,7 +16,9 @@ did not learn it in the budget": per AU, the validation AUC of a logistic regres
 24 px grey pixels (:func:`affectlib.data.difficulty.pixel_probe`), and the HOG read-out
 (:func:`affectlib.data.difficulty.readout_probe`): per-AU F1 and expression macro F1 of logistic
 regressions over HOG features, beside chance, the all-positive F1 and the ceiling, with intervals
-over validation videos. ``--readout-only`` runs just these (about a minute with rendering).
+over validation videos. ``--readout-only`` runs just these (about a minute with rendering);
+``--person-norm`` adds the HOG read-out on person-normalised features (each video's median
+subtracted, :func:`affectlib.data.difficulty.subtract_video_median`).
 Render time (generation of the whole profile's data set, JPEG included) and probe wall times are
 printed; they depend on the machine and on what else runs on it.
 
@@ -127,6 +129,11 @@ def main() -> None:
     ap.add_argument(
         "--readout-only", action="store_true", help="only the network-free read-out probes"
     )
+    ap.add_argument(
+        "--person-norm", action="store_true",
+        help="also the HOG read-out with each video's median HOG subtracted (OpenFace's "
+        "person-specific normalisation): how much of what hides an AU is the identity",
+    )  # fmt: skip
     args = ap.parse_args()
 
     base = profiles.get(args.profile, epochs=args.epochs)
@@ -141,7 +148,7 @@ def main() -> None:
         generate.generate(root, profile, args.data_seed)
         render_s = time.perf_counter() - t0
     if args.readout_only:
-        readout(root, args.margin)
+        readout(root, args.margin, args.person_norm)
         print(f"generate (render + JPEG) {render_s:.1f} s")
         return
     if out.exists():
@@ -165,11 +172,13 @@ def main() -> None:
     hot = df[df["saturated"]]["measure"].tolist()
     print(f"not learnable (< chance + {args.margin:g}): {', '.join(bad) or 'none'}")
     print(f"near the ceiling (> ceiling - {args.margin:g}): {', '.join(hot) or 'none'}")
-    readout(root, args.margin)
+    readout(root, args.margin, args.person_norm)
 
 
-def readout(root: Path, margin: float) -> None:
-    """The network-free probes: raw pixels (AUC) and HOG (F1 with floors and intervals)."""
+def readout(root: Path, margin: float, person_norm: bool = False) -> None:
+    """The network-free probes: raw pixels (AUC) and HOG (F1 with floors and intervals); with
+    ``person_norm``, the HOG read-out's AUC against the truth beside that of the same read-out on
+    person-normalised HOG."""
     fmt = {"float_format": lambda x: f"{x:.3f}", "index": False}
     t0 = time.perf_counter()
     pix = difficulty.pixel_probe(root)
@@ -180,6 +189,18 @@ def readout(root: Path, margin: float) -> None:
     print(f"linear read-out of HOG features ({time.perf_counter() - t0:.1f} s), validation:")
     print(hog.to_string(**fmt))
     print(difficulty.readout_verdict(hog))
+    if person_norm:
+        t0 = time.perf_counter()
+        norm = difficulty.readout_probe(root, margin=margin, person_norm=True)
+        au = hog["measure"].isin(AU_COLUMNS)
+        both = pd.DataFrame(
+            {"plain": hog.loc[au, "auc_true"].to_numpy(), "person_norm": norm.loc[au, "auc_true"]}
+        ).set_index(hog.loc[au, "measure"])
+        print(
+            f"HOG read-out minus each video's median HOG ({time.perf_counter() - t0:.1f} s), "
+            "validation AUC against the truth:"
+        )
+        print(both.T.to_string(float_format=lambda x: f"{x:.2f}"))
 
 
 if __name__ == "__main__":

@@ -171,3 +171,25 @@ def test_hog_of_images_equals_hog_of_the_same_images_as_files(tmp_path):
     a = difficulty.hog_of_images(images, size=24, cell=4)
     assert a.shape == (3, 5 * 5 * 4 * 9) and a.dtype == np.float32
     np.testing.assert_array_equal(a, difficulty.hog_features(files, size=24, cell=4))
+
+
+def test_subtract_video_median_removes_each_videos_median_by_hand():
+    x = np.array([[1.0, 10.0], [3.0, 0.0], [2.0, 5.0], [7.0, 7.0], [9.0, 1.0]], np.float32)
+    video = np.array(["b", "a", "b", "b", "a"])
+    # video b: rows 0, 2, 3 -> medians (2, 7); video a: rows 1, 4 -> medians (6, 0.5)
+    expected = np.array([[-1, 3], [-3, -0.5], [0, -2], [5, 0], [3, 0.5]], np.float32)
+    got = difficulty.subtract_video_median(x, video)
+    np.testing.assert_array_equal(got, expected)
+    assert got is not x and x[0, 0] == 1.0  # the input is left as it was
+
+
+def test_readout_probe_with_person_norm_still_reads_what_changes_within_videos(tmp_path):
+    """AU1 changes frame by frame inside each video, so the per-video median takes nothing of it
+    away; the scores differ from the plain read-out's, as the features do."""
+    _write_probe_set(tmp_path)
+    plain = difficulty.readout_probe(tmp_path, size=24, cell=4, n_boot=0).set_index("measure")
+    norm = difficulty.readout_probe(tmp_path, size=24, cell=4, n_boot=0, person_norm=True)
+    norm = norm.set_index("measure")
+    assert norm.loc["AU1", "auc_true"] > 0.95 and norm.loc["AU1", "probe"] > 0.9
+    assert norm.loc["AU2", "auc_true"] < 0.75
+    assert not np.isclose(norm.loc["AU2", "auc_true"], plain.loc["AU2", "auc_true"])

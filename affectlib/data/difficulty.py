@@ -217,6 +217,19 @@ def _au_f1s(counts: np.ndarray, rate: float, weight: np.ndarray) -> np.ndarray:
     )
 
 
+def subtract_video_median(x: np.ndarray, video: np.ndarray) -> np.ndarray:
+    """Person-specific normalisation of features (Baltrusaitis et al. 2015, Sec. 3.2): each row of
+    ``x`` (N, D) minus the per-feature median of the rows of its video (``video``, N labels), so
+    what a person's face always shows (identity, their lighting) cancels and what changes over
+    the video (the expression) stays. Uses no label; it needs the whole video, as OpenFace's
+    offline AU detection does. (N, D), a new array."""
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.result_type(x.dtype, np.float32))
+    for idx in pd.Series(np.arange(len(video))).groupby(np.asarray(video)).indices.values():
+        out[idx] = x[idx] - np.median(x[idx], axis=0)
+    return out
+
+
 def readout_probe(
     root: str | Path,
     split: str = "validation",
@@ -226,6 +239,7 @@ def readout_probe(
     n_boot: int = 500,
     seed: int = 0,
     margin: float = 0.1,
+    person_norm: bool = False,
 ) -> pd.DataFrame:
     """Can a small trained model read every label of the Aff-Wild2-like set off its images?
 
@@ -251,11 +265,16 @@ def readout_probe(
 
     ``learnable``: ``lo`` > 0 and, for an AU, ``auc_lo`` > 0.5; ``beats_all_pos``: ``pos_lo`` > 0;
     ``saturated``: probe > ceiling - ``margin`` (where the ceiling exceeds ``margin``).
+
+    ``person_norm``: subtract each video's median HOG first (:func:`subtract_video_median`), as
+    OpenFace does, to see how much of what hides an AU is the identity.
     """
     truth = load_truth(root)
     truth = truth[truth["split"].isin(["train", split])].reset_index(drop=True)
     image_root = study.image_root(root, "abaw-mtl")
     x = hog_features([image_root / p for p in truth["path"]], size, cell)
+    if person_norm:
+        x = subtract_video_median(x, truth["video"].to_numpy())
     train = (truth["split"] == "train").to_numpy()
     x = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
     x_test = x[~train]
