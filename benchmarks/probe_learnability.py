@@ -192,10 +192,10 @@ def readout(root: Path, margin: float, person_norm: bool = False) -> None:
     if person_norm:
         t0 = time.perf_counter()
         norm = difficulty.readout_probe(root, margin=margin, person_norm=True)
-        au = hog["measure"].isin(AU_COLUMNS)
         both = pd.DataFrame(
-            {"plain": hog.loc[au, "auc_true"].to_numpy(), "person_norm": norm.loc[au, "auc_true"]}
-        ).set_index(hog.loc[au, "measure"])
+            {name: df.set_index("measure")["auc_true"] for name, df in
+             (("plain", hog), ("person_norm", norm))}
+        ).loc[list(AU_COLUMNS)]  # fmt: skip
         print(
             f"HOG read-out minus each video's median HOG ({time.perf_counter() - t0:.1f} s), "
             "validation AUC against the truth:"

@@ -224,10 +224,8 @@ def subtract_video_median(x: np.ndarray, video: np.ndarray) -> np.ndarray:
     the video (the expression) stays. Uses no label; it needs the whole video, as OpenFace's
     offline AU detection does. (N, D), a new array."""
     x = np.asarray(x)
-    out = np.empty(x.shape, dtype=np.result_type(x.dtype, np.float32))
-    for idx in pd.Series(np.arange(len(video))).groupby(np.asarray(video)).indices.values():
-        out[idx] = x[idx] - np.median(x[idx], axis=0)
-    return out
+    median = pd.DataFrame(x).groupby(np.asarray(video)).transform("median")
+    return x - median.to_numpy(np.result_type(x.dtype, np.float32))
 
 
 def readout_probe(
