@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import resnet18, resnet50
+from torchvision.models import resnet18, resnet50, shufflenet_v2_x0_5
 from torchvision.models.resnet import ResNet
 
 from affectlib.labels import N_AU, N_EXPR
@@ -43,7 +43,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ModelConfig:
     """Configuration of :class:`MultiTaskNet`.
 
-    backbone:    a key of :data:`BACKBONES` ("resnet18", "resnet50").
+    backbone:    a key of :data:`BACKBONES` ("resnet18", "resnet50", "compact", "shufflenet_v2_x0_5").
     n_expr:      expression classes (8 in ABAW: the 6 basic, Neutral, Other).
     n_au:        binary action units (12 in ABAW).
     dropout:     dropout on the pooled features, before L2 normalisation (§3.2).
@@ -113,6 +113,58 @@ def _build_resnet18(cfg: ModelConfig) -> tuple[nn.Module, int]:
 @register_backbone("resnet50")
 def _build_resnet50(cfg: ModelConfig) -> tuple[nn.Module, int]:
     return _resnet_trunk(resnet50(weights=None), cfg)
+
+
+class CompactNet(nn.Module):
+    """A compact plain CNN for the cpu profile's 32-64 px faces: a 3x3 stride-2 stem, then four
+    stages of two 3x3 conv-BN-ReLU layers (32, 64, 128, 256 channels), each stage but the first
+    halving the map by a 2x2 max-pool, and a global average pool. At 48 px: 24 -> 12 -> 6 -> 3
+    px maps, ~1.2 M parameters, about a tenth of ResNet-18's compute at that size (VGG-style:
+    Simonyan & Zisserman 2015). ``small_input`` and ``stem_stride`` do not apply."""
+
+    widths = (32, 64, 128, 256)
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+            return [
+                nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+
+        layers: list[nn.Module] = conv(3, self.widths[0], stride=2)
+        cin = self.widths[0]
+        for k, w in enumerate(self.widths):
+            if k:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers += conv(cin, w) + conv(w, w)
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.body(x)).flatten(1)
+
+
+@register_backbone("compact")
+def _build_compact(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    return CompactNet(), CompactNet.widths[-1]
+
+
+@register_backbone("shufflenet_v2_x0_5")
+def _build_shufflenet(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """ShuffleNet V2 0.5x (Ma et al. 2018): a different architecture (channel shuffle, depthwise
+    convolutions) at a fraction of ResNet-18's cost. ``small_input``: the stem conv takes
+    ``stem_stride`` and the max-pool goes, as for the ResNets."""
+    net = shufflenet_v2_x0_5(weights=None)
+    if cfg.small_input:
+        net.conv1[0].stride = (cfg.stem_stride, cfg.stem_stride)
+        net.maxpool = nn.Identity()
+    dim = net.fc.in_features
+    net.fc = nn.Identity()  # forward ends at the global average pool: (B, 1024)
+    return net, dim
 
 
 # --- the network ----------------------------------------------------------------------------------

@@ -54,21 +54,15 @@ def paired_difference(
     level: float = 0.95,
 ) -> dict:
     """``a - b`` on ``metric`` paired by seed: mean difference, its t interval, the seeds paired and
-    a verdict: ``"a better"`` / ``"b better"`` when the interval excludes 0, else ``"no clear
-    difference"``."""
+    :func:`verdict`'s word without floors: ``"<a> better"`` / ``"<b> better"`` when the interval
+    excludes 0, else ``"no clear difference"`` (``"too few paired seeds"`` below 2). Callers that
+    know the chance levels judge the floor with :func:`verdict`."""
     x = runs[runs[method_col] == a].set_index(seed_col)[metric]
     y = runs[runs[method_col] == b].set_index(seed_col)[metric]
     seeds = sorted(set(x.index) & set(y.index))
     d = (x.loc[seeds] - y.loc[seeds]).to_numpy(float) if seeds else np.array([])
     mean, lo, hi = mean_ci(d, level)
-    if len(d) < 2 or not np.isfinite(lo):
-        verdict = "too few paired seeds"
-    elif lo > 0:
-        verdict = f"{a} better"
-    elif hi < 0:
-        verdict = f"{b} better"
-    else:
-        verdict = "no clear difference"
+    found = verdict(lo, hi, len(d))
     return {
         "a": a,
         "b": b,
@@ -77,7 +71,7 @@ def paired_difference(
         "diff": mean,
         "diff lo": lo,
         "diff hi": hi,
-        "verdict": verdict,
+        "verdict": {"A higher": f"{a} better", "B higher": f"{b} better"}.get(found, found),
     }
 
 
@@ -86,3 +80,62 @@ def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
     if not np.isfinite(mean):
         return ""
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+# --- verdicts -----------------------------------------------------------------------------------
+UNTESTABLE = "untestable: at the floor"
+NO_CLEAR = "no clear difference"
+TOO_FEW = "too few paired seeds"
+EQUIVALENT = "equivalent within the margin"
+
+
+def verdict(
+    diff_lo: float,
+    diff_hi: float,
+    n: int,
+    *,
+    at_floor: bool = False,
+    margin: float | None = None,
+) -> str:
+    """The one verdict on a paired difference ``A - B`` with interval [``diff_lo``, ``diff_hi``]
+    over ``n`` paired seeds, used by every notebook:
+
+    - :data:`TOO_FEW` with fewer than 2 pairs or no finite interval;
+    - :data:`UNTESTABLE` when ``at_floor``: either side's interval reaches its chance level
+      (:func:`reaches_floor`), so a difference would compare noise, not methods;
+    - ``"A higher"`` / ``"B higher"`` when the interval excludes 0;
+    - :data:`EQUIVALENT` when a ``margin`` was stated up front and the interval lies inside
+      (-margin, margin): the only way to say two methods are on par;
+    - :data:`NO_CLEAR` otherwise (an interval spanning 0 is not evidence of equality)."""
+    if n < 2 or not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
+        return TOO_FEW
+    if at_floor:
+        return UNTESTABLE
+    if diff_lo > 0:
+        return "A higher"
+    if diff_hi < 0:
+        return "B higher"
+    if margin is not None and -margin < diff_lo and diff_hi < margin:
+        return EQUIVALENT
+    return NO_CLEAR
+
+
+def reaches_floor(lo: float, floor: float) -> bool:
+    """Whether an interval whose lower end is ``lo`` reaches the chance level ``floor`` (NaN:
+    nothing was measured, which counts as reaching it)."""
+    return not (np.isfinite(lo) and lo > floor)
+
+
+def claim_verdict(claim: str, found: str) -> str:
+    """A paper's claim about ``A - B`` (``"above"``, ``"below"`` or ``"on par"``) judged by
+    :func:`verdict`'s ``found``: ``"holds"``, ``"fails"`` (the opposite ordering, or an "on par"
+    claim that our data separate), or ``found`` itself when it decides nothing (untestable, no
+    clear difference, too few seeds)."""
+    if claim not in ("above", "below", "on par"):
+        raise ValueError(f"claim must be 'above', 'below' or 'on par', got {claim!r}")
+    ordered = {"A higher": "above", "B higher": "below"}
+    if found in ordered:
+        return "holds" if ordered[found] == claim else "fails"
+    if found == EQUIVALENT:
+        return "holds" if claim == "on par" else "fails"
+    return found

@@ -9,12 +9,20 @@ training configuration and calls :func:`fit`, which writes into ``out``:
                            and step, the per-epoch metrics so far — written atomically (temporary
                            file + ``os.replace``) every ``checkpoint_every`` steps and per epoch;
 - ``metrics.csv`` / ``.md`` one row per epoch: mean training losses and validation scores;
-- ``metrics.json``         the final validation scores (``TrainData.score``; by default
-                           ``expr_f1``, ``au_f1``, ``va``, ``overall``, SS-MFAR Eq. 10) and the
-                           epoch and step they were measured at;
+- ``metrics.json``         the scores of the selected epoch (``TrainData.score``; by default
+                           ``expr_f1``, ``au_f1``, ``va``, ``overall``, SS-MFAR Eq. 10) on the
+                           validation split, and with a ``test_`` prefix on the test split when
+                           the data has one, and the epoch and step they were measured at;
 - ``predictions_val.npz``  validation labels (ABAW markers kept) and predictions: expression and
                            AU probabilities, VA — for confusion matrices, per-AU F1, VA scatter;
+- ``predictions_test.npz`` the same on the test split, when the data has one;
 - ``provenance.json``      commit, device, package versions, wall time, throughput.
+
+Model selection. The epoch whose validation ``TrainData.select`` score is highest is the run's
+result (the papers' practice: the best epoch on validation); its weights are kept, and when the
+data has a held-out ``test`` split that model is scored on it once, at the end: the validation
+score of a selected epoch is optimistic (it was chosen on that split), the test score is not.
+``select`` None: the last epoch.
 
 Determinism and resume. One seed fixes the initialisation (the global generators, seeded before
 the model is built), the data order (the sampler draws from ``(seed, epoch)``) and the
@@ -82,7 +90,7 @@ from affectlib.results import (
 )
 
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the selected epoch ("best") is kept
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 # keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
 MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden", "feature_scale")
@@ -181,6 +189,9 @@ class TrainData:
     score: scores of the validation predictions (:func:`predict`'s dict) -> ``{name: float}``;
         None: :func:`score` (P_MTL, SS-MFAR Eq. 10). Every name becomes a column of the per-epoch
         metrics and a key of the final ``metrics.json``.
+    test: loader of the held-out test batches (fixed order), scored once with the selected
+        epoch's model; None: no test split.
+    select: the ``score`` name whose highest validation value selects the epoch; None: the last.
     """
 
     train: Any
@@ -189,19 +200,25 @@ class TrainData:
     augment: Any = augment_module
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
     score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
+    test: Any = None
+    select: str | None = None
 
 
 @dataclass
 class FitResult:
-    """metrics: the final validation scores; history: one row per epoch; predictions: validation
-    labels and predictions (:func:`predict`); ``resumed_at``: the step this call started from (0
-    for a fresh run). On ranks other than 0 only ``out_dir`` and ``resumed_at`` are set."""
+    """metrics: the selected epoch's validation scores, its test scores (``test_`` prefix) when
+    the data has a test split, ``epoch`` (the selected one) and ``step``; history: one row per
+    epoch; predictions: validation labels and predictions of the selected epoch
+    (:func:`predict`); test_predictions: the same on the test split (empty without one);
+    ``resumed_at``: the step this call started from (0 for a fresh run). On ranks other than 0
+    only ``out_dir`` and ``resumed_at`` are set."""
 
     metrics: dict[str, Any]
     history: pd.DataFrame
     predictions: dict[str, np.ndarray]
     out_dir: Path
     resumed_at: int = 0
+    test_predictions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 # --- processes and devices ------------------------------------------------------------------------
@@ -502,14 +519,14 @@ def _write_outputs(
     out: Path,
     writer: ResultsWriter,
     history: list[dict[str, Any]],
-    pred: Mapping[str, np.ndarray] | None = None,
+    preds: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     final: Mapping[str, Any] | None = None,
 ) -> None:
     writer.table(pd.DataFrame(history), "metrics", caption="Per-epoch training and validation")
-    if pred is not None:
+    for split, pred in (preds or {}).items():
         buf = io.BytesIO()
         np.savez(buf, **pred)
-        atomic_write_bytes(out / "predictions_val.npz", buf.getvalue())
+        atomic_write_bytes(out / f"predictions_{split}.npz", buf.getvalue())
     if final is not None:
         atomic_write_text(out / "metrics.json", json.dumps(final, indent=2) + "\n")
 
@@ -570,8 +587,9 @@ def _fit(
     schedule = lr_schedule(cfg, cfg.epochs * steps_per_epoch)
     ckpt_path = out / CHECKPOINT
 
-    # state: from the checkpoint, or fresh
+    # state: from the checkpoint, or fresh; best: the selected epoch so far (epoch, value, weights)
     epochs_done, step, history, loader_state, sums = 0, 0, [], None, {}
+    best: dict[str, Any] = {"epoch": 0, "value": -math.inf, "model": None}
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, record)
         model.load_state_dict(ckpt["model"])
@@ -579,6 +597,7 @@ def _fit(
         state = _to_device(ckpt["method_state"], device)
         epochs_done, step, history = ckpt["epochs_done"], ckpt["step"], ckpt["history"]
         loader_state = ckpt["loader"]
+        best = ckpt["best"]
         mine = ckpt["per_process"][d.rank]
         _set_rng_state(mine["rng"])
         sums = dict(mine["sums"])
@@ -621,6 +640,7 @@ def _fit(
                     "step": step,
                     "loader": loader_position,
                     "history": history,
+                    "best": best,
                     "per_process": _to_cpu(per_process),
                 },
                 ckpt_path,
@@ -696,6 +716,11 @@ def _fit(
         if d.main:
             pred = predict(model, data.val, device)
             history.append({"epoch": epochs_done, "step": step, **means, **score_fn(pred)})
+            value = history[-1][data.select] if data.select else epochs_done
+            # a NaN score never wins; ties keep the earlier epoch
+            if best["model"] is None or (math.isfinite(value) and value > best["value"]):
+                weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best = {"epoch": epochs_done, "value": value, "model": weights}
         checkpoint(None)
         if d.main:
             _write_outputs(out, writer, history)
@@ -704,17 +729,32 @@ def _fit(
 
     if not d.main:
         return FitResult({}, pd.DataFrame(), {}, out, resumed_at)
-    if pred is None:  # the checkpoint held a finished run: rebuild its outputs
-        pred = predict(model, data.val, device)
-    final = {k: history[-1][k] for k in score_fn(pred)}
-    final.update(epoch=history[-1]["epoch"], step=history[-1]["step"], method=method.name)
-    _write_outputs(out, writer, history, pred, final)
+    # the selected epoch's model: its validation predictions, then the test split, once
+    model.load_state_dict(best["model"])
+    pred = predict(model, data.val, device)
+    chosen = history[best["epoch"] - 1]
+    final = {k: chosen[k] for k in score_fn(pred)}
+    preds = {"val": pred}
+    test_pred: dict[str, np.ndarray] = {}
+    if data.test is not None:
+        test_pred = predict(model, data.test, device)
+        final.update({f"test_{k}": v for k, v in score_fn(test_pred).items()})
+        preds["test"] = test_pred
+    final.update(
+        epoch=chosen["epoch"],
+        step=chosen["step"],
+        last_epoch=history[-1]["epoch"],
+        last_step=history[-1]["step"],
+        selected_on=data.select or "last epoch",
+        method=method.name,
+    )
+    _write_outputs(out, writer, history, preds, final)
     writer.write_provenance(
         resumed_at_step=resumed_at,
         train_images_per_s=round(images_seen * d.world / t_train, 1) if t_train else None,
         fit_wall_time_s=round(time.perf_counter() - t_start, 2),
     )
-    return FitResult(final, pd.DataFrame(history), pred, out, resumed_at)
+    return FitResult(final, pd.DataFrame(history), pred, out, resumed_at, test_pred)
 
 
 # --- set-up from a profile --------------------------------------------------------------------------
@@ -733,10 +773,14 @@ def _sampler(kind: str, train: pd.DataFrame, seed: int, d: Dist):
     raise ValueError(f"unknown sampler {kind!r}; known: {', '.join(SAMPLERS)}")
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def _load_splits(root: str | Path, format: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """The ``format`` table under ``root`` (:func:`affectlib.data.study.load_dataset`) and its
-    ``train`` and ``validation`` rows. Rejected rows are reported with a warning (pointing at the
-    caller's caller) and left out; raises when a split has no row."""
+    ``train`` and ``validation`` rows, and its ``test`` rows when it has any (the embedded set's
+    held-out split). Rejected rows are reported with a warning (pointing at the caller's caller)
+    and left out; raises when the training or validation split has no row."""
     from affectlib.data import study
 
     loaded = study.load_dataset(root, format)
@@ -747,7 +791,9 @@ def _load_splits(root: str | Path, format: str) -> tuple[pd.DataFrame, dict[str,
             stacklevel=3,
         )
     table = loaded.table
-    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in ("train", "validation")}
+    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in SPLITS}
+    if parts["test"].empty:
+        del parts["test"]
     for s, part in parts.items():
         if part.empty:
             found = ", ".join(sorted(table["split"].unique())) or "none"
@@ -801,6 +847,7 @@ def build_data(
         "sampler": sampler,
         "train_rows": len(train),
         "val_rows": len(val),
+        "test_rows": len(parts.get("test", ())),
         "labels": fingerprint_table(table),
         "images": {s: c.fingerprint[:16] for s, c in caches.items()},
     }
@@ -813,6 +860,15 @@ def build_data(
         ),
         train_table=train,
         source={"root": str(root), **record},
+        select="overall",
+        test=None
+        if "test" not in parts
+        else datasets.BatchLoader(
+            parts["test"],
+            caches["test"],
+            datasets.SequentialSampler(len(parts["test"])),
+            profile.batch_size,
+        ),
     )
     return data, record
 
@@ -826,46 +882,55 @@ class DataPart:
                 are markers (an AffectNet table's AU columns are -1), which the masks then hide.
     validation: its validation rows (same convention).
     images:     the folder its ``path`` column is relative to.
+    test:       its held-out test rows (same convention), or None.
     """
 
     name: str
     train: pd.DataFrame
     validation: pd.DataFrame
     images: Path
+    test: pd.DataFrame | None = None
 
 
 def load_part(data_root: str | Path, format: str, name: str | None = None) -> DataPart:
-    """The training and validation rows of the ``format`` files under ``data_root``
-    (:func:`affectlib.data.study.load_dataset`, default locations); rejected rows are reported
-    with a warning and left out. Raises when a split has no row."""
+    """The training, validation and (when the files have one) test rows of the ``format`` files
+    under ``data_root`` (:func:`affectlib.data.study.load_dataset`, default locations); rejected
+    rows are reported with a warning and left out. Raises when the training or validation split
+    has no row."""
     from affectlib.data import study
 
     _, split = _load_splits(data_root, format)
     images = study.image_root(data_root, format)
-    return DataPart(name or format, split["train"], split["validation"], Path(images))
+    return DataPart(
+        name or format, split["train"], split["validation"], Path(images), split.get("test")
+    )
 
 
 def combine_parts(parts: Sequence[DataPart], split: str) -> tuple[pd.DataFrame, Path]:
-    """The ``split`` ("train" / "validation") rows of every part in one standard table, and the
-    folder its paths are relative to: the parts' common image folder, each ``path`` prefixed with
-    its part's folder below it. AU columns are the union (missing ones -1,
+    """The ``split`` ("train" / "validation" / "test") rows of every part in one standard table,
+    and the folder its paths are relative to: the parts' common image folder, each ``path``
+    prefixed with its part's folder below it. AU columns are the union (missing ones -1,
     :func:`affectlib.data.formats.concat_tables`); a part without rows of ``split`` adds none."""
     from affectlib.data import formats
 
     if not parts:
         raise ValueError("combine_parts needs at least one DataPart")
-    if split not in ("train", "validation"):
-        raise ValueError(f"split must be 'train' or 'validation', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     folders = [p.images.resolve() for p in parts]
     common = Path(os.path.commonpath(folders))
     tables = []
     for part, folder in zip(parts, folders, strict=True):
-        rows = part.train if split == "train" else part.validation
+        rows = {"train": part.train, "validation": part.validation, "test": part.test}[split]
+        if rows is None:
+            continue
         prefix = folder.relative_to(common).as_posix()
         tables.append(
             rows.assign(path=[f"{prefix}/{q}" if prefix != "." else q for q in rows["path"]])
         )
     tables = [t for t in tables if len(t)] or tables[:1]
+    if not tables:  # no part has rows of this split
+        return parts[0].train.iloc[:0], common
     return formats.concat_tables(tables), common
 
 
@@ -878,6 +943,7 @@ def build_multi_data(
     au_columns: Sequence[str] | None = None,
     sampler: str = "random",
     score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None,
+    select: str | None = None,
     progress: bool = True,
 ) -> tuple[TrainData, dict[str, Any]]:
     """Loaders over the rows of several data sets at once, and a record of what was loaded.
@@ -887,7 +953,9 @@ def build_multi_data(
     (``has_expr``, per-AU ``au_mask``) decide which loss each image feeds — an AffectNet-format
     image feeds the expression loss only, an EmotioNet-format image each AU it codes.
     Validation: the parts' validation rows in one table, in order; each task is then scored on the
-    rows labelled for it, i.e. on its own set's validation split.
+    rows labelled for it, i.e. on its own set's validation split. Test: the parts' test rows the
+    same way, when any part has them (scored once, with the epoch ``select`` chose on validation;
+    see :class:`TrainData`).
 
     ``au_columns``: the AU columns of the batches, in the model's order (default: the union of
     the parts', by AU number); one that no part has is unlabelled (-1) everywhere. Images are
@@ -901,7 +969,9 @@ def build_multi_data(
     d = dist_from_env()
     if batch_size % d.world:
         raise ValueError(f"batch_size {batch_size} is not divisible by {d.world} processes")
-    tables = {s: combine_parts(parts, s) for s in ("train", "validation")}
+    tables = {s: combine_parts(parts, s) for s in SPLITS}
+    if tables["test"][0].empty:
+        del tables["test"]
     for s, (table, _) in tables.items():
         if table.empty:
             raise ValueError(f"no part has {s!r} rows: {[p.name for p in parts]}")
@@ -926,7 +996,10 @@ def build_multi_data(
             p.name: {
                 "train_rows": len(p.train),
                 "val_rows": len(p.validation),
-                "labels": fingerprint_table(pd.concat([p.train, p.validation])),
+                "test_rows": len(p.test) if p.test is not None else 0,
+                "labels": fingerprint_table(
+                    pd.concat([t for t in (p.train, p.validation, p.test) if t is not None])
+                ),
             }
             for p in parts
         },
@@ -954,6 +1027,16 @@ def build_multi_data(
         train_table=train,
         source={"root": str(tables["train"][1]), "labels": fingerprint_table(train), **record},
         score=score,
+        select=select,
+        test=None
+        if "test" not in tables
+        else datasets.BatchLoader(
+            tables["test"][0],
+            caches["test"],
+            datasets.SequentialSampler(len(tables["test"][0])),
+            batch_size,
+            au_columns=columns,
+        ),
     )
     return data, record
 

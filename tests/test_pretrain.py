@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from affectlib import models, profiles
+from affectlib import models, profiles, stats
 from affectlib.data import generate, study, writers
 from affectlib.labels import AU_COLUMNS
 from affectlib.methods import mfar, pretrain
@@ -217,39 +217,57 @@ def test_paired_differences_pair_by_seed_and_carry_the_papers_difference():
     assert r["paper: diff"] == pytest.approx(1.119 - 1.043)
 
 
-@pytest.mark.parametrize(
-    ("paper", "lo", "hi", "verdict"),
-    [
-        (0.076, 0.01, 0.03, "holds"),
-        (0.076, -0.03, -0.01, "reversed"),
-        (-0.103, -0.05, 0.02, "do not confirm"),
-        (-0.103, -0.05, -0.02, "holds"),
-    ],
-)
-def test_ordering_sentence_says_whether_the_papers_ordering_holds(paper, lo, hi, verdict):
-    row = {
+def _judged(paper: float, lo: float, hi: float, claim: str = "", seeds: int = 3, **kw) -> dict:
+    """A row of report.paired, its verdict decided by stats.verdict as paired decides it."""
+    claim = claim or ("above" if paper > 0 else "below")
+    margin = report.EQUIVALENCE_MARGIN["overall"] if claim == "on par" else None
+    found = stats.verdict(lo, hi, seeds, margin=margin, **kw)
+    return {
         "A": "SS-MFAR",
         "B": "MFAR",
         "metric": "overall",
         "paper: diff": paper,
-        "seeds": 3,
+        "paper: claim": claim,
+        "seeds": seeds,
         "diff": (lo + hi) / 2,
         "diff lo": lo,
         "diff hi": hi,
+        "verdict": found,
+        "paper's claim on our data": stats.claim_verdict(claim, found),
     }
-    sentence = report.ordering_sentence(row)
-    assert verdict in sentence and "SS-MFAR vs MFAR (overall)" in sentence
-    assert ("above" in sentence) == (paper > 0)
 
 
 @pytest.mark.parametrize(
-    ("lo", "hi", "verdict"), [(-0.02, 0.01, "consistent"), (0.01, 0.02, "separate them (A above")]
+    ("paper", "lo", "hi", "words"),
+    [
+        (0.076, 0.01, 0.03, "the claim holds"),
+        (0.076, -0.03, -0.01, "the ordering is reversed"),
+        (-0.103, -0.05, 0.02, "no clear difference"),
+        (-0.103, -0.05, -0.02, "the claim holds"),
+    ],
 )
-def test_an_on_par_claim_is_consistent_when_the_interval_includes_zero(lo, hi, verdict):
-    row = {"A": "A", "B": "B", "metric": "overall", "paper: diff": -0.011}
-    row.update({"paper: claim": "on par", "seeds": 3, "diff": 0.0, "diff lo": lo, "diff hi": hi})
-    sentence = report.ordering_sentence(row)
-    assert verdict in sentence and "on par" in sentence
+def test_ordering_sentence_says_whether_the_papers_ordering_holds(paper, lo, hi, words):
+    sentence = report.ordering_sentence(_judged(paper, lo, hi))
+    assert words in sentence and "SS-MFAR vs MFAR (overall)" in sentence
+    assert ("above" in sentence) == (paper > 0)
+
+
+def test_a_difference_between_rows_at_the_floor_is_untestable():
+    sentence = report.ordering_sentence(_judged(0.076, 0.01, 0.03, at_floor=True))
+    assert "untestable: at the floor" in sentence and "holds" not in sentence
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "words"),
+    [
+        (-0.02, 0.01, "the claim holds"),  # inside the stated margin of 0.05
+        (-0.08, 0.01, "equivalence within 0.05 not shown"),  # spans 0, wider than the margin
+        (0.01, 0.02, "the claim fails"),  # separated
+    ],
+)
+def test_an_on_par_claim_holds_only_inside_the_stated_margin(lo, hi, words):
+    sentence = report.ordering_sentence(_judged(-0.011, lo, hi, claim="on par"))
+    assert words in sentence and "on par" in sentence
 
 
 def test_paired_marks_the_pairs_the_paper_calls_on_par():
@@ -260,9 +278,19 @@ def test_paired_marks_the_pairs_the_paper_calls_on_par():
 
 
 def test_ordering_sentence_with_one_seed_does_not_judge():
-    row = {"A": "A", "B": "B", "metric": "au_f1", "paper: diff": 0.1, "seeds": 1}
-    row.update({"diff": 0.2, "diff lo": 0.2, "diff hi": 0.2})
-    assert "cannot judge" in report.ordering_sentence(row)
+    assert "cannot judge" in report.ordering_sentence(_judged(0.1, 0.2, 0.2, seeds=1))
+
+
+def test_paired_calls_a_pair_untestable_when_a_rows_interval_reaches_chance():
+    runs = _runs()  # mfar ~0.5, ss-mfar ~0.6 on every score
+    chance = {k: 0.55 for k in report.SCORES}
+    pairs = report.paired(runs, chance=chance)
+    r = pairs[(pairs["a"] == "ss-mfar") & (pairs["metric"] == "overall")].iloc[0]
+    assert r["verdict"] == stats.UNTESTABLE  # mfar's interval lies below 0.55
+    clear = report.paired(runs, chance={k: 0.1 for k in report.SCORES})
+    r = clear[(clear["a"] == "ss-mfar") & (clear["metric"] == "overall")].iloc[0]
+    assert r["verdict"] == "A higher" and r["paper's claim on our data"] == "holds"
+    assert r["detectable"] == pytest.approx((r["diff hi"] - r["diff lo"]) / 2)
 
 
 def test_thresholds_table_gives_the_share_of_pseudo_labelled_images_passing():
@@ -292,6 +320,8 @@ def test_train_rows_trains_each_row_and_seed_fresh_and_keeps_its_outputs(tmp_pat
     assert run == tmp_path / "mfar" / "seed0" and not (run / "checkpoint.pt").exists()
     assert np.isfinite(runs[list(report.SCORES)].to_numpy()).all()
     hist = report.histories(runs)
-    assert list(hist["epoch"]) == [1] and hist["overall"].iloc[0] == runs["overall"].iloc[0]
+    assert list(hist["epoch"]) == [1] and hist["overall"].iloc[0] == runs["val_overall"].iloc[0]
+    assert runs["split"].iloc[0] == "test" and runs["epoch"].iloc[0] == 1
+    assert runs["overall"].iloc[0] != runs["val_overall"].iloc[0]  # another split's frames
     pred = report.predictions(runs)[("mfar", 0)]
     assert pred["expr_prob"].shape[1] == 8 and len(pred["va_pred"]) == len(pred["va_true"])

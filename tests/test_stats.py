@@ -47,3 +47,49 @@ def test_paired_difference_pairs_by_seed_and_gives_a_verdict():
 def test_format_ci():
     assert stats.format_ci(0.41234, 0.4, 0.43) == "0.412 [0.400, 0.430]"
     assert stats.format_ci(np.nan, np.nan, np.nan) == ""
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "n", "kw", "word"),
+    [
+        (0.01, 0.05, 3, {}, "A higher"),
+        (-0.05, -0.01, 3, {}, "B higher"),
+        (-0.01, 0.05, 3, {}, stats.NO_CLEAR),
+        (-0.01, 0.01, 3, {}, stats.NO_CLEAR),  # narrow, but no margin stated: not "equivalent"
+        (-0.01, 0.01, 3, {"margin": 0.02}, stats.EQUIVALENT),
+        (-0.01, 0.03, 3, {"margin": 0.02}, stats.NO_CLEAR),  # reaches past the margin
+        (0.01, 0.05, 3, {"at_floor": True}, stats.UNTESTABLE),  # a side at chance decides nothing
+        (0.01, 0.05, 1, {}, stats.TOO_FEW),
+        (float("nan"), float("nan"), 3, {}, stats.TOO_FEW),
+    ],
+)
+def test_verdict_on_a_paired_interval(lo, hi, n, kw, word):
+    assert stats.verdict(lo, hi, n, **kw) == word
+
+
+def test_reaches_floor_counts_nan_and_equality_as_reaching():
+    assert stats.reaches_floor(0.30, 0.30) and stats.reaches_floor(float("nan"), 0.3)
+    assert stats.reaches_floor(0.2, 0.3) and not stats.reaches_floor(0.31, 0.3)
+
+
+@pytest.mark.parametrize(
+    ("claim", "found", "out"),
+    [
+        ("above", "A higher", "holds"),
+        ("above", "B higher", "fails"),
+        ("below", "B higher", "holds"),
+        ("on par", stats.EQUIVALENT, "holds"),
+        ("on par", "A higher", "fails"),
+        ("above", stats.EQUIVALENT, "fails"),
+        ("above", stats.NO_CLEAR, stats.NO_CLEAR),
+        ("on par", stats.NO_CLEAR, stats.NO_CLEAR),
+        ("below", stats.UNTESTABLE, stats.UNTESTABLE),
+    ],
+)
+def test_claim_verdict(claim, found, out):
+    assert stats.claim_verdict(claim, found) == out
+
+
+def test_claim_verdict_rejects_an_unknown_claim():
+    with pytest.raises(ValueError, match="claim must be"):
+        stats.claim_verdict("equal", "A higher")

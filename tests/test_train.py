@@ -83,14 +83,23 @@ def reference(tmp_path_factory) -> Path:
 # --- whole runs -----------------------------------------------------------------------------------
 def test_a_run_writes_metrics_predictions_and_a_csv_row_per_epoch(reference):
     final = json.loads((reference / "metrics.json").read_text())
-    assert set(train.SCORES) <= set(final) and (final["epoch"], final["step"]) == (2, 6)
+    assert set(train.SCORES) <= set(final) and (final["last_epoch"], final["last_step"]) == (2, 6)
     assert final["overall"] == pytest.approx(final["expr_f1"] + final["au_f1"] + final["va"])
     csv = (reference / "metrics.csv").read_text().splitlines()
     assert len(csv) == 3 and csv[0].startswith("epoch,step,train_loss")
+    # the epoch with the best validation overall is the result; its model scores the test split
+    history = pd.read_csv(reference / "metrics.csv")
+    best = history.loc[history["overall"].idxmax()]
+    assert (final["epoch"], final["step"]) == (best["epoch"], best["step"])
+    assert final["selected_on"] == "overall" and final["overall"] == pytest.approx(best["overall"])
     pred = dict(np.load(reference / "predictions_val.npz"))
     assert pred["expr_prob"].shape == (48, 8) and pred["au_prob"].shape == (48, 12)
     rescored = train.score(pred)
     assert all(rescored[k] == pytest.approx(final[k]) for k in train.SCORES)
+    test = dict(np.load(reference / "predictions_test.npz"))
+    assert len(test["index"]) == 48 and not np.array_equal(test["va_true"], pred["va_true"])
+    retested = train.score(test)
+    assert all(retested[k] == pytest.approx(final[f"test_{k}"]) for k in train.SCORES)
     config = json.loads((reference / "config.json").read_text())
     assert config["method"] == "mfar" and config["train"]["lr_heads"] == 1e-2
 

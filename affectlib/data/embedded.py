@@ -319,11 +319,13 @@ def generate_story(profile, seed: int = 0) -> Story:
     noise = float(profile.label_noise)
 
     # ---- Aff-Wild2-like: subjects -> videos -> frames
-    n_sub = profile.n_train_subjects + profile.n_val_subjects
+    n_tr, n_va = profile.n_train_subjects, profile.n_val_subjects
+    n_sub = n_tr + n_va + profile.n_test_subjects
     vps, T = profile.videos_per_subject, profile.frames_per_video
     V = n_sub * vps
     subject = np.repeat(np.arange(n_sub), vps)
-    split = np.where(subject < profile.n_train_subjects, "train", "validation")
+    # three subject-disjoint splits: runs select on validation and report the held-out test split
+    split = np.select([subject < n_tr, subject < n_tr + n_va], ["train", "validation"], "test")
     # names like Aff-Wild2's ("1-30-1280x720"); two faces in one video come as NAME_left / NAME_right
     names = [f"{100 + v}-30-640x360" for v in range(V)]
     for v in range(5, V - 1, 11):
@@ -349,8 +351,10 @@ def generate_story(profile, seed: int = 0) -> Story:
     ann_a = np.clip(true_a + rng.normal(0, NOISE["va_std"] * noise, N), -1, 1).round(3)
     split_f = split[vid_idx]
     for task in ("expr", "au", "va"):
-        for s in ("train", "validation"):
+        for s in ("train", "validation", "test"):
             sel = np.flatnonzero(split_f == s)
+            if not len(sel):
+                continue
             miss = _missing_mask(vid_idx[sel], frame[sel], MISSING_RATE[task], rng)
             rows = sel[miss]
             if task == "expr":

@@ -56,6 +56,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "embedded"
 DATA_FIELDS = (
     "n_train_subjects",
     "n_val_subjects",
+    "n_test_subjects",
     "videos_per_subject",
     "frames_per_video",
     "n_affectnet",
@@ -65,6 +66,8 @@ DATA_FIELDS = (
     "pretrain_images_per_subject",
     "image_size",
     "label_noise",
+    "au_gain",
+    "nuisance",
 )
 
 
@@ -100,11 +103,13 @@ def _render_params(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(au, 0, 5), df[["yaw", "pitch", "roll"]].to_numpy(float)
 
 
-# nuisance of the Aff-Wild2-like frames (render.sample_nuisance: 0 clean, 1 the default ranges):
-# cropped_aligned holds only the frames where a face was detected and aligned, so the worst
-# occlusion and blur are filtered out; 0.8 keeps occlusion in 12% of the videos, blur up to 0.7 px
-# and sensor noise up to 2.4% at 48 px
-AFFWILD_DIFFICULTY = 0.8
+# The nuisance of the Aff-Wild2-like frames is the profile's ``nuisance`` (render.sample_nuisance's
+# difficulty: 0 clean, 1 the default ranges); cropped_aligned holds only the frames where a face was
+# detected and aligned, so the worst occlusion and blur are filtered out: 0.8 (every profile's
+# default) keeps occlusion in 12% of the videos, blur up to 0.7 px and sensor noise up to 2.4% at
+# 48 px. The still-image sets (AffectNet, EmotioNet, RAF-DB, identities), not filtered that way,
+# get STILLS_NUISANCE times as much (1.0 at the default).
+STILLS_NUISANCE = 1.25
 
 
 @dataclass
@@ -119,7 +124,7 @@ class RenderPlan:
     quality: np.ndarray
 
 
-def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
+def render_plan(story: Story, out: Path, seed: int, nuisance: float = 0.8) -> dict[str, RenderPlan]:
     """What :func:`render_images` renders, per data set, so that any image can be re-rendered.
 
     A subject keeps its identity in every frame; a video keeps its illumination, background and
@@ -132,7 +137,7 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
     videos, vid_idx = np.unique(aw["video"].to_numpy(str), return_inverse=True)
     # Aff-Wild2's frames are cropped_aligned: the aligner's tight, centred crop (see sample_nuisance)
     aw_nuis = R.take(
-        R.sample_nuisance(len(videos), rng, difficulty=AFFWILD_DIFFICULTY, aligned=True), vid_idx
+        R.sample_nuisance(len(videos), rng, difficulty=nuisance, aligned=True), vid_idx
     )
     aw_nuis["noise_key"] = rng.integers(0, 2**32, len(aw), dtype=np.uint32)
     plans = {}
@@ -143,7 +148,11 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
         ("rafdb", story.rafdb, story.rafdb["name"].str.replace(".jpg", "_aligned.jpg")),
         ("celeb", story.celeb, story.celeb["path"]),
     ):
-        nuis = aw_nuis if name == "affwild2" else R.sample_nuisance(len(df), rng)
+        nuis = (
+            aw_nuis
+            if name == "affwild2"
+            else R.sample_nuisance(len(df), rng, difficulty=STILLS_NUISANCE * nuisance)
+        )
         au, pose = _render_params(df)
         ident = R.take(identities, df["identity"].to_numpy())
         if name == "affwild2":  # aligned frame by frame: the face stays centred when it turns
@@ -159,11 +168,21 @@ def render_plan(story: Story, out: Path, seed: int) -> dict[str, RenderPlan]:
     return plans
 
 
-def render_images(story: Story, out: Path, size: int, seed: int, chunk: int = 1024) -> None:
-    """Render every image of ``story`` as JPEG into the real folder layouts under ``out``."""
+def render_images(
+    story: Story,
+    out: Path,
+    size: int,
+    seed: int,
+    chunk: int = 1024,
+    *,
+    au_gain: float = 1.0,
+    nuisance: float = 0.8,
+) -> None:
+    """Render every image of ``story`` as JPEG into the real folder layouts under ``out``, with
+    the AU gain and nuisance level of :func:`render_plan` / ``render.render``."""
     from . import render as R
 
-    for name, plan in render_plan(story, out, seed).items():
+    for name, plan in render_plan(story, out, seed, nuisance).items():
         for d in {f.parent for f in plan.files}:
             d.mkdir(parents=True, exist_ok=True)
         with tqdm(total=len(plan.files), desc=f"render {name}", unit="face", leave=False) as bar:
@@ -176,6 +195,7 @@ def render_images(story: Story, out: Path, size: int, seed: int, chunk: int = 10
                     R.take(plan.nuisance, sl),
                     size,
                     seed=seed,
+                    au_gain=au_gain,
                 )
                 for k, face in enumerate(faces):
                     buf = io.BytesIO()
@@ -217,8 +237,12 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
     story = generate_story(profile, seed)
     aw = story.affwild
     ann = out / "affwild2" / "annotations"
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         part = aw[aw["split"] == split]
+        if split == "test":  # the held-out split: MTL file only (the per-task folders are ABAW's)
+            if len(part):
+                writers.write_abaw_mtl(part, ann / "MTL" / writers.MTL_FILES[split])
+            continue
         writers.write_abaw_mtl(part, ann / "MTL" / writers.MTL_FILES[split])
         writers.write_abaw_tasks(part, ann, split)
     an = story.affectnet
@@ -246,7 +270,14 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
         # mtime 0: the same seed gives the same bytes, the gzip header included
         df.to_csv(truth / f"{name}.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
     if images:
-        render_images(story, out, profile.image_size, seed)
+        render_images(
+            story,
+            out,
+            profile.image_size,
+            seed,
+            au_gain=profile.au_gain,
+            nuisance=profile.nuisance,
+        )
     manifest = {
         **data_settings(profile, seed),
         "images": bool(images),
@@ -254,6 +285,7 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
         "counts": {
             "affwild2_train": int((aw["split"] == "train").sum()),
             "affwild2_validation": int((aw["split"] == "validation").sum()),
+            "affwild2_test": int((aw["split"] == "test").sum()),
             "affwild2_videos": int(aw["video"].nunique()),
             "affwild2_subjects": int(aw["subject"].nunique()),
             "affectnet": len(an),

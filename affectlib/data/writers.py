@@ -28,6 +28,7 @@ SPLIT_FOLDERS = {"train": "Train_Set", "validation": "Validation_Set"}
 MTL_FILES = {
     "train": "training_set_annotations.txt",
     "validation": "validation_set_annotations.txt",
+    "test": "test_set_annotations.txt",  # the embedded set's held-out split (ABAW keeps its own)
 }
 
 

@@ -53,7 +53,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import shufflenet_v2_x0_5
 
 from affectlib import balancing, losses, metrics, models, train
 from affectlib import relatedness as rel
@@ -67,21 +66,6 @@ PAPER = "Kollias, Sharmanska & Zafeiriou 2024, Distribution matching for multi-t
 BASIC = tuple(range(expr_index("Other")))  # ABAW indices of the 7 basic expressions (0..6)
 N_BASIC = len(BASIC)
 POSE_AUS = 51  # EmotioNet's AU51-56 code head pose, not facial action: left out of the study
-
-
-# --- a second, cheap backbone ---------------------------------------------------------------------
-@models.register_backbone("shufflenet_v2_x0_5")
-def _build_shufflenet(cfg: models.ModelConfig) -> tuple[nn.Module, int]:
-    """ShuffleNet V2 0.5x (Ma et al. 2018): a different architecture (channel shuffle, depthwise
-    convolutions) at a fraction of ResNet-18's cost. ``small_input``: the stem conv takes
-    ``stem_stride`` and the max-pool goes, as for the ResNets."""
-    net = shufflenet_v2_x0_5(weights=None)
-    if cfg.small_input:
-        net.conv1[0].stride = (cfg.stem_stride, cfg.stem_stride)
-        net.maxpool = nn.Identity()
-    dim = net.fc.in_features
-    net.fc = nn.Identity()  # forward ends at the global average pool: (B, 1024)
-    return net, dim
 
 
 # --- labels and targets ---------------------------------------------------------------------------
@@ -456,8 +440,24 @@ class Setting:
     primary: tuple[str, str]
 
 
-def _part(part: train.DataPart, train_rows: pd.DataFrame, val_rows: pd.DataFrame, name: str = ""):
-    return dataclasses.replace(part, name=name or part.name, train=train_rows, validation=val_rows)
+def _part(
+    part: train.DataPart,
+    train_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
+    test_rows: pd.DataFrame | None = None,
+    name: str = "",
+):
+    return dataclasses.replace(
+        part, name=name or part.name, train=train_rows, validation=val_rows, test=test_rows
+    )
+
+
+def _val_and_test(rows: pd.DataFrame, n_val: int, seed: int, salt: int):
+    """``n_val`` validation rows drawn with ``seed`` and the rest of ``rows`` as the held-out test
+    rows (the still-image sets have no test split of their own; their images are of distinct
+    people, so the two are person-disjoint)."""
+    val = subsample(rows, n_val, seed, salt)
+    return val, rows.drop(index=val.index)
 
 
 def affectnet_emotionet(
@@ -469,8 +469,10 @@ def affectnet_emotionet(
     Expressions: the 7 basic classes; AffectNet's Contempt ("Other") and its unlabelled codes
     (None, Uncertain) are left out, as the paper's 7-class AffectNet is. AUs: every AU the
     EmotioNet file codes but the head-pose codes AU51-56. ``n_expr`` / ``n_au`` training and
-    ``n_val`` validation images per set are drawn with ``seed`` (0: all). Paper metrics:
-    accuracy (expressions), AFA (AUs)."""
+    ``n_val`` validation images per set are drawn with ``seed`` (0: all) from the set's
+    validation file, and its other validation images are the held-out test rows (each run selects
+    its epoch on validation and is reported on test). Paper metrics: accuracy (expressions), AFA
+    (AUs)."""
     expr = train.load_part(root, "affectnet", "affectnet")
     au = train.load_part(root, "emotionet", "emotionet")
     au_columns = tuple(
@@ -487,12 +489,12 @@ def affectnet_emotionet(
     expr = _part(
         expr,
         subsample(basic(expr.train), n_expr, seed, 1),
-        subsample(basic(expr.validation), n_val, seed, 2),
+        *_val_and_test(basic(expr.validation), n_val, seed, 2),
     )
     au = _part(
         au,
         subsample(labelled_rows(au.train, au_columns), n_au, seed, 3),
-        subsample(labelled_rows(au.validation, au_columns), n_val, seed, 4),
+        *_val_and_test(labelled_rows(au.validation, au_columns), n_val, seed, 4),
     )
     return Setting("affectnet+emotionet", (expr, au), (expr,), (au,), au_columns, PRIMARY_AE)
 
@@ -501,16 +503,21 @@ def affwild2(root: str | Path, *, n_train: int, n_val: int, seed: int) -> Settin
     """The Aff-Wild2-format (ABAW MTL) set under ``root``: frames with expressions and the 12
     ABAW AUs, partly missing. Expressions: the 7 basic classes ("Other" frames keep their AUs but
     no expression label). ``n_train`` training and ``n_val`` validation frames with at least one
-    label are drawn with ``seed`` (0: all). Single-task data: the same frames, one task's labels
+    label are drawn with ``seed`` (0: all), and as many test frames from the held-out test split
+    when the set has one (the embedded set). Single-task data: the same frames, one task's labels
     each. Paper metrics: F1 for both tasks (TMIF-FEA's columns of Table 2, Table 3)."""
     part = train.load_part(root, "abaw-mtl", "affwild2")
+    test = None
+    if part.test is not None:
+        test = subsample(labelled_rows(basic_expressions(part.test), AU_COLUMNS), n_val, seed, 7)
     part = _part(
         part,
         subsample(labelled_rows(basic_expressions(part.train), AU_COLUMNS), n_train, seed, 5),
         subsample(labelled_rows(basic_expressions(part.validation), AU_COLUMNS), n_val, seed, 6),
+        test,
     )
-    expr_only = _part(part, keep_task(part.train, "expr", AU_COLUMNS), part.validation)
-    au_only = _part(part, keep_task(part.train, "au", AU_COLUMNS), part.validation)
+    expr_only = _part(part, keep_task(part.train, "expr", AU_COLUMNS), part.validation, test)
+    au_only = _part(part, keep_task(part.train, "au", AU_COLUMNS), part.validation, test)
     return Setting("affwild2", (part,), (expr_only,), (au_only,), AU_COLUMNS, PRIMARY_AW)
 
 
@@ -592,12 +599,14 @@ def study_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
     ``expr_acc`` accuracy (AffectNet's metric), ``expr_aa`` mean per-class recall (RAF-DB's),
     ``expr_f1`` macro F1 over the model's classes (Aff-Wild2's; a class absent from labels and
     predictions scores 0), ``au_f1`` mean per-AU F1, ``au_acc`` mean per-AU accuracy,
-    ``au_afa`` their mean (EmotioNet's AFA). NaN for a task without labelled rows."""
+    ``au_afa`` their mean (EmotioNet's AFA), ``f1_mean`` the mean of ``expr_f1`` and ``au_f1``
+    over the tasks with labelled rows (what each run selects its epoch on). NaN for a task without
+    labelled rows."""
     n_classes = pred["expr_prob"].shape[1]
     et, ep = pred["expr_true"], pred["expr_prob"].argmax(axis=1)
     at, ap = pred["au_true"], (pred["au_prob"] > 0.5).astype(int)
     acc = metrics.per_au_accuracy(at, ap)
-    return {
+    scores = {
         "expr_acc": metrics.expr_accuracy(et, ep),
         "expr_aa": metrics.average_class_accuracy(et, ep),
         "expr_f1": metrics.expr_f1(et, ep, n_classes),
@@ -605,6 +614,8 @@ def study_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
         "au_acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
         "au_afa": metrics.afa(at, ap),
     }
+    f1 = [v for v in (scores["expr_f1"], scores["au_f1"]) if np.isfinite(v)]
+    return {**scores, "f1_mean": float(np.mean(f1)) if f1 else float("nan")}
 
 
 @dataclass(frozen=True)
@@ -650,6 +661,7 @@ def _fit_one(
         seed=seed,
         au_columns=setting.au_columns,
         score=study_scores,
+        select="f1_mean",
         progress=False,
     )
     if teachers:
@@ -751,6 +763,13 @@ def run_study(
     return pd.DataFrame(rows)
 
 
+def _reported(final: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's reported scores: on the test split when it had one (``test_`` keys of
+    :func:`train.fit`'s metrics), else on validation."""
+    tested = any(k.startswith("test_") for k in final)
+    return {k[5:]: v for k, v in final.items() if k.startswith("test_")} if tested else dict(final)
+
+
 def _run_group(
     setting: Setting,
     backbone: str,
@@ -771,8 +790,10 @@ def _run_group(
             out = where / f"st-{task}" / f"seed{seed}"
             teachers[task], result = _fit_one(setting, parts, backbone, "nc-mt", {}, seed, cfg, out)
             wall += time.perf_counter() - t0
-            images += int(result.metrics["step"]) * cfg.batch_size
-            scores.update({k: v for k, v in result.metrics.items() if k.startswith(task + "_")})
+            images += int(result.metrics["last_step"]) * cfg.batch_size
+            scores.update(
+                {k: v for k, v in _reported(result.metrics).items() if k.startswith(task + "_")}
+            )
         if "ST" in arms:
             rows.append({**key, "arm": "ST", **scores, "wall_s": wall, "train_images": images})
             bar.update()
@@ -794,9 +815,9 @@ def _run_group(
             where / _slug(arm) / f"seed{seed}",
             teachers if method == "st-nc-mt" else None,
         )
-        scores = {k: result.metrics[k] for k in SCORE_NAMES}
+        scores = {k: _reported(result.metrics)[k] for k in SCORE_NAMES}
         wall = time.perf_counter() - t0
-        images = int(result.metrics["step"]) * cfg.batch_size
+        images = int(result.metrics["last_step"]) * cfg.batch_size
         rows.append({**key, "arm": arm, **scores, "wall_s": wall, "train_images": images})
         bar.update()
     return rows

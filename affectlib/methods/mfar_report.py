@@ -68,22 +68,38 @@ PAIRS: tuple[tuple[str, str], ...] = (
 class Budget:
     """What one run of notebook 03 costs: training ``image_size`` (px; the faces are rendered at
     the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
-    each training video) and the ``pretrain_epochs`` of each pretraining."""
+    each training video), ``val_stride`` (every k-th frame of each validation video: the split
+    scored after every epoch to select one; the test split is always whole), the
+    ``pretrain_epochs`` of each pretraining and ``deep_backbone``, the larger network of the
+    SS-MFAR-50 row (the paper's ResNet-50)."""
 
     image_size: int
     epochs: int
     frame_stride: int
     pretrain_epochs: int
+    val_stride: int = 1
+    deep_backbone: str = "resnet50"
 
 
-# cpu: on 2 quiet cores ResNet-18 trains at ~400 img/s at 32 px (~190 at 48 px), SS-MFAR's step
-# costs ~1.5x MFAR's and ResNet-50 ~3x ResNet-18, so 8 rows x 3 seeds + 2 pretrainings in 10
-# minutes leave ~20 s per run: 2 epochs over every 3rd training frame (1,920 of 5,760, all 80
-# subjects) at 32 px, batch 128 (~30 steps per run), and 2-epoch pretrainings. smoke: every frame
-# (the class-balanced sampler needs a batch of labelled frames), one epoch.
+# cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px (ResNet-18 ~260),
+# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~1.9x). 8 rows + the positive control x 3 seeds
+# + 2 pretrainings within ~15 minutes leave ~25 s per run: 3 epochs over every 2nd training frame
+# (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (~135 steps; measured MFAR test overall
+# ~0.80 against chance 0.30), validation on every 3rd frame after each epoch. The SS-MFAR-50 row's
+# larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the expression
+# at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch and tests
+# the "no pretraining" half of the row only. smoke: every frame (the class-balanced sampler needs
+# a batch of labelled frames), one epoch.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
-    "cpu": Budget(image_size=32, epochs=2, frame_stride=3, pretrain_epochs=2),
+    "cpu": Budget(
+        image_size=48,
+        epochs=3,
+        frame_stride=2,
+        pretrain_epochs=2,
+        val_stride=3,
+        deep_backbone="compact",
+    ),
 }
 
 
@@ -96,35 +112,63 @@ def budget(profile, **overrides: int) -> Budget:
         raise KeyError(
             f"unknown budget setting(s) {unknown}; known: {list(Budget.__dataclass_fields__)}"
         )
-    bad = {k: v for k, v in overrides.items() if int(v) < 0}
+    bad = {k: v for k, v in overrides.items() if isinstance(v, int) and v < 0}
     if bad:
         raise ValueError(f"budget settings must be >= 0 (0: the default), got {bad}")
-    return replace(base, **{k: int(v) for k, v in overrides.items() if v})
+    return replace(base, **{k: v for k, v in overrides.items() if v})
 
 
-def frame_subset(root: str | Path, stride: int, dest: str | Path | None = None) -> Path:
+def frame_subset(
+    root: str | Path,
+    stride: int,
+    dest: str | Path | None = None,
+    *,
+    val_stride: int = 1,
+    expr_share: float = 1.0,
+    seed: int = 0,
+) -> Path:
     """A data root holding every ``stride``-th frame (frames 1, 1 + stride, ...) of each training
-    video of the ABAW MTL set at ``root`` and the whole validation split; ``stride`` 1: ``root``.
+    video of the ABAW MTL set at ``root``, every ``val_stride``-th frame of each validation video
+    (the split that selects the epoch, scored after every epoch) and the whole test split;
+    all 1 and ``expr_share`` 1: ``root`` itself.
 
-    Written under ``dest`` (default ``<repo>/build/subsets/<labels fingerprint>-stride<k>``) as the
-    two MTL annotation files, with a link to the original image folder, so ``train.run`` and the
+    ``expr_share`` < 1 keeps the expression labels of that share of the training videos (drawn
+    with ``seed``) and removes the others' (-1), as ABAW's videos miss labels whole: the positive
+    control of notebook 03 (the same method with fewer labels must score lower).
+
+    Written under ``dest`` (default ``<repo>/build/subsets/<labels fingerprint>-<settings>``) as
+    the MTL annotation files, with a link to the original image folder, so ``train.run`` and the
     train command read it as any data root (``--data-root``)."""
     from affectlib.data import study, writers
+    from affectlib.labels import EXPR_MISSING
     from affectlib.results import fingerprint_table
 
-    if stride < 1:
-        raise ValueError(f"frame_stride must be >= 1, got {stride}")
+    if stride < 1 or val_stride < 1:
+        raise ValueError(f"frame strides must be >= 1, got {stride} and {val_stride}")
+    if not 0 < expr_share <= 1:
+        raise ValueError(f"expr_share must lie in (0, 1], got {expr_share}")
     root = Path(root)
-    if stride == 1:
+    if stride == 1 and val_stride == 1 and expr_share == 1:
         return root
     table = study.load_dataset(root, "abaw-mtl").table
-    keep = (table["split"] != "train") | ((table["frame"] - 1) % stride == 0)
+    step = table["split"].map({"train": stride, "validation": val_stride}).fillna(1).astype(int)
+    keep = (table["frame"] - 1) % step == 0
+    table = table[keep].copy()
+    if expr_share < 1:
+        videos = np.sort(table.loc[table["split"] == "train", "video"].unique())
+        rng = np.random.default_rng([seed, 4])
+        kept = rng.choice(videos, size=max(1, round(expr_share * len(videos))), replace=False)
+        drop = (table["split"] == "train") & ~table["video"].isin(kept)
+        table.loc[drop, "expr"] = EXPR_MISSING
     if dest is None:
         where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-        dest = SUBSETS_DIR / f"{fingerprint_table(table)}-{where}-stride{stride}"
+        how = f"stride{stride}-val{val_stride}" + (
+            f"-expr{expr_share:g}-s{seed}" if expr_share < 1 else ""
+        )
+        dest = SUBSETS_DIR / f"{fingerprint_table(table)}-{where}-{how}"
     dest = Path(dest)
     mtl = dest / "affwild2" / "annotations" / "MTL"
-    for split, part in table[keep].groupby("split"):
+    for split, part in table.groupby("split"):
         if split in writers.MTL_FILES:
             writers.write_abaw_mtl(part, mtl / writers.MTL_FILES[split])
     link = dest / study.DEFAULT_IMAGES["abaw-mtl"]
@@ -174,10 +218,18 @@ def start_weights(
     return out
 
 
-def run_profile(row: Table1Row, profile, weights: Mapping[str, Path | None]):
-    """The profile ``row`` trains under: its backbone and its starting weights."""
+def run_profile(
+    row: Table1Row, profile, weights: Mapping[str, Path | None], deep_backbone: str = "resnet50"
+):
+    """The profile ``row`` trains under: its starting weights, and the profile's backbone, or
+    for the row of the larger network (SS-MFAR-50, ``row.backbone`` "resnet50")
+    ``deep_backbone`` (the budget's: the paper's ResNet-50, a ResNet-18 on the cpu profile,
+    larger than its compact network)."""
     w = weights[row.init]
-    return profile.replace(backbone=row.backbone, weights=str(w) if w is not None else None)
+    p = profile.replace(weights=str(w) if w is not None else None)
+    if row.backbone == "resnet50":
+        return p.replace(backbone=deep_backbone, extra={**p.extra, "backbone": deep_backbone})
+    return p
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -189,6 +241,8 @@ def train_rows(
     weights: Mapping[str, Path | None],
     runs_dir: str | Path | None = None,
     *,
+    deep_backbone: str = "resnet50",
+    label: str | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> pd.DataFrame:
@@ -197,16 +251,21 @@ def train_rows(
     earlier run there is removed first, so the wall times are those of fresh runs; the finished
     run's checkpoint is removed after it, to spare the disk).
 
-    One record per run: ``method``, ``row`` (the paper's name), ``seed``, the four scores,
-    ``wall_s`` (the whole ``train.run`` call), ``img_per_s`` (training throughput) and ``dir``."""
+    One record per run: ``method``, ``row`` (the paper's name, or ``label`` when given: the
+    positive control's row), ``seed``, the four scores on the reported split (``split``: "test"
+    when the data has the held-out split, else "validation", the papers' practice), the same on
+    validation at the selected epoch (``val_<score>``: optimistic, the epoch was chosen there),
+    ``epoch`` (selected on validation overall), ``wall_s`` (the whole ``train.run`` call),
+    ``img_per_s`` (training throughput) and ``dir``."""
     from affectlib import train
 
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
     records = []
     for row in rows:
-        p = run_profile(row, profile, weights)
+        p = run_profile(row, profile, weights, deep_backbone)
+        name = label or row.paper_row
         for seed in seeds:
-            out = runs_dir / row.method / f"seed{seed}"
+            out = runs_dir / (name if label else row.method) / f"seed{seed}"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -216,21 +275,101 @@ def train_rows(
             wall = time.perf_counter() - t0
             (out / train.CHECKPOINT).unlink(missing_ok=True)
             prov = json.loads((out / "provenance.json").read_text())
+            tested = f"test_{SCORES[0]}" in fit.metrics
             records.append(
                 {
-                    "method": row.method,
-                    "row": row.paper_row,
+                    "method": label or row.method,
+                    "row": name,
                     "seed": int(seed),
-                    **{k: float(fit.metrics[k]) for k in SCORES},
+                    "split": "test" if tested else "validation",
+                    **{k: float(fit.metrics[f"test_{k}" if tested else k]) for k in SCORES},
+                    **{f"val_{k}": float(fit.metrics[k]) for k in SCORES},
+                    "epoch": int(fit.metrics["epoch"]),
                     "wall_s": wall,
                     "img_per_s": prov.get("train_images_per_s"),
                     "dir": str(out),
                 }
             )
             if log is not None:
-                scores = ", ".join(f"{k} {fit.metrics[k]:.3f}" for k in SCORES)
-                log(f"{row.method:>12} seed {seed}: {scores} ({wall:.1f} s)")
+                r = records[-1]
+                scores = ", ".join(f"{k} {r[k]:.3f}" for k in SCORES)
+                log(
+                    f"{r['method']:>12} seed {seed}: {r['split']} {scores} (epoch {r['epoch']}, "
+                    f"{wall:.1f} s)"
+                )
     return pd.DataFrame(records)
+
+
+def positive_control(
+    seeds: Sequence[int],
+    profile,
+    root: str | Path,
+    weights: Mapping[str, Path | None],
+    plan: Budget,
+    *,
+    data_seed: int = 0,
+    **kwargs,
+) -> pd.DataFrame:
+    """The positive control's runs: MFAR, as its Table 1 row, on the same frames with the
+    expression labels of only :data:`CONTROL_SHARE` of the training videos (:func:`frame_subset`),
+    row ``CONTROL[1]``, over the same ``seeds`` as the table, so that :func:`paired` compares it
+    with MFAR through the same machinery as the paper's claims. More labels must score higher:
+    when three seeds cannot show that, they cannot show the paper's smaller differences either."""
+    control_root = frame_subset(
+        root,
+        plan.frame_stride,
+        val_stride=plan.val_stride,
+        expr_share=CONTROL_SHARE,
+        seed=data_seed,
+    )
+    row = mfar.table1_row(CONTROL[0])
+    return train_rows(
+        [row], seeds, profile, control_root, weights, label=CONTROL[1], **kwargs
+    ).assign(row=f"MFAR, {CONTROL_SHARE:.0%} of expression labels")
+
+
+def control_sentences(pairs: pd.DataFrame) -> list[str]:
+    """The positive control in words: per score, MFAR minus its fewer-labels twin and whether the
+    difference was detected; then the smallest difference the paired comparisons of this
+    notebook could detect (the median half-width of their intervals on ``overall``)."""
+    a, b = CONTROL
+    sel = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+    out = []
+    for r in sel.to_dict("records"):
+        found = r["paper's claim on our data"]
+        word = {"holds": "detected", "fails": "REVERSED"}.get(found, f"not detected ({found})")
+        out.append(
+            f"positive control, {r['metric']}: all labels minus {CONTROL_SHARE:.0%} of them "
+            f"{r['diff']:+.3f} [{r['diff lo']:+.3f}, {r['diff hi']:+.3f}] over {r['seeds']} "
+            f"seeds: {word}."
+        )
+    overall = pairs[pairs["metric"] == "overall"]["detectable"]
+    if len(overall):
+        out.append(
+            f"smallest difference in overall these seeds could tell from 0 (median interval "
+            f"half-width over {len(overall)} comparisons): {overall.median():.3f}."
+        )
+    return out
+
+
+def selection_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per row: the overall score on the reported split (test) beside the validation score of the
+    same selected epoch (the papers' practice, optimistic: the epoch was chosen on it), their
+    gap, and the epochs selected."""
+    summary = stats.summarize_runs(runs, ["method", "row"], ["overall", "val_overall"], level)
+    epochs = runs.groupby("method", sort=False)["epoch"].agg(lambda e: ", ".join(map(str, e)))
+    summary["optimism"] = summary["val_overall"] - summary["overall"]
+    summary["selected epochs"] = summary["method"].map(epochs)
+    return summary.rename(
+        columns={
+            "overall": "test overall",
+            "overall lo": "test lo",
+            "overall hi": "test hi",
+            "val_overall": "validation overall (optimistic)",
+            "val_overall lo": "validation lo",
+            "val_overall hi": "validation hi",
+        }
+    )
 
 
 def histories(runs: pd.DataFrame) -> pd.DataFrame:
@@ -243,10 +382,12 @@ def histories(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def predictions(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, np.ndarray]]:
-    """The validation predictions (``predictions_val.npz``) of every run, by (method, seed)."""
+    """The predictions of every run on its reported split (``predictions_test.npz``, or
+    ``predictions_val.npz`` without a test split), by (method, seed)."""
     out = {}
     for r in runs.itertuples():
-        with np.load(Path(r.dir) / "predictions_val.npz") as z:
+        name = "predictions_test.npz" if r.split == "test" else "predictions_val.npz"
+        with np.load(Path(r.dir) / name) as z:
             out[(r.method, r.seed)] = {k: z[k] for k in z.files}
     return out
 
@@ -283,18 +424,35 @@ def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+# the equivalence margin stated before any run: two rows are called on par only when their paired
+# interval lies inside +-EQUIVALENCE_MARGIN[score] (the paper's SSP-MFAR vs SS-MFAR gap is 0.011
+# overall; 0.05 is a twentieth of its overall scores)
+EQUIVALENCE_MARGIN = {"expr_f1": 0.02, "au_f1": 0.02, "va": 0.02, "overall": 0.05}
+# the positive control: MFAR with a quarter of the training videos' expression labels
+CONTROL = ("mfar", "mfar-q25")
+CONTROL_SHARE = 0.25
+
+
 def paired(
     runs: pd.DataFrame,
     pairs: Sequence[tuple[str, str]] = PAIRS,
     scores: Sequence[str] = SCORES,
     level: float = 0.95,
+    chance: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """``a - b`` paired by seed (:func:`stats.paired_difference`) for each pair of methods that
     both ran and each score, with the paper's difference ``paper: diff`` (Table 1) and its claim
     ``paper: claim`` beside it: "on par" where the paper's text says so (:data:`ON_PAR`), else
-    "above" / "below" / "equal" from the sign of its Table 1 difference."""
+    "above" / "below" from the sign of its Table 1 difference.
+
+    ``verdict`` is :func:`stats.verdict`: "untestable: at the floor" when either row's interval
+    reaches the score's ``chance`` level, "A higher" / "B higher", "equivalent within the margin"
+    (on-par claims only, :data:`EQUIVALENCE_MARGIN`), "no clear difference"; ``paper's claim on
+    our data`` is :func:`stats.claim_verdict` of it. ``detectable`` is the interval's half-width:
+    the smallest difference this many seeds could have told from 0."""
     paper = _paper().set_index("row")
-    names = {r.method: r.paper_row for r in TABLE1}
+    names = dict(zip(runs["method"], runs["row"], strict=True))
+    summary = stats.summarize_runs(runs, "method", scores, level).set_index("method")
     present = set(runs["method"])
     rows = []
     for a, b in pairs:
@@ -302,63 +460,72 @@ def paired(
             continue
         for m in scores:
             d = stats.paired_difference(runs, a, b, m, level=level)
-            d["paper: diff"] = diff = float(paper.at[names[a], m] - paper.at[names[b], m])
-            sign = "above" if diff > 0 else "below" if diff < 0 else "equal"
-            d["paper: claim"] = "on par" if (a, b) in ON_PAR else sign
+            if names[a] in paper.index and names[b] in paper.index:
+                diff = float(paper.at[names[a], m] - paper.at[names[b], m])
+            else:  # the positive control: more labels must score higher
+                diff = np.nan
+            claim = "on par" if (a, b) in ON_PAR else "below" if diff < 0 else "above"
+            floor = chance is not None and m in chance
+            at_floor = floor and any(
+                stats.reaches_floor(summary.at[x, f"{m} lo"], chance[m]) for x in (a, b)
+            )
+            found = stats.verdict(
+                d["diff lo"],
+                d["diff hi"],
+                d["seeds"],
+                at_floor=at_floor,
+                margin=EQUIVALENCE_MARGIN[m] if claim == "on par" else None,
+            )
+            d.update(
+                {
+                    "verdict": found,
+                    "detectable": (d["diff hi"] - d["diff lo"]) / 2,
+                    "paper: diff": diff,
+                    "paper: claim": claim,
+                    "paper's claim on our data": stats.claim_verdict(claim, found),
+                }
+            )
             rows.append({"A": names[a], "B": names[b], **d})
-    for r in rows:
-        r["paper's claim on our data"] = verdict(r)
     return pd.DataFrame(rows)
 
 
-VERDICTS = ("holds", "reversed", "not confirmed", "consistent", "separated", "no verdict")
-
-
-def _claim(row: Mapping) -> str:
-    pd_ = row["paper: diff"]
-    return row.get("paper: claim") or ("above" if pd_ > 0 else "below" if pd_ < 0 else "equal")
+VERDICTS = ("holds", "fails", stats.NO_CLEAR, stats.UNTESTABLE, stats.TOO_FEW)
 
 
 def verdict(row: Mapping) -> str:
-    """The verdict on a row of :func:`paired`, one of :data:`VERDICTS`. An ordering claim
-    ("above" / "below") *holds* when our interval excludes 0 on the paper's side, is *reversed*
-    when it excludes 0 on the other side and is *not confirmed* when it includes 0; an "on par" /
-    "equal" claim is *consistent* when the interval includes 0, else *separated*. Fewer than 2
-    paired seeds (no interval): *no verdict*."""
-    lo, hi = row["diff lo"], row["diff hi"]
-    if int(row["seeds"]) < 2 or not (np.isfinite(lo) and np.isfinite(hi)):
-        return "no verdict"
-    claim = _claim(row)
-    if claim in ("on par", "equal"):
-        return "consistent" if lo <= 0 <= hi else "separated"
-    if (lo > 0 and claim == "above") or (hi < 0 and claim == "below"):
-        return "holds"
-    return "reversed" if (lo > 0 or hi < 0) else "not confirmed"
+    """The verdict on the paper's claim in a row of :func:`paired`, one of :data:`VERDICTS`."""
+    return row["paper's claim on our data"]
 
 
 def ordering_sentence(row: Mapping) -> str:
     """One sentence on a row of :func:`paired`: the paper's claim about A and B, our paired
-    difference and the :func:`verdict` in words."""
+    difference and the verdict in words."""
     a, b, m, pd_ = row["A"], row["B"], row["metric"], row["paper: diff"]
-    claim = _claim(row)
-    if claim == "on par":
+    claim = row["paper: claim"]
+    if not np.isfinite(pd_):
+        paper = f"{a} must score {claim} {b} (positive control)"
+    elif claim == "on par":
         paper = f"the paper calls {a} on par with {b} (its Table 1: {pd_:+.3f})"
-    elif claim == "equal":
-        paper = f"the paper has {a} and {b} equal"
     else:
         paper = f"the paper has {a} {claim} {b} by {abs(pd_):.3f}"
     v = verdict(row)
-    if v == "no verdict":
-        return (
-            f"{a} vs {b} ({m}): {paper}; with {int(row['seeds'])} seed(s) our data cannot judge it."
-        )
+    if v == stats.TOO_FEW:
+        return f"{a} vs {b} ({m}): {paper}; with {int(row['seeds'])} seed(s) our data cannot judge it."
     diff, lo, hi = row["diff"], row["diff lo"], row["diff hi"]
+    margin = EQUIVALENCE_MARGIN.get(m, np.nan)
     words = {
-        "holds": "the paper's ordering holds on our data",
-        "reversed": "the ordering is reversed on our data",
-        "not confirmed": "the interval includes 0, so our data do not confirm the paper's ordering",
-        "consistent": "consistent with the paper (the interval includes 0)",
-        "separated": f"our data separate them ({a} {'above' if lo > 0 else 'below'} {b})",
+        "holds": "the claim holds on our data",
+        "fails": "the claim fails on our data"
+        + (
+            f" (they differ, or an equivalence margin of {margin:g} rules the paper's gap out)"
+            if claim != "on par"
+            else f" (not within the equivalence margin of {margin:g})"
+        )
+        if row["verdict"] == stats.EQUIVALENT or claim == "on par"
+        else "the claim fails on our data: the ordering is reversed",
+        stats.NO_CLEAR: "no clear difference (the interval spans 0)"
+        + (f"; equivalence within {margin:g} not shown either" if claim == "on par" else ""),
+        stats.UNTESTABLE: "untestable: at the floor (a row's interval reaches chance)",
     }
     ours = f"ours, paired over {int(row['seeds'])} seeds: {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     return f"{a} vs {b} ({m}): {paper}; {ours}: {words[v]}."
@@ -374,6 +541,28 @@ def verdict_counts(pairs: pd.DataFrame, metric: str = "overall") -> str:
     found = [verdict(r) for r in pairs[pairs["metric"] == metric].to_dict("records")]
     parts = [f"{found.count(v)} {v}" for v in VERDICTS if v in found]
     return f"{len(found)} claims on {metric}: " + ", ".join(parts) + "."
+
+
+def floors(table: pd.DataFrame, chance: Mapping[str, float]) -> pd.DataFrame:
+    """Per row of :func:`table1` and score: the interval's lower end, the chance level, and
+    whether the row is clear of it (``above``: lower end above chance; for ``overall``, above
+    twice chance, the bar the study sets for an instrument that sees)."""
+    out = []
+    for r in table.to_dict("records"):
+        for m in SCORES:
+            bar = chance[m] * (2 if m == "overall" else 1)
+            out.append(
+                {
+                    "row": r["row"],
+                    "score": m,
+                    "mean": r[m],
+                    "lo": r[f"{m} lo"],
+                    "chance": chance[m],
+                    "bar": bar,
+                    "above": bool(np.isfinite(r[f"{m} lo"]) and r[f"{m} lo"] > bar),
+                }
+            )
+    return pd.DataFrame(out)
 
 
 def against_chance(
