@@ -96,8 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 1
     if result.metrics:  # rank 0
-        scores = ", ".join(f"{k} {result.metrics[k]:.4f}" for k in train.SCORES)
-        print(f"train {spec.name}: validation {scores} -> {result.out_dir}/metrics.json")
+        m = result.metrics
+        scores = ", ".join(f"{k} {m[k]:.4f}" for k in train.SCORES)
+        where = f"epoch {m['epoch']} of {m['last_epoch']} (selected on {m['selected_on']})"
+        print(f"train {spec.name}: {where}; validation {scores}")
+        if f"test_{train.SCORES[0]}" in m:
+            tested = ", ".join(f"{k} {m['test_' + k]:.4f}" for k in train.SCORES)
+            print(f"train {spec.name}: test {tested}")
+        print(f"-> {result.out_dir}/metrics.json")
     return 0
 
 

@@ -133,6 +133,14 @@ def reproduce(
             tqdm.write(f"{nb.stem}: {time.perf_counter() - t0:.1f} s")
     finally:
         os.environ.update(saved)
+    # the README's learnability section is generated from the committed results, never typed
+    repo = Path(__file__).resolve().parents[1]
+    first = any(nb.stem.startswith("01") for nb in books)
+    if profile == "cpu" and out == (repo / "results").resolve() and first:
+        from affectlib.studies import instrument
+
+        if instrument.update_readme(out, repo / "README.md"):
+            tqdm.write("README.md: learnability section regenerated from results/01_data_audit")
     return done
 
 

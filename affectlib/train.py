@@ -546,7 +546,8 @@ def fit(
     checkpoint, and compared on resume (default: ``cfg``, the method and its default options); the
     method's options are ``record["options"]``. The caller seeds the initialisation
     (:func:`seed_everything`) before building ``model``. Deterministic algorithms are switched on
-    for the duration of the call only.
+    for the duration of the call only. On return ``model`` holds the selected epoch's weights
+    (``TrainData.select``), not necessarily the last epoch's.
     """
     out = Path(out_dir)
     d = dist_from_env()
@@ -556,7 +557,7 @@ def fit(
     _configure_runtime(device, cfg.deterministic)
     if record is None:
         record = {"method": method.name, "options": dict(method.options), "train": cfg.record()}
-    record = _json_normal({**record, "world_size": d.world})
+    record = _json_normal({**record, "world_size": d.world, "select": data.select})
     try:
         return _fit(model, method, data, cfg, out, record, d, device)
     finally:
@@ -715,11 +716,22 @@ def _fit(
         epochs_done = epoch + 1
         if d.main:
             pred = predict(model, data.val, device)
-            history.append({"epoch": epochs_done, "step": step, **means, **score_fn(pred)})
+            scores = score_fn(pred)
+            if data.select is not None and data.select not in scores:
+                raise ValueError(f"select {data.select!r} is none of the scores {sorted(scores)}")
+            history.append({"epoch": epochs_done, "step": step, **means, **scores})
             value = history[-1][data.select] if data.select else epochs_done
-            # a NaN score never wins; ties keep the earlier epoch
-            if best["model"] is None or (math.isfinite(value) and value > best["value"]):
-                weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            value = value if math.isfinite(value) else -math.inf
+            # a NaN score never beats a finite one; ties keep the earlier epoch, except that with
+            # no finite score at all the last epoch is kept
+            if (
+                best["model"] is None
+                or value > best["value"]
+                or value == best["value"] == -math.inf
+            ):
+                weights = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
                 best = {"epoch": epochs_done, "value": value, "model": weights}
         checkpoint(None)
         if d.main:

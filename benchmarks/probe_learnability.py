@@ -157,7 +157,7 @@ def main() -> None:
     res = train.run("mfar", profile, out, args.seed, data_root=root, progress=False)
     probe_s = time.perf_counter() - t0
 
-    pred = res.predictions
+    pred = res.test_predictions or res.predictions  # the held-out split when the data has one
     df = report(probe_scores(pred), au_auc(pred), difficulty.load_truth(root), args.margin)
     pd.set_option("display.width", 120)
     print(

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from affectlib import methods, train
+from affectlib import methods, stats, train
 from affectlib.data import datasets
 from affectlib.methods import StepContext
 from affectlib.methods import coupling as C
@@ -419,18 +419,30 @@ def test_paired_differences_are_in_points_and_pair_runs_by_seed():
     assert row["status"] == "worse"
 
 
-def test_claims_say_held_contradicted_or_not_shown_from_the_intervals():
+def test_claims_say_holds_fails_or_no_clear_difference_from_the_intervals():
     held = R.claims(R.paired(_runs({"NC MT": -0.05, "C MT (DM)": 0.05})))
     assert any(s.startswith("Without coupling, multi-task training hurts expressions") and
-               ": HELD" in s for s in held)  # fmt: skip
-    assert any(s.startswith("Coupling (DM) beats multi-task") and ": HELD" in s for s in held)
+               ": HOLDS" in s for s in held)  # fmt: skip
+    assert any(s.startswith("Coupling (DM) beats multi-task") and ": HOLDS" in s for s in held)
     opposite = R.claims(R.paired(_runs({"NC MT": 0.05})))
     assert any(s.startswith("Without coupling, multi-task training hurts") and
-               "CONTRADICTED" in s for s in opposite)  # fmt: skip
+               "FAILS" in s for s in opposite)  # fmt: skip
     noisy = _runs({})
     noise = np.repeat([[0.02], [-0.03], [0.0]], len(C.SCORE_NAMES), axis=1)  # seeds 0, 1, 2
     noisy.loc[noisy.arm == "NC MT", list(C.SCORE_NAMES)] += noise
-    assert any("not shown" in s for s in R.claims(R.paired(noisy)))
+    assert any("no clear difference" in s for s in R.claims(R.paired(noisy)))
+
+
+def test_a_comparison_with_a_run_at_the_floor_is_untestable():
+    runs = _runs({"NC MT": -0.05, "C MT (DM)": 0.05})
+    # one NC MT run predicts a single expression: average accuracy 1/7
+    runs.loc[(runs.arm == "NC MT") & (runs.seed == 1), "expr_aa"] = 1 / 7
+    pairs = R.paired(runs)
+    expr = pairs[(pairs.a == "C MT (DM)") & (pairs.b == "NC MT") & (pairs.task == "expr")]
+    au = pairs[(pairs.a == "C MT (DM)") & (pairs.b == "NC MT") & (pairs.task == "au")]
+    assert expr["status"].tolist() == [stats.UNTESTABLE] and au["status"].tolist() == ["better"]
+    assert any(s.startswith("Coupling (DM) beats multi-task") and stats.UNTESTABLE in s
+               for s in R.claims(pairs))  # fmt: skip
 
 
 def test_table3_follows_the_papers_rows_and_marks_its_numbers():
@@ -489,3 +501,15 @@ def test_at_floor_counts_constant_expression_and_silent_au_runs():
     assert report.floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
     learnt = report.at_floor(runs.iloc[[1]])
     assert report.floor_sentence(learnt).startswith("All 1 runs left both floors")
+
+
+def test_the_still_image_test_rows_are_the_validation_images_not_drawn_for_validation():
+    rows = pd.DataFrame({"path": [f"{i}.jpg" for i in range(20)]}, index=range(100, 140, 2))
+    val, test = C._val_and_test(rows, 7, seed=0, salt=2)
+    assert len(val) == 7 and len(test) == 13
+    assert not set(val["path"]) & set(test["path"])
+    assert set(val["path"]) | set(test["path"]) == set(rows["path"])
+    again, _ = C._val_and_test(rows, 7, seed=0, salt=2)
+    assert again.equals(val)
+    everything, none = C._val_and_test(rows, 0, seed=0, salt=2)
+    assert len(everything) == 20 and none.empty

@@ -371,3 +371,27 @@ def test_aligned_frames_keep_the_landmark_centre_where_the_frontal_face_has_it()
     same = R.align_to_pose(ident, np.zeros((4, 3)), nuis)
     assert np.allclose(same["shift"], nuis["shift"])
     assert all(np.array_equal(same[k], nuis[k]) for k in nuis if k != "shift")
+
+
+def test_au_gain_one_is_the_facs_sized_face_and_two_moves_it_further():
+    ident = R.atlas_identity(0)
+    n = 3
+    au = np.zeros((n, N_AU))
+    au[1:, R.RENDER_AUS.index(12)] = 3.0  # neutral, then AU12 at intensity C twice
+    args = (R.take(ident, np.zeros(n, int)), au, np.zeros((n, 3)), R.neutral_nuisance(n), 48)
+    plain = R.render(*args).astype(float)
+    g1 = R.render(*args, au_gain=1.0).astype(float)
+    g2 = R.render(*args, au_gain=2.0).astype(float)
+    assert np.array_equal(plain, g1)
+    assert np.array_equal(g2[0], g1[0])  # the neutral face does not depend on the gain
+    moved1, moved2 = np.abs(g1[1] - g1[0]).sum(), np.abs(g2[1] - g2[0]).sum()
+    assert moved2 > 1.5 * moved1 > 0
+
+
+def test_au_gain_keeps_every_size_positive_and_rejects_a_gain_out_of_range():
+    ids, au, pose, nuis = _random_inputs(16, seed=5)
+    au[:, :] = 5.0  # every AU at its maximum: the strongest shrinking of lips and mouth
+    g = R._gained_geometry({k: v for k, v in ids.items()}, au, 3.0)
+    assert all(np.all(g[k] > 0) for k in R._GAIN_SIZE)
+    with pytest.raises(ValueError, match="au_gain must lie in"):
+        R.render(ids, au, pose, nuis, 32, au_gain=3.5)

@@ -352,3 +352,34 @@ def test_load_part_warns_of_a_rejected_row_and_refuses_a_missing_split(smoke_roo
     val.write_text(header + "\n")
     with pytest.raises(ValueError, match="no 'validation' rows"):
         train.load_part(tmp_path, "affectnet")
+
+
+def test_the_epoch_with_the_best_validation_score_is_selected_and_nan_never_wins(tmp_path):
+    # a score that rises, falls, then is NaN: epoch 2 is the run's result, not the last
+    values = iter([0.1, 0.5, 0.3, float("nan")])
+    data = dataclasses.replace(
+        _toy_data(),
+        score=lambda pred: {"s": next(values, -1.0)},  # -1.0: the final re-scoring
+        select="s",
+        test=_toy_data().val,
+    )
+    cfg = train.TrainConfig(epochs=4, progress=False, checkpoints=False)
+    result = train.fit(_Toy(), methods.get("nc-mt"), data, cfg, tmp_path / "run")
+    m = result.metrics
+    assert (m["epoch"], m["last_epoch"], m["selected_on"]) == (2, 4, "s")
+    assert m["s"] == 0.5 and len(result.test_predictions["index"]) == 8
+    assert (tmp_path / "run" / "predictions_test.npz").exists()
+
+
+def test_selection_on_a_score_that_is_never_finite_keeps_the_last_epoch(tmp_path):
+    data = dataclasses.replace(_toy_data(), score=lambda pred: {"s": float("nan")}, select="s")
+    cfg = train.TrainConfig(epochs=3, progress=False, checkpoints=False)
+    result = train.fit(_Toy(), methods.get("nc-mt"), data, cfg, tmp_path / "run")
+    assert result.metrics["epoch"] == 3 and not result.test_predictions
+
+
+def test_selecting_on_a_score_the_data_does_not_produce_is_an_error(tmp_path):
+    data = dataclasses.replace(_toy_data(), select="overall")
+    cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False)
+    with pytest.raises(ValueError, match="select 'overall' is none of the scores"):
+        train.fit(_Toy(), methods.get("nc-mt"), data, cfg, tmp_path / "run")

@@ -51,18 +51,22 @@ def plot_faces_per_expression(
     return fig
 
 
-def plot_au_atlas(size: int = 64, seed: int = 0):
-    """Each rendered AU alone at intensities 0 (neutral) .. 5 on one identity."""
+def plot_au_atlas(size: int = 64, seed: int = 0, gains: tuple[float, ...] = (1.0,)):
+    """Each rendered AU alone at intensities 0 (neutral) .. 5 on one identity, one panel per AU
+    gain (``render.render``'s ``au_gain``; 1 = FACS-sized movements)."""
     import matplotlib.pyplot as plt
 
-    grid = R.au_atlas(size=size, seed=seed)
     step = size + R.ATLAS_GAP
-    fig, ax = plt.subplots(figsize=(7.5, len(R.RENDER_AUS) * 1.3))
-    ax.imshow(grid)
-    ax.set_yticks([r * step + size / 2 for r in range(len(R.RENDER_AUS))], R.AU_ATLAS_ROWS)
-    ax.set_xticks([c * step + size / 2 for c in range(6)], [str(c) for c in range(6)])
-    ax.set_xlabel("intensity (0 = neutral, 5 = FACS E)")
-    ax.set_title("AU atlas")
+    fig, axes = plt.subplots(
+        1, len(gains), figsize=(7.5 * len(gains), len(R.RENDER_AUS) * 1.3), squeeze=False
+    )
+    for ax, gain in zip(axes[0], gains, strict=True):
+        ax.imshow(R.au_atlas(size=size, seed=seed, au_gain=gain))
+        ax.set_yticks([r * step + size / 2 for r in range(len(R.RENDER_AUS))], R.AU_ATLAS_ROWS)
+        ax.set_xticks([c * step + size / 2 for c in range(6)], [str(c) for c in range(6)])
+        ax.set_xlabel("intensity (0 = neutral, 5 = FACS E)")
+        ax.set_title(f"AU atlas, AU gain {gain:g}" + (" (FACS-sized)" if gain == 1 else ""))
+    fig.tight_layout()
     return fig
 
 

@@ -301,7 +301,18 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
 
 
 def default_root(profile, seed: int = 0) -> Path:
-    return DEFAULT_ROOT / f"{profile.name}-seed{seed}"
+    """``data/embedded/<profile>-seed<k>``, with a short hash of the data settings appended when
+    they differ from the named profile's (e.g. the ``hard`` variant, ``au_gain=1``), so that a
+    variant never overwrites the default set."""
+    from affectlib import profiles
+
+    name = f"{profile.name}-seed{seed}"
+    preset = profiles.PROFILES.get(profile.name)
+    if preset is None or data_settings(preset, seed) != data_settings(profile, seed):
+        p = dataclasses.asdict(profile)
+        key = json.dumps({k: p[k] for k in DATA_FIELDS}, sort_keys=True)
+        name += "-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    return DEFAULT_ROOT / name
 
 
 def ensure(profile, seed: int = 0, root: str | Path | None = None) -> Path:

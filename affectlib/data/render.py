@@ -543,17 +543,19 @@ def _geometry(ident: dict[str, np.ndarray], au: np.ndarray) -> dict[str, np.ndar
     return g
 
 
-# How the AU gain (:func:`render`'s ``au_gain``) acts on each geometry key: a position moves
-# ``gain`` times as far from where the neutral face has it; a size (lid heights, brow thickness,
-# nose and mouth widths, lip thickness, lip tone) changes by its neutral-to-active factor raised
-# to ``gain``, so that it stays positive; a mark's strength (wrinkles, furrows, glow, the press
-# line) grows ``gain`` times as much above its neutral value, capped at fully drawn (1).
+# How the AU gain (:func:`render`'s ``au_gain``) acts on each geometry key: a position (and the
+# press line's width) moves ``gain`` times as far from where the neutral face has it; a size (lid
+# heights, brow thickness, nose and mouth widths, lip thickness, lip tone) grows ``gain`` times as
+# much above its neutral value, and shrinks by its neutral-to-active factor raised to ``gain``, so
+# that it stays positive; a mark's strength (wrinkles, furrows, glow) grows ``gain`` times as much
+# above its neutral value, capped at fully drawn (1).
 _GAIN_POSITION = ("y_in", "y_out", "x_in", "x_out", "arch", "wr_ref", "nostril_v", "mouth_v", "cy",
                   "gap_u", "gap_l", "lift", "push", "cheek_lift", "ment_up", "chin_v")  # fmt: skip
-_GAIN_SIZE = ("hu", "hl", "brow_t", "nose_w", "cw", "th_u", "th_l", "lip_tone", "lip_line")
+_GAIN_SIZE = ("hu", "hl", "brow_t", "nose_w", "cw", "th_u", "th_l", "lip_tone")
 _GAIN_MARK = ("bulge", "crows", "cheek_glow", "furrow", "wr_center", "wr_side", "glabella", "root",
               "nose_wr", "ala", "lip_edge", "press", "mentolabial", "chin_boss", "dimple",
               "stretch", "depress", "nasolabial")  # fmt: skip
+_GAIN_WIDTH = ("lip_line",)  # a stroke width, 0.006 on the neutral face: grows linearly
 
 
 def _gained_geometry(ident: dict[str, np.ndarray], au: np.ndarray, gain: float) -> dict:
@@ -568,10 +570,11 @@ def _gained_geometry(ident: dict[str, np.ndarray], au: np.ndarray, gain: float) 
         return g
     g0 = _geometry(ident, np.zeros_like(au))
     out = dict(g)
-    for k in _GAIN_POSITION:
+    for k in _GAIN_POSITION + _GAIN_WIDTH:
         out[k] = g0[k] + _F(gain) * (g[k] - g0[k])
     for k in _GAIN_SIZE:
-        out[k] = g0[k] * (g[k] / g0[k]) ** _F(gain)
+        r = g[k] / g0[k]
+        out[k] = g0[k] * np.where(r >= 1, 1 + _F(gain) * (r - 1), r ** _F(gain))
     for k in _GAIN_MARK:
         out[k] = np.clip(g0[k] + _F(gain) * (g[k] - g0[k]), 0.0, np.maximum(1.0, g0[k]))
     return out
@@ -1198,8 +1201,8 @@ def render(
         raise ValueError(f"size must be an integer >= 8, got {size!r}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    if not (np.isfinite(au_gain) and 0 < au_gain <= 4):
-        raise ValueError(f"au_gain must lie in (0, 4], got {au_gain}")
+    if not (np.isfinite(au_gain) and 0 < au_gain <= 3):
+        raise ValueError(f"au_gain must lie in (0, 3], got {au_gain}")
     ident = _check_params(identity, IDENTITY_KEYS, n, "identities")
     nuis = _check_params(nuisance, NUISANCE_KEYS, n, "nuisance")
     out = np.empty((n, size, size, 3), np.uint8)

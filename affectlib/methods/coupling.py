@@ -456,8 +456,12 @@ def _val_and_test(rows: pd.DataFrame, n_val: int, seed: int, salt: int):
     """``n_val`` validation rows drawn with ``seed`` and the rest of ``rows`` as the held-out test
     rows (the still-image sets have no test split of their own; their images are of distinct
     people, so the two are person-disjoint)."""
-    val = subsample(rows, n_val, seed, salt)
-    return val, rows.drop(index=val.index)
+    rows = rows.reset_index(drop=True)
+    if n_val <= 0 or n_val >= len(rows):
+        return rows, rows.iloc[:0]
+    picked = np.zeros(len(rows), bool)
+    picked[np.random.default_rng([seed, salt]).choice(len(rows), n_val, replace=False)] = True
+    return rows[picked].reset_index(drop=True), rows[~picked].reset_index(drop=True)
 
 
 def affectnet_emotionet(
@@ -723,7 +727,8 @@ def run_study(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train every run of ``plan`` (:func:`study_plan`) for every seed; one row per (setting,
-    backbone, arm, seed) with the :func:`study_scores` of the final epoch, ``wall_s`` and
+    backbone, arm, seed) with the :func:`study_scores` on the test split (on validation when the
+    data has none) of the epoch selected on validation (``f1_mean``), ``wall_s`` and
     ``train_images`` (images seen in training).
 
     ``relatedness`` maps "DM" / "DB" to the table the ``c-mt`` rows couple with

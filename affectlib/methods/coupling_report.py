@@ -8,9 +8,11 @@ beside ours in columns prefixed ``paper:``; they come from other data sets and n
 EmotioNet, Aff-Wild2; EmoAffNet, EffNet-B2, TMIF-FEA; Table 5 even from Case Study II's
 CUB/SADD/CAD) and are there for the shape of the result, not for a difference.
 
-Which paper claim held is decided by :func:`claims` from the paired intervals: "held" when every
-case shows the claimed difference with an interval excluding 0, "contradicted" when some case
-shows the opposite that way, "not shown" otherwise ("not decided" with a single seed: no interval).
+Every comparison is judged by :func:`affectlib.stats.verdict`: "untestable: at the floor" when a
+run of either row sits at a label-blind floor on that task (:func:`at_floor`), "better" / "worse"
+when the paired interval excludes 0, "no clear difference" when it spans 0. A paper claim
+:func:`claims` then "holds" when every case shows the claimed difference, "fails" when some case
+shows the opposite, and is "untestable" or shows "no clear difference" otherwise.
 """
 
 from __future__ import annotations
@@ -92,9 +94,8 @@ def floor_sentence(floor: pd.DataFrame) -> str:
         return f"All {n} runs left both floors (expression AA above 1/7, some AU predicted)."
     return (
         f"Of {n} runs, {e} have expression average accuracy at 1/{len(BASIC)} (what a constant "
-        f"prediction gets) and {a} predict no AU present on any validation image (AU F1 0): "
-        "those runs learnt nothing the validation split rewards, and comparisons among them "
-        "compare noise, not methods."
+        f"prediction gets) and {a} predict no AU present on any image of the reported split (AU "
+        "F1 0): those runs learnt nothing, and every comparison with them is untestable."
     )
 
 
@@ -215,8 +216,11 @@ def paired(
 ) -> pd.DataFrame:
     """``a - b`` per (setting, backbone, task) on the paper's metric of that setting, paired by
     seed, in percentage points: ``diff``, ``lo``, ``hi`` (95% t interval), ``seeds``
-    and ``status`` ("better" / "worse" when the interval excludes 0, "no clear difference", "too
-    few seeds"). Only pairs whose two rows were run on that (setting, backbone) appear."""
+    and ``status`` (:func:`affectlib.stats.verdict`: "untestable: at the floor" when a run of
+    either row is at the task's floor (:func:`at_floor`), "better" / "worse" when the interval
+    excludes 0, "no clear difference", "too few paired seeds"). Only pairs whose two rows were run
+    on that (setting, backbone) appear."""
+    floor = at_floor(runs).set_index(["setting", "backbone", "arm"])
     out = []
     for (setting, backbone), g in runs.groupby(["setting", "backbone"], sort=False):
         have = set(g["arm"])
@@ -226,9 +230,9 @@ def paired(
                 if a not in have or b not in have:
                     continue
                 d = stats.paired_difference(pct, a, b, metric, method_col="arm")
-                status = {f"{a} better": "better", f"{b} better": "worse"}.get(
-                    d["verdict"], d["verdict"]
-                )
+                low = any(floor.at[(setting, backbone, x), f"{task}_floor"] > 0 for x in (a, b))
+                found = stats.verdict(d["diff lo"], d["diff hi"], d["seeds"], at_floor=low)
+                status = {"A higher": "better", "B higher": "worse"}.get(found, found)
                 out.append(
                     {
                         "setting": setting,
@@ -307,12 +311,15 @@ def _verdict(pairs: pd.DataFrame, a: str, b: str, task: str | None = None) -> tu
     if (sel["seeds"] < 2).all():
         status = "not decided (fewer than 2 seeds: no interval)"
     elif (sel["status"] == "worse").any():
-        status = "contradicted"
+        status = "fails"
     elif (sel["status"] == "better").all():
-        status = "held"
+        status = "holds"
+    elif (sel["status"] == stats.UNTESTABLE).any():
+        n = int((sel["status"] == stats.UNTESTABLE).sum())
+        status = f"{stats.UNTESTABLE} ({n} of {len(sel)} cases)"
     else:
         n = int((sel["status"] == "better").sum())
-        status = f"not shown ({n} of {len(sel)} cases with an interval above 0)"
+        status = f"{stats.NO_CLEAR} ({n} of {len(sel)} cases with an interval above 0)"
     return status, "; ".join(cases)
 
 
@@ -349,7 +356,7 @@ def claims(pairs: pd.DataFrame) -> list[str]:
         status, evidence = _verdict(pairs, a, b, task)
         if status == "not run":
             continue
-        shown = status.upper() if status in ("held", "contradicted") else status
+        shown = status.upper() if status in ("holds", "fails") else status
         out.append(f"{text}: {shown} — {a} minus {b}, points: {evidence}.")
     out.append(_agnostic_sentence(pairs))
     return [s for s in out if s]
@@ -358,8 +365,8 @@ def claims(pairs: pd.DataFrame) -> list[str]:
 def _agnostic_sentence(pairs: pd.DataFrame) -> str:
     """The network-agnostic claim ("similar levels of improvement in all networks"): on every
     setting run with several backbones, C MT (DM) beats NC MT on both tasks with every backbone.
-    HELD when it does everywhere; CONTRADICTED when one backbone gains and another loses on a task;
-    else not shown. The per-backbone statuses are listed."""
+    HOLDS when it does everywhere; FAILS when one backbone gains and another loses on a task;
+    else no clear difference. The per-backbone statuses are listed."""
     sel = pairs[(pairs["a"] == "C MT (DM)") & (pairs["b"] == "NC MT")]
     sel = sel[sel.groupby("setting")["backbone"].transform("nunique") > 1]
     if sel.empty:
@@ -368,11 +375,13 @@ def _agnostic_sentence(pairs: pd.DataFrame) -> str:
         lambda s: {"better", "worse"} <= set(s)
     )
     if opposite.any():
-        status = "CONTRADICTED"
+        status = "FAILS"
     elif (sel["status"] == "better").all():
-        status = "HELD"
+        status = "HOLDS"
+    elif (sel["status"] == stats.UNTESTABLE).any():
+        status = stats.UNTESTABLE
     else:
-        status = "not shown"
+        status = stats.NO_CLEAR
     detail = "; ".join(
         f"{r.setting}/{r.backbone}/{TASK_NAME[r.task]}: {r.status}"
         for r in sel.itertuples(index=False)

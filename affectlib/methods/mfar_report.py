@@ -2,17 +2,19 @@
 paper's, compare them paired by seed, and draw the figures.
 
 - :func:`budget`: image size, epochs and the share of training frames of one run, per profile
-  (the cpu profile must train 8 rows x 3 seeds + 2 pretrainings in 10 minutes on 2 cores);
+  (the cpu profile trains 8 rows and a positive control x 3 seeds + 2 pretrainings in about a
+  quarter of an hour on 2 cores);
 - :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
   (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
-  the cost), validation untouched;
+  the cost), every k-th validation frame (scored after each epoch), the test split whole;
 - :func:`start_weights`: the weights file each initialisation source gives (a user's file, or the
   embedded pretraining of :mod:`affectlib.methods.pretrain`);
 - :func:`train_rows`: ``train.run`` of every (row, seed), fresh, one record per run;
 - :func:`table1`, :func:`paired`, :func:`ordering_sentence`: the summaries;
 - ``plot_*``: the figures.
 
-Scores are SS-MFAR Eq. 10 on the validation split: ``expr_f1`` (macro F1 of the 8 expressions),
+Scores are SS-MFAR Eq. 10 on the held-out test split (the embedded set; on real data the
+validation split, the papers' practice), at the epoch each run selects on validation: ``expr_f1`` (macro F1 of the 8 expressions),
 ``au_f1`` (mean F1 of the 12 AUs), ``va`` (mean CCC of valence and arousal), ``overall`` (their
 sum). Columns holding the paper's numbers are prefixed ``paper:``.
 """
@@ -70,8 +72,8 @@ class Budget:
     the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
     each training video), ``val_stride`` (every k-th frame of each validation video: the split
     scored after every epoch to select one; the test split is always whole), the
-    ``pretrain_epochs`` of each pretraining and ``deep_backbone``, the larger network of the
-    SS-MFAR-50 row (the paper's ResNet-50)."""
+    ``pretrain_epochs`` of each pretraining and ``deep_backbone``, the network of the SS-MFAR-50
+    row (the paper's ResNet-50; where that does not fit the budget, the profile's own)."""
 
     image_size: int
     epochs: int
@@ -223,8 +225,8 @@ def run_profile(
 ):
     """The profile ``row`` trains under: its starting weights, and the profile's backbone, or
     for the row of the larger network (SS-MFAR-50, ``row.backbone`` "resnet50")
-    ``deep_backbone`` (the budget's: the paper's ResNet-50, a ResNet-18 on the cpu profile,
-    larger than its compact network)."""
+    ``deep_backbone`` (the budget's: the paper's ResNet-50; on the cpu profile the compact
+    network itself, see :data:`BUDGETS`)."""
     w = weights[row.init]
     p = profile.replace(weights=str(w) if w is not None else None)
     if row.backbone == "resnet50":
@@ -510,7 +512,9 @@ def ordering_sentence(row: Mapping) -> str:
         paper = f"the paper has {a} {claim} {b} by {abs(pd_):.3f}"
     v = verdict(row)
     if v == stats.TOO_FEW:
-        return f"{a} vs {b} ({m}): {paper}; with {int(row['seeds'])} seed(s) our data cannot judge it."
+        return (
+            f"{a} vs {b} ({m}): {paper}; with {int(row['seeds'])} seed(s) our data cannot judge it."
+        )
     diff, lo, hi = row["diff"], row["diff lo"], row["diff hi"]
     margin = EQUIVALENCE_MARGIN.get(m, np.nan)
     words = {
@@ -538,7 +542,10 @@ def claims_summary(pairs: pd.DataFrame, metric: str = "overall") -> list[str]:
 
 def verdict_counts(pairs: pd.DataFrame, metric: str = "overall") -> str:
     """How many of the paper's claims on ``metric`` got each :func:`verdict`, as one sentence."""
-    found = [verdict(r) for r in pairs[pairs["metric"] == metric].to_dict("records")]
+    claims = pairs[
+        (pairs["metric"] == metric) & ~((pairs["a"] == CONTROL[0]) & (pairs["b"] == CONTROL[1]))
+    ]
+    found = [verdict(r) for r in claims.to_dict("records")]
     parts = [f"{found.count(v)} {v}" for v in VERDICTS if v in found]
     return f"{len(found)} claims on {metric}: " + ", ".join(parts) + "."
 
@@ -640,7 +647,7 @@ def _methods_in(df: pd.DataFrame) -> list[str]:
 
 def plot_table1(table: pd.DataFrame, chance: Mapping[str, float] | None = None):
     """Each score per row: our mean with its interval (bars), the paper's value (x) and, when
-    given, the chance floor of our validation split (dotted line; ``chance[score]``)."""
+    given, the chance floor of our reported split (dotted line; ``chance[score]``)."""
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), sharey=True)
     y = np.arange(len(table))
     for ax, m in zip(axes, SCORES, strict=True):
@@ -698,7 +705,7 @@ def plot_curves(hist: pd.DataFrame):
 def plot_confusion(
     preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], methods: Sequence[str]
 ):
-    """Row-normalised expression confusion matrices on the validation split, seeds pooled."""
+    """Row-normalised expression confusion matrices on the reported split, seeds pooled."""
     fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False)
     for ax, m in zip(axes[0], methods, strict=True):
         runs = [p for (mm, _), p in preds.items() if mm == m]
@@ -727,14 +734,14 @@ def plot_au_f1(per_au: pd.DataFrame):
     for k, m in enumerate(mean.columns):
         ax.bar(x + k * width - 0.4 + width / 2, mean[m], width, label=m)
     ax.set_xticks(x, mean.index)
-    ax.set(ylabel="F1 (validation)", ylim=(0, 1))
+    ax.set(ylabel="F1 (reported split)", ylim=(0, 1))
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     return fig
 
 
 def plot_va(preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], method: str):
-    """Predicted against annotated valence and arousal on the validation split, seeds pooled."""
+    """Predicted against annotated valence and arousal on the reported split, seeds pooled."""
     runs = [p for (m, _), p in preds.items() if m == method]
     t = np.concatenate([p["va_true"] for p in runs])
     y = np.concatenate([p["va_pred"] for p in runs])
@@ -776,7 +783,7 @@ def pretraining_table(weights: Mapping[str, Path | None]) -> pd.DataFrame:
     stands_for = {
         "identity": "MS-Celeb-1M face recognition",
         "affectnet": "AffectNet expression + VA",
-        "none": "no pretraining (ResNet-50 from scratch)",
+        "none": "no pretraining (the SS-MFAR-50 row, from scratch)",
     }
     rows = []
     for source, path in weights.items():

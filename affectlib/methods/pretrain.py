@@ -283,11 +283,14 @@ def _affectnet_table(root: str | Path, split: str | None = None) -> pd.DataFrame
 
 
 def export_backbone(checkpoint: str | Path, dest: str | Path) -> Path:
-    """The backbone weights of a training checkpoint (``model`` state, keys ``...backbone.X``) as a
-    backbone-only safetensors file (keys ``X``), which :func:`models.load_weights` loads."""
+    """The backbone weights of a training checkpoint as a backbone-only safetensors file (keys
+    ``X``), which :func:`models.load_weights` loads: those of the epoch the run selected on
+    validation (``best``) when the checkpoint has it, else its ``model`` state (keys
+    ``...backbone.X``)."""
     from safetensors.torch import save_file
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = (ckpt.get("best") or {}).get("model") or ckpt["model"]
     backbone = {}
     for k, v in state.items():
         head, sep, rest = k.partition("backbone.")
@@ -377,7 +380,7 @@ def pretrained_weights(
         # a checkpoint of another configuration would be refused forever: start that folder over
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    export_backbone(run_dir / "checkpoint.pt", weights)
+    export_backbone(run_dir / "checkpoint.pt", weights)  # the selected epoch's (see export)
     # the backbone is what later runs need; the optimiser state (2/3 of the file) is not
     (run_dir / "checkpoint.pt").unlink()
     atomic_write_text(

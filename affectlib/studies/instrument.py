@@ -1,0 +1,165 @@
+"""The embedded instrument's visibility setting (notebook 01 §9): can the study see at all?
+
+The embedded faces have two visibility knobs, profile fields recorded in every manifest and
+provenance record: ``au_gain`` (how far each AU moves the face; 1 = FACS-sized movements) and
+``nuisance`` (pose, light, occlusion, blur, noise). They are set with the baseline method and the
+read-out probe only, never by comparing methods: :func:`learnability` measures, at the profile's
+setting and at the ``hard`` variant (:data:`affectlib.profiles.HARD`), per AU and per task, the
+HOG read-out probe (:func:`affectlib.data.difficulty.readout_probe`) and MFAR trained from scratch
+with notebook 03's budget, both on the held-out test split, beside chance and the noise ceiling.
+
+:func:`readme_section` renders that table as the README's learnability section and
+:func:`update_readme` writes it between the README's markers, so every number there comes from
+a committed table (``results/01_data_audit/table_learnability.csv``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affectlib import metrics, profiles, train
+from affectlib.data import difficulty, generate
+from affectlib.labels import AU_COLUMNS
+from affectlib.methods import mfar_report
+
+SETTINGS: dict[str, dict] = {"chosen": {}, "hard": dict(profiles.HARD)}
+TASKS = ("expr_f1", "au_f1", "va", "overall")
+BEGIN, END = "<!-- learnability:begin -->", "<!-- learnability:end -->"
+RUNS_DIR = mfar_report.BUILD / "runs" / "01_instrument"
+
+
+def _mfar_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
+    s = train.score(pred)
+    per_au = metrics.per_au_f1(pred["au_true"], (pred["au_prob"] > 0.5).astype(int))
+    return {
+        **{k: float(s[k]) for k in TASKS},
+        **{f"F1 {c}": float(v) for c, v in zip(AU_COLUMNS, per_au, strict=True)},
+    }
+
+
+def learnability(
+    profile,
+    seed: int = 0,
+    settings: Mapping[str, Mapping] | None = None,
+    runs_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Per visibility setting (default: the profile's, ``chosen``, and the ``hard`` variant) and
+    measure (``F1 AU<n>`` per ABAW AU, ``au_f1``, ``expr_f1``, ``va``, ``overall``): the read-out
+    probe's test score (``probe``, with the 95% interval over test videos of probe - chance,
+    ``probe-chance lo`` / ``hi``), MFAR's test score (``mfar``: notebook 03's budget, from scratch,
+    epoch selected on validation, seed ``seed``), ``chance`` and ``ceiling``. ``overall`` has no
+    probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
+    settings = SETTINGS if settings is None else settings
+    plan = mfar_report.budget(profile)
+    runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
+    rows = []
+    for name, over in settings.items():
+        p = profile.replace(**over)
+        root = generate.ensure(p, seed)
+        probe = difficulty.readout_probe(root, split="test", size=plan.image_size, seed=seed)
+        # the probe names an AU's row "AU1"; the noise ceiling and chance tables "F1 AU1"
+        probe = probe.assign(
+            measure=[f"F1 {m}" if m in AU_COLUMNS else m for m in probe["measure"]]
+        ).set_index("measure")
+        truth = difficulty.load_truth(root)
+        bounds = difficulty.noise_ceiling(truth, "test").merge(
+            difficulty.chance_scores(truth, "test", seed=seed)
+        )
+        bounds = bounds.set_index("measure")
+        sub = mfar_report.frame_subset(root, plan.frame_stride, val_stride=plan.val_stride)
+        out = runs_dir / name
+        shutil.rmtree(out, ignore_errors=True)
+        run_p = p.replace(image_size=plan.image_size, epochs=plan.epochs)
+        fit = train.run("mfar", run_p, out, seed, data_root=sub, progress=False)
+        (out / train.CHECKPOINT).unlink(missing_ok=True)
+        mfar = _mfar_scores(fit.test_predictions)
+        for measure in [f"F1 {c}" for c in AU_COLUMNS] + list(TASKS):
+            has = measure in probe.index
+            rows.append(
+                {
+                    "setting": name,
+                    "au_gain": p.au_gain,
+                    "nuisance": p.nuisance,
+                    "measure": measure,
+                    "probe": probe.at[measure, "probe"] if has else np.nan,
+                    "probe-chance lo": probe.at[measure, "lo"] if has else np.nan,
+                    "probe-chance hi": probe.at[measure, "hi"] if has else np.nan,
+                    "mfar": mfar[measure],
+                    "mfar epoch": int(fit.metrics["epoch"]),
+                    "chance": bounds.at[measure, "chance"],
+                    "ceiling": bounds.at[measure, "ceiling"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def readme_section(table: pd.DataFrame, source: str) -> str:
+    """The README's learnability section from :func:`learnability`'s table (read from
+    ``source``, named in the text): per AU and task, probe and MFAR at each setting beside
+    chance, then one sentence per setting."""
+    settings = list(dict.fromkeys(table["setting"]))
+    t = table.set_index(["setting", "measure"])
+    measures = list(dict.fromkeys(table["measure"]))
+    head = ["measure", "chance"]
+    for s in settings:
+        g = t.loc[s].iloc[0]
+        tag = f"{s} (gain {g['au_gain']:g}, nuisance {g['nuisance']:g})"
+        head += [f"probe, {tag}", f"MFAR, {tag}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(x: float) -> str:
+        return "" if not np.isfinite(x) else f"{x:.2f}"
+
+    for m in measures:
+        cells = [m.replace("F1 ", ""), num(t.loc[(settings[0], m), "chance"])]
+        for s in settings:
+            cells += [num(t.loc[(s, m), "probe"]), num(t.loc[(s, m), "mfar"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    words = []
+    for s in settings:
+        g = t.loc[s]
+        aus = [m for m in measures if m.startswith("F1 ")]
+        above = int((g.loc[aus, "mfar"] > g.loc[aus, "chance"]).sum())
+        words.append(
+            f"- **{s}** (AU gain {g.iloc[0]['au_gain']:g}): MFAR overall "
+            f"{g.at['overall', 'mfar']:.2f} against chance {g.at['overall', 'chance']:.2f} "
+            f"(ceiling {g.at['overall', 'ceiling']:.2f}); expression F1 "
+            f"{g.at['expr_f1', 'mfar']:.2f} (chance {g.at['expr_f1', 'chance']:.2f}), mean AU F1 "
+            f"{g.at['au_f1', 'mfar']:.2f} (chance {g.at['au_f1', 'chance']:.2f}), VA CCC "
+            f"{g.at['va', 'mfar']:.2f}; MFAR beats chance on {above} of {len(aus)} AUs; the "
+            f"HOG probe reads mean AU F1 {g.at['au_f1', 'probe']:.2f}."
+        )
+    return "\n".join(
+        [
+            BEGIN,
+            f"Generated from `{source}` by `make reproduce` (notebook 01, §9); do not edit by hand.",
+            "Test split of the cpu profile, data seed 0: the HOG read-out probe and MFAR (compact "
+            "network, notebook 03's budget, from scratch, one seed) at each visibility setting.",
+            "",
+            *lines,
+            "",
+            *words,
+            END,
+        ]
+    )
+
+
+def update_readme(results: str | Path, readme: str | Path) -> bool:
+    """Write :func:`readme_section` of ``results/01_data_audit/table_learnability.csv`` between
+    the markers of ``readme``; False (nothing written) when the table or the markers are absent."""
+    table_path = Path(results) / "01_data_audit" / "table_learnability.csv"
+    readme = Path(readme)
+    text = readme.read_text()
+    if not table_path.exists() or BEGIN not in text or END not in text:
+        return False
+    source = f"{Path(results).name}/01_data_audit/table_learnability.csv"
+    section = readme_section(pd.read_csv(table_path), source)
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(lambda _: section, text, count=1))
+    return True
