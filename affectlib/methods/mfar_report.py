@@ -84,19 +84,21 @@ class Budget:
 
 
 # cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px (ResNet-18 ~260),
-# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~1.9x). 8 rows + the positive control x 3 seeds
-# + 2 pretrainings within ~15 minutes leave ~25 s per run: 3 epochs over every 2nd training frame
-# (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (~135 steps; measured MFAR test overall
-# ~0.80 against chance 0.30), validation on every 3rd frame after each epoch. The SS-MFAR-50 row's
-# larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the expression
-# at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch and tests
-# the "no pretraining" half of the row only. smoke: every frame (the class-balanced sampler needs
-# a batch of labelled frames), one epoch.
+# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~2x). 8 rows + the positive control x 3 seeds
+# + 2 pretrainings within ~17 minutes leave ~35 s per run: 4 epochs over every 2nd training frame
+# (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (180 steps), validation on every 3rd frame
+# after each epoch. The epochs were set on MFAR alone: at 3 epochs its best validation epoch was
+# the last for every seed (not converged); over 6 epochs the best were epochs 3, 5 and 6, the
+# score wandering between 0.6 and 0.85 from epoch 3 on. The SS-MFAR-50 row's larger network does
+# not fit: a ResNet-18 from scratch took 92 s per run and left the expression at chance (macro F1
+# 0.07), so on cpu that row trains the compact network from scratch and tests the "no
+# pretraining" half of the row only. smoke: every frame (the class-balanced sampler needs a batch
+# of labelled frames), one epoch.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
     "cpu": Budget(
         image_size=48,
-        epochs=3,
+        epochs=4,
         frame_stride=2,
         pretrain_epochs=2,
         val_stride=3,
