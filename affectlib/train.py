@@ -92,6 +92,7 @@ from affectlib.results import (
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2  # 2: the selected epoch ("best") is kept
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
+SCHEDULES = ("constant", "cosine")
 # keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
 MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden", "feature_scale")
 TRAIN_EXTRA = ("deterministic",)
@@ -131,6 +132,10 @@ class TrainConfig:
     checkpoint_every: optimiser steps between checkpoints; one is also written after each epoch.
     deterministic:    deterministic algorithms (default on CPU; on CUDA it costs speed).
     progress:         progress bars and the printed configuration (rank 0 only).
+    schedule:         "constant" (SS-MFAR §3.2 gives none) or "cosine": each group's rate
+                      follows half a cosine from its value to 0 over the run (Loshchilov &
+                      Hutter 2017, without restarts), so the last epochs settle instead of
+                      swinging from epoch to epoch.
     checkpoints:      write ``checkpoint.pt`` (off: no resume; for the many seconds-long runs of a
                       study, where a ResNet-18 checkpoint with its Adam moments, ~135 MB per epoch,
                       costs more than rerunning).
@@ -145,8 +150,11 @@ class TrainConfig:
     deterministic: bool = True
     progress: bool = True
     checkpoints: bool = True
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.checkpoint_every < 1:
@@ -164,6 +172,7 @@ class TrainConfig:
             "device": profile.device,
             "checkpoint_every": profile.checkpoint_every,
             "deterministic": profile.device == "cpu",
+            "schedule": profile.lr_schedule,
         }
         return cls(**{**fields, **overrides})
 
@@ -465,9 +474,15 @@ def register_step(method_name: str, step: StepFn) -> StepFn:
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
     """Learning rate of each parameter group (backbone, heads) at each step: (total_steps, 2).
 
-    Constant, as SS-MFAR §3.2 gives no schedule; computed up front so that a schedule is a change
-    of this function only."""
-    return np.tile([cfg.lr_backbone, cfg.lr_heads], (total_steps, 1))
+    ``cfg.schedule`` "constant": the configured rates throughout (SS-MFAR §3.2 gives no
+    schedule); "cosine": ``lr * (1 + cos(pi * t / T)) / 2`` at step t of T (Loshchilov & Hutter
+    2017, SGDR without restarts), from the configured rate down to near 0 at the last step.
+    Computed up front, so a resumed run continues the same curve."""
+    base = np.tile([cfg.lr_backbone, cfg.lr_heads], (total_steps, 1))
+    if cfg.schedule == "cosine":
+        t = np.arange(total_steps) / max(total_steps, 1)
+        base = base * ((1 + np.cos(np.pi * t)) / 2)[:, None]
+    return base
 
 
 def _batch_to(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:

@@ -383,3 +383,15 @@ def test_selecting_on_a_score_the_data_does_not_produce_is_an_error(tmp_path):
     cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False)
     with pytest.raises(ValueError, match="select 'overall' is none of the scores"):
         train.fit(_Toy(), methods.get("nc-mt"), data, cfg, tmp_path / "run")
+
+
+def test_the_cosine_schedule_halves_at_mid_run_and_the_constant_one_never_moves():
+    cfg = train.TrainConfig(epochs=1, lr_backbone=1e-3, lr_heads=1e-2, schedule="cosine")
+    s = train.lr_schedule(cfg, 4)  # t/T = 0, 1/4, 1/2, 3/4
+    by_hand = [(1 + np.cos(np.pi * k / 4)) / 2 for k in range(4)]  # 1, 0.854, 0.5, 0.146
+    assert s[:, 0] == pytest.approx(1e-3 * np.array(by_hand))
+    assert s[:, 1] == pytest.approx(1e-2 * np.array(by_hand)) and s[2, 1] == pytest.approx(5e-3)
+    flat = train.lr_schedule(dataclasses.replace(cfg, schedule="constant"), 4)
+    assert (flat == [1e-3, 1e-2]).all()
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train.TrainConfig(epochs=1, schedule="step")

@@ -627,8 +627,9 @@ class StudyConfig:
     """Training settings shared by every run of the study.
 
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
-    lr_backbone, lr_heads: Adam as :class:`affectlib.train.TrainConfig`; device; model: overrides
-    of :class:`affectlib.models.ModelConfig` (``small_input``, ``feature_scale``, ``dropout``, ...).
+    lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
+    :class:`affectlib.train.TrainConfig`; device; model: overrides of
+    :class:`affectlib.models.ModelConfig` (``small_input``, ``feature_scale``, ``dropout``, ...).
     """
 
     image_size: int
@@ -638,6 +639,7 @@ class StudyConfig:
     lr_heads: float
     device: str = "cpu"
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schedule: str = "constant"
 
 
 def _slug(text: str) -> str:
@@ -684,6 +686,7 @@ def _fit_one(
         deterministic=cfg.device == "cpu",
         progress=False,
         checkpoints=False,
+        schedule=cfg.schedule,
     )
     record = {
         "method": spec.name,

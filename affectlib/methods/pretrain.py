@@ -327,7 +327,8 @@ def data_fingerprint(source: str, root: str | Path, image_size: int) -> dict[str
 
 def settings(source: str, profile, seed: int = 0) -> dict[str, Any]:
     """The settings a pretraining depends on (besides its data)."""
-    keys = ("image_size", "backbone", "small_input", "epochs", "batch_size", "lr_backbone")
+    keys = ("image_size", "backbone", "small_input", "epochs", "batch_size", "lr_backbone",
+            "lr_schedule")  # fmt: skip
     return {
         "version": PRETRAIN_VERSION,
         "source": source,
