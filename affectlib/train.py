@@ -201,6 +201,9 @@ class TrainData:
     test: loader of the held-out test batches (fixed order), scored once with the selected
         epoch's model; None: no test split.
     select: the ``score`` name whose highest validation value selects the epoch; None: the last.
+    train_eval: loader of every training image in a fixed order without augmentation, for
+        methods that look at the model's predictions on the training set before each epoch
+        (``MethodSpec.on_train_predictions``: SS-MFAR's Eq. 4 thresholds); None: no such pass.
     """
 
     train: Any
@@ -211,6 +214,7 @@ class TrainData:
     score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
     test: Any = None
     select: str | None = None
+    train_eval: Any = None
 
 
 @dataclass
@@ -672,10 +676,12 @@ def _fit(
         else:
             data.train.set_epoch(epoch)
             sums = {}
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
             if method.on_epoch_start is not None:
-                method.on_epoch_start(
-                    state, StepContext(epoch + 1, step, cfg.epochs, device, options)
-                )
+                method.on_epoch_start(state, ctx)
+            if method.on_train_predictions is not None and data.train_eval is not None:
+                # the model as it enters the epoch, eval mode, unaugmented training images
+                method.on_train_predictions(state, ctx, predict(model, data.train_eval, device))
         net.train()
         bar = tqdm(
             data.train,
@@ -888,6 +894,9 @@ def build_data(
         train_table=train,
         source={"root": str(root), **record},
         select="overall",
+        train_eval=datasets.BatchLoader(
+            train, caches["train"], datasets.SequentialSampler(len(train)), profile.batch_size
+        ),
         test=None
         if "test" not in parts
         else datasets.BatchLoader(

@@ -461,3 +461,41 @@ def test_against_chance_places_each_row_by_its_interval():
     assert out[-1].startswith("1 of 3 rows score clearly above chance on overall;")
     everyone = mfar_report.against_chance(table.iloc[:1], {"overall": 0.40})
     assert everyone[-1] == "1 of 1 rows score clearly above chance on overall."
+
+
+def test_epoch_thresholds_give_a_rare_class_its_own_threshold():
+    # 40 labelled images: class 0 right at confidence 0.5; the rare class 4 (Fear) right twice at
+    # 0.9; 4 unlabelled rows (-1) at 0.99 that must not count
+    n_expr = len(mfar.EXPRESSIONS)
+    labels = np.array([0] * 38 + [4, 4] + [-1] * 4)
+    probs = np.full((44, n_expr), 0.5 / (n_expr - 1))
+    probs[:38, 0] = 0.5
+    probs[38:40] = 0.1 / (n_expr - 1)
+    probs[38:40, 4] = 0.9
+    probs[40:] = 0.01 / (n_expr - 1)
+    probs[40:, 2] = 0.99
+    state = {}
+    ctx = StepContext(2, 0, 4, torch.device("cpu"), mfar.SS_MFAR.options)
+    mfar.epoch_thresholds(state, ctx, {"expr_true": labels, "expr_prob": probs})
+    scale = 0.95 / (1 + np.e**-2)  # Eq. 4 at epoch 2, beta 0.95
+    t = state["thresholds"].numpy()
+    assert t[4] == pytest.approx(0.9 * scale) and t[0] == pytest.approx(0.5 * scale)
+    # a class with no correct labelled image takes the mean over all correct ones (losses docstring)
+    assert t[2] == pytest.approx((38 * 0.5 + 2 * 0.9) / 40 * scale)
+
+
+def test_ss_mfar_uses_the_epoch_thresholds_in_every_step_when_they_are_set(smoke_batches):
+    from affectlib.data import augment
+
+    spec = METHODS["ss-mfar"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="resnet18", feature_scale=16.0))
+    state = spec.init_state(smoke_batches["table"], spec.options)
+    state["thresholds"] = torch.full((len(mfar.EXPRESSIONS),), 0.321)
+    batch = dict(smoke_batches["batches"][0])
+    gen = augment.seeded_generator(0, 0, 0)
+    for view in spec.views:
+        batch[view] = getattr(augment, view)(batch["image"], gen).images
+    ctx = StepContext(1, 0, 1, torch.device("cpu"), spec.options)
+    _, logs = spec.loss(model, batch, state, ctx)
+    assert all(float(logs[f"threshold_{c}"]) == pytest.approx(0.321) for c in mfar.EXPRESSIONS)

@@ -395,3 +395,16 @@ def test_the_cosine_schedule_halves_at_mid_run_and_the_constant_one_never_moves(
     assert (flat == [1e-3, 1e-2]).all()
     with pytest.raises(ValueError, match="schedule must be one of"):
         train.TrainConfig(epochs=1, schedule="step")
+
+
+def test_a_method_sees_the_training_predictions_before_each_epoch(tmp_path):
+    seen = []
+    spec = dataclasses.replace(
+        methods.get("nc-mt"),
+        name="train-predictions-test",
+        on_train_predictions=lambda state, ctx, pred: seen.append((ctx.epoch, len(pred["index"]))),
+    )
+    data = dataclasses.replace(_toy_data(), train_eval=_toy_data().val)
+    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
+    train.fit(_Toy(), spec, data, cfg, tmp_path / "run")
+    assert seen == [(1, 8), (2, 8)]

@@ -77,6 +77,10 @@ class MethodSpec:
                     (never on resume: the checkpoint's state is restored instead).
     on_epoch_start: optional ``(state, ctx)`` hook before an epoch's first batch.
     on_epoch_end:   optional ``(state, ctx)`` hook after an epoch's last batch, before validation.
+    on_train_predictions: optional ``(state, ctx, pred)`` hook before an epoch's first batch,
+                    with the model's eval-mode predictions on every training image without
+                    augmentation (``affectlib.train.predict``'s dict: ``expr_true`` with -1,
+                    ``expr_prob``, ...), when the data provides that pass (``TrainData.train_eval``).
     options:        default options; a profile's ``extra`` overrides those it names.
     paper:          the source, for provenance.
     """
@@ -87,6 +91,7 @@ class MethodSpec:
     init_state: InitStateFn = no_state
     on_epoch_start: EpochHook | None = None
     on_epoch_end: EpochHook | None = None
+    on_train_predictions: Callable[[State, StepContext, Mapping[str, Any]], None] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     paper: str = ""
 

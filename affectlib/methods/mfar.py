@@ -17,9 +17,13 @@ they are saved with the checkpoint) — not hard-coded as in the public code.
 expression task. Per batch (Algorithm 1, lines 3-8):
 
 1. one forward pass of the weak views of all images and the strong views of the unlabelled ones;
-2. the adaptive thresholds ``T[c]`` of Eq. 4 from the weak-view softmax of the batch's labelled
-   images (mean confidence of the correctly classified images of class c, times
-   ``beta / (1 + gamma^-epoch)``, so they rise with the epoch);
+2. the adaptive thresholds ``T[c]`` of Eq. 4 (mean confidence of the correctly classified
+   labelled images of class c, times ``beta / (1 + gamma^-epoch)``, so they rise with the
+   epoch), computed once per epoch before its first step from the model's eval-mode softmax on
+   every labelled training image without augmentation (:func:`epoch_thresholds`, as the public
+   code and Ada-CM do; Algorithm 1 writes them per batch, which leaves a rare class without a
+   correctly classified sample in most batches); without that pass (a loader that offers none)
+   from the batch's labelled weak views;
 3. an unlabelled image is *confident* when its weak-view maximum probability reaches the
    threshold of its predicted class; ``L_CE^u`` is the CE of its strong view against that
    pseudo-label (mean over all unlabelled images of the batch); ``L_KL^c`` is the symmetric KL of
@@ -208,16 +212,20 @@ def ss_mfar_loss(
 
     # supervised terms on the labelled weak views (Eq. 5-7)
     terms = supervised_losses(w_out, batch, state)
-    # Eq. 4 thresholds from the labelled weak views of this batch (Algorithm 1, line 4)
+    # Eq. 4 thresholds: once per epoch over the labelled training images (set by
+    # epoch_thresholds); without that pass, from the labelled weak views of this batch
     w_prob = w_out["expr"].float().softmax(dim=1)  # (B, C)
-    thresholds = losses.adaptive_thresholds(
-        w_prob[has_expr],
-        batch["expr"][has_expr],
-        ctx.epoch,
-        beta=opts["beta"],
-        gamma=opts["gamma"],
-        floor=opts["threshold_floor"],
-    )
+    if "thresholds" in state:
+        thresholds = state["thresholds"].to(w_prob.device, w_prob.dtype)
+    else:
+        thresholds = losses.adaptive_thresholds(
+            w_prob[has_expr],
+            batch["expr"][has_expr],
+            ctx.epoch,
+            beta=opts["beta"],
+            gamma=opts["gamma"],
+            floor=opts["threshold_floor"],
+        )
     # confident unlabelled images: CE of the strong view on the weak pseudo-label (Algorithm 1, 6-7)
     u_prob = w_prob[idx]  # (U, C)
     terms["unsup"], confident = losses.pseudo_label_ce(s_out["expr"], u_prob, thresholds)
@@ -234,6 +242,26 @@ def ss_mfar_loss(
     logs = {f"loss_{k}": v.detach() for k, v in terms.items()}
     logs.update(_class_logs(thresholds, u_prob.argmax(dim=1), confident))
     return total, logs
+
+
+def epoch_thresholds(state: State, ctx: StepContext, pred: Mapping[str, Any]) -> None:
+    """SS-MFAR Eq. 4 once per epoch: the per-class thresholds from the model's eval-mode softmax
+    on every labelled training image without augmentation, as the authors' public code and
+    Ada-CM compute them, kept in ``state["thresholds"]`` (so in the checkpoint) and used by every
+    step of the epoch. Over a whole training set a rare class (Fear, Disgust: ~3% of the labels)
+    has its own correctly classified images and keeps its own threshold, where a batch of ~40
+    labelled images seldom has one and falls back to the all-class mean."""
+    opts = ctx.options
+    labels = torch.as_tensor(np.asarray(pred["expr_true"]), dtype=torch.long)
+    probs = torch.as_tensor(np.asarray(pred["expr_prob"]), dtype=torch.float32)
+    state["thresholds"] = losses.adaptive_thresholds(
+        probs,
+        labels,
+        ctx.epoch,
+        beta=opts["beta"],
+        gamma=opts["gamma"],
+        floor=opts["threshold_floor"],
+    )
 
 
 MFAR = register(
@@ -265,6 +293,7 @@ SS_MFAR = register(
         loss=ss_mfar_loss,
         views=("weak", "strong"),
         init_state=label_weights,
+        on_train_predictions=epoch_thresholds,
         options={
             **MFAR.options,
             "lambda_supervised": losses.LAMBDAS.supervised,
