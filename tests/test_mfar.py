@@ -266,7 +266,8 @@ def _ss_by_hand(out, batch, state, epoch: int, everyone: bool) -> dict[str, floa
     pseudo, conf = pu.argmax(axis=1), pu.max(axis=1)
     mask = conf >= thr[pseudo]
     ps = _softmax(z["expr"][4:])
-    l_u = (mask * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
+    # §2.2: the pseudo-label CE takes the Eq. 1 class weight of each pseudo-label
+    l_u = (mask * w_expr[pseudo] * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
     rest = ~mask
     kl = ((pu[rest] - ps[rest]) * (np.log(pu[rest]) - np.log(ps[rest]))).sum(axis=1).mean()
     au_rows = [0, 1, 3]
