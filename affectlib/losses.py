@@ -234,18 +234,16 @@ def symmetric_kl(p: Tensor, q: Tensor, eps: float = EPS) -> Tensor:
 
 
 def pseudo_label_ce(
-    strong_logits: Tensor, weak_probs: Tensor, thresholds: Tensor, weight: Tensor | None = None
+    strong_logits: Tensor, weak_probs: Tensor, thresholds: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Unsupervised CE on confident pseudo-labels, SS-MFAR §2.6 (L_CE^u of Eq. 9), FixMatch style.
 
     Pseudo-label ``y_i = argmax weak_probs[i]``; sample i is confident when
     ``max weak_probs[i] >= thresholds[y_i]`` (Eq. 4 thresholds). Loss
     ``sum_i mask_i * CE(strong_logits[i], y_i) / B`` — the mean over ALL unlabelled samples of the
-    batch, so a batch with few confident samples weighs little (FixMatch convention). ``weight``
-    (C,): the Eq. 1 class re-scaling weights, which §2.2 applies to both CE terms: sample i's CE is
-    multiplied by ``weight[y_i]`` (the sum is still divided by B). The weak view is a target: it is
-    detached. Returns ``(loss, mask)`` with mask (B,) bool; the non-confident samples (``~mask``)
-    are the ones the consistency term :func:`symmetric_kl` uses.
+    batch, so a batch with few confident samples weighs little (FixMatch convention). The weak view
+    is a target: it is detached. Returns ``(loss, mask)`` with mask (B,) bool; the non-confident
+    samples (``~mask``) are the ones the consistency term :func:`symmetric_kl` uses.
     """
     _check_shape("strong_logits", strong_logits, 2)
     if weak_probs.shape != strong_logits.shape:
@@ -262,8 +260,6 @@ def pseudo_label_ce(
     conf, pseudo = weak.max(dim=1)
     mask = conf >= thresholds.to(weak.device, weak.dtype)[pseudo]
     ce = F.cross_entropy(strong_logits, pseudo, reduction="none")  # (B,)
-    if weight is not None:
-        ce = ce * weight.to(ce.device, ce.dtype)[pseudo]
     return (ce * mask).sum() / max(strong_logits.shape[0], 1), mask
 
 

@@ -184,20 +184,6 @@ def test_pseudo_label_ce_uses_confident_weak_predictions_and_averages_over_all_s
     assert above.item() == pytest.approx(-logp[1, 0] / 4)
 
 
-def test_pseudo_label_ce_scales_each_sample_by_the_class_weight_of_its_pseudo_label():
-    # SS-MFAR §2.2: both CE terms take the Eq. 1 weights
-    weak = np.array([[0.8, 0.1, 0.1], [0.1, 0.9, 0.0], [0.2, 0.2, 0.6]])  # labels 0, 1, 2
-    strong = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 0.5]])
-    w = np.array([0.5, 3.0, 10.0])
-    logp = np.log(_softmax(strong))
-    # rows 0 and 1 pass the thresholds, row 2 (0.6 < 0.7) does not
-    expected = -(0.5 * logp[0, 0] + 3.0 * logp[1, 1]) / 3
-    loss, mask = losses.pseudo_label_ce(_t(strong), _t(weak), _t([0.5, 0.5, 0.7]), _t(w))
-    assert loss.item() == pytest.approx(expected) and mask.tolist() == [True, True, False]
-    plain, _ = losses.pseudo_label_ce(_t(strong), _t(weak), _t([0.5, 0.5, 0.7]))
-    assert plain.item() == pytest.approx(-(logp[0, 0] + logp[1, 1]) / 3)
-
-
 def test_lambdas_weigh_supervised_unsupervised_and_consistency_terms_of_eq9():
     assert losses.LAMBDAS == (0.5, 1.0, 0.1)
     assert losses.LAMBDAS.supervised == 0.5

@@ -266,8 +266,7 @@ def _ss_by_hand(out, batch, state, epoch: int, everyone: bool) -> dict[str, floa
     pseudo, conf = pu.argmax(axis=1), pu.max(axis=1)
     mask = conf >= thr[pseudo]
     ps = _softmax(z["expr"][4:])
-    # §2.2: the pseudo-label CE takes the Eq. 1 class weight of each pseudo-label
-    l_u = (mask * w_expr[pseudo] * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
+    l_u = (mask * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
     rest = ~mask
     kl = ((pu[rest] - ps[rest]) * (np.log(pu[rest]) - np.log(ps[rest]))).sum(axis=1).mean()
     au_rows = [0, 1, 3]

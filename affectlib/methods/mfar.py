@@ -228,10 +228,7 @@ def ss_mfar_loss(
         )
     # confident unlabelled images: CE of the strong view on the weak pseudo-label (Algorithm 1, 6-7)
     u_prob = w_prob[idx]  # (U, C)
-    # §2.2: the pseudo-label CE takes the Eq. 1 class weights too (none for the -RS rows)
-    terms["unsup"], confident = losses.pseudo_label_ce(
-        s_out["expr"], u_prob, thresholds, state["expr_weight"]
-    )
+    terms["unsup"], confident = losses.pseudo_label_ce(s_out["expr"], u_prob, thresholds)
     expr = opts["lambda_supervised"] * terms["expr"] + opts["lambda_unsupervised"] * terms["unsup"]
     if opts["consistency"]:  # Eq. 8 on the non-confident ones; SS-MFAR-NOKL leaves it out
         s_prob = s_out["expr"].float().softmax(dim=1)
