@@ -38,23 +38,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from affectlib import metrics, profiles, train
+from affectlib import profiles, train
 from affectlib.cli_train import parse_set
 from affectlib.data import difficulty, generate
 from affectlib.labels import AU_COLUMNS
+from affectlib.studies import instrument
 
 DEFAULT_WORK = Path(__file__).resolve().parents[1] / "build" / "probe_learnability"
-
-
-def probe_scores(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Validation scores of the probe's predictions (:func:`affectlib.train.predict` output):
-    ``expr_f1``, ``au_f1``, ``va``, ``overall`` (SS-MFAR Eq. 10) and ``F1 AU<n>`` per AU."""
-    s = train.score(pred)
-    per_au = metrics.per_au_f1(pred["au_true"], (pred["au_prob"] > 0.5).astype(int))
-    return {
-        **{k: float(s[k]) for k in ("expr_f1", "au_f1", "va", "overall")},
-        **{f"F1 {c}": float(v) for c, v in zip(AU_COLUMNS, per_au, strict=True)},
-    }
 
 
 def au_auc(pred: dict[str, np.ndarray]) -> dict[str, float]:
@@ -158,7 +148,9 @@ def main() -> None:
     probe_s = time.perf_counter() - t0
 
     pred = res.test_predictions or res.predictions  # the held-out split when the data has one
-    df = report(probe_scores(pred), au_auc(pred), difficulty.load_truth(root), args.margin)
+    df = report(
+        instrument.scores_per_au(pred), au_auc(pred), difficulty.load_truth(root), args.margin
+    )
     pd.set_option("display.width", 120)
     print(
         f"profile {profile.name} {args.set or ''}, {profile.image_size} px, {profile.epochs} "

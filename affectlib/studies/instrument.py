@@ -34,7 +34,9 @@ BEGIN, END = "<!-- learnability:begin -->", "<!-- learnability:end -->"
 RUNS_DIR = mfar_report.BUILD / "runs" / "01_instrument"
 
 
-def _mfar_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
+def scores_per_au(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Scores of :func:`affectlib.train.predict`'s output: ``expr_f1``, ``au_f1``, ``va``,
+    ``overall`` (SS-MFAR Eq. 10) and ``F1 AU<n>`` per AU (on at sigmoid > 0.5)."""
     s = train.score(pred)
     per_au = metrics.per_au_f1(pred["au_true"], (pred["au_prob"] > 0.5).astype(int))
     return {
@@ -78,7 +80,7 @@ def learnability(
         run_p = p.replace(image_size=plan.image_size, epochs=plan.epochs)
         fit = train.run("mfar", run_p, out, seed, data_root=sub, progress=False)
         (out / train.CHECKPOINT).unlink(missing_ok=True)
-        mfar = _mfar_scores(fit.test_predictions)
+        mfar = scores_per_au(fit.test_predictions)
         for measure in [f"F1 {c}" for c in AU_COLUMNS] + list(TASKS):
             has = measure in probe.index
             rows.append(
