@@ -62,8 +62,8 @@ def expr_class_weights(expr: Tensor, n_classes: int = N_EXPR) -> Tensor:
 
     ``expr`` (N,) holds class indices, -1 = no label (ignored). N counts the valid labels, n[i]
     those of class i. A class without a sample gets weight 0 (it never occurs as a target).
-    Returns float32 (n_classes,). Under the mean reduction of :func:`weighted_ce` only the ratios
-    matter.
+    Returns float32 (n_classes,). Under the ``"weighted"`` reduction of :func:`weighted_ce` only
+    the ratios matter; under ``"mean"`` their scale (K on average over N labels) does too.
     """
     expr = torch.as_tensor(expr)
     _check_shape("expr", expr, 1)
@@ -94,15 +94,30 @@ def au_pos_weight(au: Tensor, *, per_entry: bool = False) -> Tensor:
 
 
 # --- supervised task losses (SS-MFAR Eq. 5-7) -----------------------------------------------------
-def weighted_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+CE_REDUCTIONS = ("mean", "weighted")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in CE_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {CE_REDUCTIONS}, got {reduction!r}")
+
+
+def weighted_ce(
+    logits: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "weighted"
+) -> Tensor:
     """Class-weighted cross entropy, SS-MFAR Eq. 5 with the weights of Eq. 1.
 
-    ``logits`` (B, C), ``target`` (B,) class indices, -1 = no label (ignored). Reduction is torch's
-    weighted mean ``sum_i w[y_i] * CE_i / sum_i w[y_i]``; 0 (graph-attached) when no target is valid
-    or every valid target has weight 0. Computed in float32 at least.
+    ``logits`` (B, C), ``target`` (B,) class indices, -1 = no label (ignored). ``reduction``:
+    ``"weighted"``, torch's weighted mean ``sum_i w[y_i] * CE_i / sum_i w[y_i]`` (only the weights'
+    ratios matter), or ``"mean"``, ``sum_i w[y_i] * CE_i / n`` over the n valid targets (the SS-MFAR
+    public code: ``F.cross_entropy(..., weight=w, reduction="none").mean()``, so the weights'
+    scale, N / n[i], multiplies the loss too). Without weights both are the plain mean. 0
+    (graph-attached) when no target is valid or every valid target has weight 0. Computed in
+    float32 at least.
     """
     _check_shape("logits", logits, 2)
     _check_shape("target", target, 1)
+    _check_reduction(reduction)
     if weight is not None and weight.shape != (logits.shape[1],):
         raise ValueError(f"weight must have shape ({logits.shape[1]},), got {tuple(weight.shape)}")
     logits = _at_least_f32(logits)  # half-precision logits under AMP would round the weights too
@@ -111,7 +126,7 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Tensor | None = None) ->
     if weight is not None:
         weight = weight.to(logits.device, logits.dtype)
     total = F.cross_entropy(logits, t, weight=weight, ignore_index=-1, reduction="sum")
-    if weight is None:
+    if weight is None or reduction == "mean":
         denom = valid.sum().to(logits.dtype)
     else:
         denom = (weight[t.clamp_min(0)] * valid).sum()
@@ -189,7 +204,7 @@ def adaptive_thresholds(
     class-agnostic estimate rather than an arbitrary constant; with no correct sample at all the
     mean is taken as 1, the strictest threshold Eq. 4 can give. ``epoch`` counts from 1 as in
     Algorithm 1; ``floor`` is a lower bound (the paper's public code uses 0.8 and beta 0.97; the
-    defaults follow the paper).
+    defaults here are Eq. 4 alone, the SS-MFAR method sets the floor: ``methods/mfar.py``).
 
     Which samples: Algorithm 1 computes T per iteration from the batch's labelled weak views, the
     public code from a pass over the training set after each epoch; callers pass either set. The
@@ -234,18 +249,30 @@ def symmetric_kl(p: Tensor, q: Tensor, eps: float = EPS) -> Tensor:
 
 
 def pseudo_label_ce(
-    strong_logits: Tensor, weak_probs: Tensor, thresholds: Tensor
+    strong_logits: Tensor,
+    weak_probs: Tensor,
+    thresholds: Tensor,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
 ) -> tuple[Tensor, Tensor]:
     """Unsupervised CE on confident pseudo-labels, SS-MFAR §2.6 (L_CE^u of Eq. 9), FixMatch style.
 
     Pseudo-label ``y_i = argmax weak_probs[i]``; sample i is confident when
     ``max weak_probs[i] >= thresholds[y_i]`` (Eq. 4 thresholds). Loss
-    ``sum_i mask_i * CE(strong_logits[i], y_i) / B`` — the mean over ALL unlabelled samples of the
-    batch, so a batch with few confident samples weighs little (FixMatch convention). The weak view
-    is a target: it is detached. Returns ``(loss, mask)`` with mask (B,) bool; the non-confident
-    samples (``~mask``) are the ones the consistency term :func:`symmetric_kl` uses.
+    ``sum_i mask_i * w[y_i] * CE(strong_logits[i], y_i) / D`` over ALL B unlabelled samples of the
+    batch, so a batch with few confident samples weighs little (FixMatch convention). ``weight``
+    (C,): the Eq. 1 class re-scaling weights, which §2.2 gives both CE terms (the public code uses
+    one weighted criterion for both); None: 1. ``reduction`` as :func:`weighted_ce`: ``"mean"``,
+    D = B (the public code); ``"weighted"``, D = ``sum_i w[y_i]`` over all B. The weak view is a
+    target: it is detached. Returns ``(loss, mask)`` with mask (B,) bool; the non-confident samples
+    (``~mask``) are the ones the consistency term :func:`symmetric_kl` uses.
     """
     _check_shape("strong_logits", strong_logits, 2)
+    _check_reduction(reduction)
+    if weight is not None and weight.shape != (strong_logits.shape[1],):
+        raise ValueError(
+            f"weight must have shape ({strong_logits.shape[1]},), got {tuple(weight.shape)}"
+        )
     if weak_probs.shape != strong_logits.shape:
         raise ValueError(
             f"weak_probs shape {tuple(weak_probs.shape)} != strong_logits "
@@ -260,7 +287,11 @@ def pseudo_label_ce(
     conf, pseudo = weak.max(dim=1)
     mask = conf >= thresholds.to(weak.device, weak.dtype)[pseudo]
     ce = F.cross_entropy(strong_logits, pseudo, reduction="none")  # (B,)
-    return (ce * mask).sum() / max(strong_logits.shape[0], 1), mask
+    if weight is None:
+        return (ce * mask).sum() / max(strong_logits.shape[0], 1), mask
+    w = weight.to(ce.device, ce.dtype)[pseudo]
+    denom = w.sum().clamp_min(EPS) if reduction == "weighted" else max(strong_logits.shape[0], 1)
+    return (ce * w * mask).sum() / denom, mask
 
 
 class ExprLossWeights(NamedTuple):

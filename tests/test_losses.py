@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from affectlib import losses
 from affectlib.labels import EXPRESSIONS, expr_index
@@ -182,6 +183,36 @@ def test_pseudo_label_ce_uses_confident_weak_predictions_and_averages_over_all_s
     assert at_threshold.item() == pytest.approx(expected)  # p = T counts as confident
     above, _ = losses.pseudo_label_ce(_t(strong), _t(weak), _t([0.71, 0.9, 0.9]))
     assert above.item() == pytest.approx(-logp[1, 0] / 4)
+
+
+def test_pseudo_label_ce_scales_each_sample_by_the_class_weight_of_its_pseudo_label():
+    # SS-MFAR §2.2: both CE terms take the Eq. 1 weights
+    weak = np.array([[0.8, 0.1, 0.1], [0.1, 0.9, 0.0], [0.2, 0.2, 0.6]])  # labels 0, 1, 2
+    strong = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 0.5]])
+    w = np.array([0.5, 3.0, 10.0])
+    logp = np.log(_softmax(strong))
+    thr = _t([0.5, 0.5, 0.7])  # rows 0 and 1 pass, row 2 (0.6 < 0.7) does not
+    expected = -(0.5 * logp[0, 0] + 3.0 * logp[1, 1]) / 3  # the public code: mean over all 3
+    loss, mask = losses.pseudo_label_ce(_t(strong), _t(weak), thr, _t(w))
+    assert loss.item() == pytest.approx(expected) and mask.tolist() == [True, True, False]
+    weighted, _ = losses.pseudo_label_ce(_t(strong), _t(weak), thr, _t(w), "weighted")
+    assert weighted.item() == pytest.approx(expected * 3 / (0.5 + 3.0 + 10.0))
+    plain, _ = losses.pseudo_label_ce(_t(strong), _t(weak), thr)
+    assert plain.item() == pytest.approx(-(logp[0, 0] + logp[1, 1]) / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        losses.pseudo_label_ce(_t(strong), _t(weak), thr, _t(w), "sum")
+
+
+def test_weighted_ce_mean_reduction_is_the_public_codes_and_equals_torch_none_then_mean():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.1, 0.3, 0.2], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
+    target = torch.tensor([0, 1, 2, -1])
+    w = torch.tensor([0.5, 3.0, 10.0])
+    by_torch = F.cross_entropy(logits[:3], target[:3], weight=w, reduction="none").mean()
+    assert losses.weighted_ce(logits, target, w, "mean").item() == pytest.approx(by_torch.item())
+    by_torch = F.cross_entropy(logits[:3], target[:3], weight=w)  # torch's weighted mean
+    assert losses.weighted_ce(logits, target, w, "weighted").item() == pytest.approx(
+        by_torch.item()
+    )
 
 
 def test_lambdas_weigh_supervised_unsupervised_and_consistency_terms_of_eq9():

@@ -15,7 +15,7 @@ from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_AU, N_EXPR
 from affectlib.methods import METHODS, MethodSpec, StepContext, mfar
 from affectlib.models import ModelConfig, build_model
 
-CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options={})
+CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options=mfar.MFAR.options)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_mfar_loss_is_the_sum_of_the_three_masked_task_losses_by_hand():
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     rows = [0, 2, 3]  # has_expr
     w = w_expr.numpy()[y[rows]]
-    ce = -(w * logp[rows, y[rows]]).sum() / w.sum()
+    ce = -(w * logp[rows, y[rows]]).sum() / len(rows)  # the public code's mean (ce_reduction)
     a, t = out["au"].numpy()[[0, 1, 3]], batch["au"].numpy()[[0, 1, 3]]  # has_au
     sig = 1 / (1 + np.exp(-a))
     bce = -(w_au.numpy() * t * np.log(sig) + (1 - t) * np.log(1 - sig)).mean()
@@ -123,6 +123,10 @@ def test_mfar_loss_is_the_sum_of_the_three_masked_task_losses_by_hand():
     assert logs["loss_au"].item() == pytest.approx(bce)
     assert logs["loss_va"].item() == pytest.approx(ccc_loss, rel=1e-5)
     assert loss.item() == pytest.approx(ce + bce + ccc_loss, rel=1e-5)  # Eq. 3: weights 1
+    # the other reading of Eq. 5: torch's weighted mean, only the weights' ratios count
+    ctx = dataclasses.replace(CTX, options={**CTX.options, "ce_reduction": "weighted"})
+    _, logs = mfar.mfar_loss(FixedOutputs(out), batch, state, ctx)
+    assert logs["loss_expr"].item() == pytest.approx(ce * len(rows) / w.sum())
 
 
 def test_mfar_loss_ignores_the_label_values_of_masked_samples():
@@ -254,19 +258,20 @@ def _ss_by_hand(out, batch, state, epoch: int, everyone: bool) -> dict[str, floa
     p = _softmax(z["expr"][:4])
     lab = [0, 2]
     wy = w_expr[y[lab]]
-    ce_s = -(wy * np.log(p[lab, y[lab]])).sum() / wy.sum()
+    ce_s = -(wy * np.log(p[lab, y[lab]])).sum() / len(lab)  # ce_reduction "mean"
     # Eq. 4: per class, mean confidence of its correctly classified labelled images, else the
-    # mean over all correct ones; times beta / (1 + e^-epoch)
+    # mean over all correct ones; times beta / (1 + e^-epoch); at least 0.8
     correct = {c: p[i, c] for i, c in zip(lab, y[lab], strict=True) if p[i].argmax() == c}
     fallback = np.mean(list(correct.values()))
     mean = np.array([correct.get(c, fallback) for c in range(N_EXPR)])
-    thr = 0.95 / (1 + np.e ** (-epoch)) * mean
+    thr = np.maximum(0.95 / (1 + np.e ** (-epoch)) * mean, 0.8)  # the public code's floor
     unl = [0, 1, 2, 3] if everyone else [1, 3]
     pu = p[unl]
     pseudo, conf = pu.argmax(axis=1), pu.max(axis=1)
     mask = conf >= thr[pseudo]
     ps = _softmax(z["expr"][4:])
-    l_u = (mask * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
+    # §2.2: the pseudo-label CE takes the Eq. 1 class weight of each pseudo-label
+    l_u = (mask * w_expr[pseudo] * -np.log(ps[np.arange(len(unl)), pseudo])).sum() / len(unl)
     rest = ~mask
     kl = ((pu[rest] - ps[rest]) * (np.log(pu[rest]) - np.log(ps[rest]))).sum(axis=1).mean()
     au_rows = [0, 1, 3]
@@ -321,8 +326,10 @@ def test_ss_mfar_nokl_has_no_kl_term_in_its_loss_or_its_logs():
 def test_ss_mfar_thresholds_rise_with_the_epoch_by_the_eq4_factor():
     batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(2)
     thr = []
+    eq4_alone = {**METHODS["ss-mfar"].options, "threshold_floor": 0.0}  # below the 0.8 floor
     for epoch in (1, 2, 3, 6):
-        _, logs = METHODS["ss-mfar"].loss(Replay(out), batch, state, _ctx("ss-mfar", epoch))
+        ctx = StepContext(epoch, 0, 3, torch.device("cpu"), eq4_alone)
+        _, logs = METHODS["ss-mfar"].loss(Replay(out), batch, state, ctx)
         thr.append(np.array([logs[f"threshold_{e}"].item() for e in EXPRESSIONS]))
     factor = [0.95 / (1 + np.e ** (-e)) for e in (1, 2, 3, 6)]
     for k in range(1, 4):
@@ -475,13 +482,39 @@ def test_epoch_thresholds_give_a_rare_class_its_own_threshold():
     probs[40:] = 0.01 / (n_expr - 1)
     probs[40:, 2] = 0.99
     state = {}
-    ctx = StepContext(2, 0, 4, torch.device("cpu"), mfar.SS_MFAR.options)
+    eq4_alone = {**mfar.SS_MFAR.options, "threshold_floor": 0.0}  # the text's reading
+    ctx = StepContext(2, 0, 4, torch.device("cpu"), eq4_alone)
     mfar.epoch_thresholds(state, ctx, {"expr_true": labels, "expr_prob": probs})
     scale = 0.95 / (1 + np.e**-2)  # Eq. 4 at epoch 2, beta 0.95
     t = state["thresholds"].numpy()
     assert t[4] == pytest.approx(0.9 * scale) and t[0] == pytest.approx(0.5 * scale)
     # a class with no correct labelled image takes the mean over all correct ones (losses docstring)
     assert t[2] == pytest.approx((38 * 0.5 + 2 * 0.9) / 40 * scale)
+
+
+def test_ss_mfar_thresholds_never_fall_below_the_public_codes_floor_of_0_8():
+    # before epoch 1 the head is untrained: every labelled image near 1/8, two classes right.
+    # Eq. 4 alone would give ~0.125 * 0.95 / (1 + e^-1) = 0.087, letting every unlabelled image
+    # through; SS-MFAR's default (the public code) keeps 0.8. At epoch 6 a class right at 0.99
+    # passes the floor with its own Eq. 4 value.
+    n_expr = len(mfar.EXPRESSIONS)
+    labels = np.array([0, 1, 2, 3])
+    probs = np.full((4, n_expr), 0.12)
+    probs[0, 0] = probs[1, 1] = 0.16
+    probs[2:, 5] = 0.16  # wrong for classes 2 and 3
+    state = {}
+    ctx = StepContext(1, 0, 4, torch.device("cpu"), mfar.SS_MFAR.options)
+    mfar.epoch_thresholds(state, ctx, {"expr_true": labels, "expr_prob": probs})
+    np.testing.assert_allclose(state["thresholds"].numpy(), 0.8)
+    assert mfar.SS_MFAR_RS.options["threshold_floor"] == 0.8  # every SS variant inherits it
+    probs = np.full((2, n_expr), 0.01 / (n_expr - 1))
+    probs[:, 4] = 0.99
+    ctx = StepContext(6, 0, 4, torch.device("cpu"), mfar.SS_MFAR.options)
+    mfar.epoch_thresholds(state, ctx, {"expr_true": np.array([4, 4]), "expr_prob": probs})
+    t = state["thresholds"].numpy()
+    assert t[4] == pytest.approx(0.99 * 0.95 / (1 + np.e**-6)) and t[4] > 0.9
+    # a class with no correct image takes the mean over all correct ones (losses docstring)
+    np.testing.assert_allclose(np.delete(t, 4), t[4], rtol=1e-6)
 
 
 def test_ss_mfar_uses_the_epoch_thresholds_in_every_step_when_they_are_set(smoke_batches):

@@ -5,7 +5,11 @@ runs over the images labelled for that task (the batch masks decide):
 
     L_MFAR = L_VA + L_AU + L_Exp                                                    (Eq. 3)
 
-- ``L_Exp``: cross entropy with the class weights of Eq. 1, ``W[i] = N / n[i]`` (Eq. 5);
+- ``L_Exp``: cross entropy with the class weights of Eq. 1, ``W[i] = N / n[i]`` (Eq. 5), reduced
+  as the public code does, ``sum_i W[y_i] CE_i / n`` over the n labelled images (option
+  ``ce_reduction="mean"``; the weights' scale, K = 8 on average, then multiplies the loss), or
+  torch's weighted mean ``sum_i W[y_i] CE_i / sum_i W[y_i]`` (``"weighted"``); the text does not
+  say which;
 - ``L_AU``: binary cross entropy with the positive weights of Eq. 2, ``W[i] = neg[i] / pos[i]``
   (Eq. 6);
 - ``L_VA``: ``1 - mean(CCC_valence, CCC_arousal)`` (Eq. 7).
@@ -23,10 +27,19 @@ expression task. Per batch (Algorithm 1, lines 3-8):
    every labelled training image without augmentation (:func:`epoch_thresholds`, as the public
    code and Ada-CM do; Algorithm 1 writes them per batch, which leaves a rare class without a
    correctly classified sample in most batches); without that pass (a loader that offers none)
-   from the batch's labelled weak views;
+   from the batch's labelled weak views. Every threshold is at least 0.8 (``threshold_floor``),
+   the authors' public code (``adaptive_threshold_generate``: the Eq. 4 value where it reaches
+   0.8, else 0.8; 0.8 also before the first epoch). The text gives Eq. 4 alone, which on a
+   model that has not yet learnt the expressions gives thresholds near 1/8: every unlabelled
+   image would then count as confident, whatever its pseudo-label, and the confident /
+   non-confident split of Algorithm 1 (lines 6-7) would be empty. ``threshold_floor=0`` is the
+   text's reading;
 3. an unlabelled image is *confident* when its weak-view maximum probability reaches the
    threshold of its predicted class; ``L_CE^u`` is the CE of its strong view against that
-   pseudo-label (mean over all unlabelled images of the batch); ``L_KL^c`` is the symmetric KL of
+   pseudo-label, with the Eq. 1 weight of the pseudo-label (§2.2: "CE is cross entropy loss with
+   class-specific re-scaling weights", for both CE terms; the public code uses one weighted
+   criterion for both), reduced over all unlabelled images of the batch as ``L_CE^s`` is over the
+   labelled ones (``ce_reduction``); ``L_KL^c`` is the symmetric KL of
    Eq. 8 between the weak and strong softmax of the non-confident ones;
 4. ``L_Exp = 0.5 L_CE^s + 1.0 L_CE^u + 0.1 L_KL^c`` and ``L = L_Exp + L_AU + L_VA`` (Eq. 9).
 
@@ -64,6 +77,7 @@ and the backbone of a Table 1 row are the profile's, e.g. (cpu profile, 32-px tr
 be regenerated at that size.)
 
 Options (a profile's ``extra`` overrides them): ``expr_weights`` (Eq. 1 weights, else plain CE),
+``ce_reduction`` ("mean" or "weighted", Eq. 5's reduction and that of the pseudo-label CE),
 ``au_pos_weight`` (Eq. 2 weights, else plain BCE), ``sampler`` ("random"; "class-balanced" and
 "class-balanced+unlabelled" re-sample), ``backbone`` (the backbone the method requires, None:
 any); SS-MFAR adds ``lambda_supervised`` / ``lambda_unsupervised`` / ``lambda_consistency``
@@ -135,13 +149,17 @@ def au_targets(batch: Batch) -> Tensor:
     return torch.where(mask, batch["au"], AU_MISSING)
 
 
-def supervised_losses(out: dict[str, Tensor], batch: Batch, state: State) -> dict[str, Tensor]:
+def supervised_losses(
+    out: dict[str, Tensor], batch: Batch, state: State, reduction: str = "mean"
+) -> dict[str, Tensor]:
     """The three supervised losses of MFAR on one view's outputs (Eq. 5, 6, 7), each over the
     images labelled for its task; a task without labelled images in the batch gives a
-    graph-attached 0."""
+    graph-attached 0. ``reduction``: Eq. 5's (option ``ce_reduction``, :func:`losses.weighted_ce`)."""
     va_rows = batch["has_va"]
     return {
-        "expr": losses.weighted_ce(out["expr"], expr_targets(batch), state["expr_weight"]),
+        "expr": losses.weighted_ce(
+            out["expr"], expr_targets(batch), state["expr_weight"], reduction
+        ),
         "au": losses.au_bce(out["au"], au_targets(batch), state["au_pos_weight"]),
         "va": losses.ccc_loss(out["va"][va_rows], batch["va"][va_rows]),
     }
@@ -167,7 +185,7 @@ def mfar_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """MFAR, Eq. 3: ``L_VA + L_AU + L_Exp`` on the weak view (Figure 1)."""
     check_backbone(model, ctx.options)
-    terms = supervised_losses(model(batch["weak"]), batch, state)
+    terms = supervised_losses(model(batch["weak"]), batch, state, ctx.options["ce_reduction"])
     total = terms["expr"] + terms["au"] + terms["va"]
     return total, {f"loss_{k}": v.detach() for k, v in terms.items()}
 
@@ -211,7 +229,7 @@ def ss_mfar_loss(
     s_out = {k: v[b:] for k, v in out.items()}
 
     # supervised terms on the labelled weak views (Eq. 5-7)
-    terms = supervised_losses(w_out, batch, state)
+    terms = supervised_losses(w_out, batch, state, opts["ce_reduction"])
     # Eq. 4 thresholds: once per epoch over the labelled training images (set by
     # epoch_thresholds); without that pass, from the labelled weak views of this batch
     w_prob = w_out["expr"].float().softmax(dim=1)  # (B, C)
@@ -228,7 +246,10 @@ def ss_mfar_loss(
         )
     # confident unlabelled images: CE of the strong view on the weak pseudo-label (Algorithm 1, 6-7)
     u_prob = w_prob[idx]  # (U, C)
-    terms["unsup"], confident = losses.pseudo_label_ce(s_out["expr"], u_prob, thresholds)
+    # §2.2: the pseudo-label CE takes the Eq. 1 class weights too (none for the -RS rows)
+    terms["unsup"], confident = losses.pseudo_label_ce(
+        s_out["expr"], u_prob, thresholds, state["expr_weight"], opts["ce_reduction"]
+    )
     expr = opts["lambda_supervised"] * terms["expr"] + opts["lambda_unsupervised"] * terms["unsup"]
     if opts["consistency"]:  # Eq. 8 on the non-confident ones; SS-MFAR-NOKL leaves it out
         s_prob = s_out["expr"].float().softmax(dim=1)
@@ -272,6 +293,7 @@ MFAR = register(
         init_state=label_weights,
         options={
             "expr_weights": True,
+            "ce_reduction": "mean",  # Eq. 5 as the public code reduces it (module docstring)
             "au_pos_weight": True,
             "sampler": "random",
             "backbone": None,
@@ -302,7 +324,7 @@ SS_MFAR = register(
             "consistency": True,
             "beta": 0.95,  # Eq. 4, from Ada-CM
             "gamma": math.e,
-            "threshold_floor": 0.0,
+            "threshold_floor": 0.8,  # the public code's lower bound (module docstring)
             "unsupervised_on": "unlabelled",
         },
         paper=PAPER + ", §2.2-2.7, Eq. 4-9, Algorithm 1",

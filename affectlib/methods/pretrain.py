@@ -326,7 +326,7 @@ def data_fingerprint(source: str, root: str | Path, image_size: int) -> dict[str
 
 
 def settings(source: str, profile, seed: int = 0) -> dict[str, Any]:
-    """The settings a pretraining depends on (besides its data)."""
+    """The settings a pretraining depends on (besides its data and the code)."""
     keys = ("image_size", "backbone", "small_input", "epochs", "batch_size", "lr_backbone",
             "lr_schedule")  # fmt: skip
     return {
@@ -335,6 +335,8 @@ def settings(source: str, profile, seed: int = 0) -> dict[str, Any]:
         "profile": profile.name,
         "seed": int(seed),
         **{k: getattr(profile, k) for k in (*keys, "lr_heads", "extra")},
+        # the loss's options (MFAR's for the AffectNet-format source): a changed option retrains
+        "options": dict(AFFECTNET.options) if source == "affectnet" else {},
     }
 
 
