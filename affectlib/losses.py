@@ -318,13 +318,27 @@ LAMBDAS = ExprLossWeights()  # == (0.5, 1.0, 0.1)
 
 
 # --- coupling of classes and attributes (DM, Kollias et al. 2024) ---------------------------------
+DM_FORMS = ("printed", "bernoulli")
+
+
 def class_attribute_matching(
-    class_probs: Tensor, attr_probs: Tensor, relation: Tensor, eps: float = EPS
+    class_probs: Tensor,
+    attr_probs: Tensor,
+    relation: Tensor,
+    eps: float = EPS,
+    form: str = "printed",
 ) -> Tensor:
     """Distribution matching of attribute predictions with a class mixture, DM Eq. 2-3 / Case II.
 
     ``q[b, i] = sum_c class_probs[b, c] * relation[c, i]`` (Eq. 2), ``relation[c, i] = p(a_i | c)``;
-    loss ``mean_b sum_i -attr_probs[b, i] * log q[b, i]`` (Eq. 3).
+    loss ``mean_b sum_i -attr_probs[b, i] * log q[b, i]`` (Eq. 3 as printed, ``form="printed"``).
+
+    The printed loss is linear in ``attr_probs`` with slope ``-log q >= 0``: it lowers every
+    attribute's probability, least where q is near 1, and never raises one. ``form="bernoulli"``
+    reads "cross entropy with the soft targets" (the text beside Eq. 3) as the cross entropy of the
+    two Bernoulli distributions of each attribute, ``-[p log q + (1 - p) log(1 - q)]``, whose slope
+    ``log((1 - q) / q)`` raises p where q > 1/2 and lowers it where q < 1/2 (both logs of ``eps``
+    at least).
 
     ``class_probs`` (B, C) softmax scores, ``attr_probs`` (B, M) sigmoid scores, ``relation`` (C, M)
     in [0, 1] (a tensor or array, e.g. from ``relatedness.relation_matrix``): 0/1 relatedness (Case
@@ -351,10 +365,15 @@ def class_attribute_matching(
     _check_probs("class_probs", class_probs)
     _check_probs("attr_probs", attr_probs)
     _check_probs("relation", relation)
+    if form not in DM_FORMS:
+        raise ValueError(f"form must be one of {DM_FORMS}, got {form!r}")
     if class_probs.shape[0] == 0:
         return _zero(class_probs) + _zero(attr_probs)
     q = class_probs @ relation  # (B, M)
-    return -(attr_probs * q.clamp_min(eps).log()).sum(dim=1).mean()
+    per_entry = attr_probs * q.clamp_min(eps).log()
+    if form == "bernoulli":
+        per_entry = per_entry + (1 - attr_probs) * (1 - q).clamp_min(eps).log()
+    return -per_entry.sum(dim=1).mean()
 
 
 def class_attribute_coannotation(
@@ -400,13 +419,15 @@ def class_attribute_coannotation(
     return (per_image * has).sum() / has.sum().clamp_min(1)
 
 
-def distribution_matching(expr_probs: Tensor, au_probs: Tensor, relation: Tensor) -> Tensor:
+def distribution_matching(
+    expr_probs: Tensor, au_probs: Tensor, relation: Tensor, form: str = "printed"
+) -> Tensor:
     """DM loss of Kollias et al. 2024, Case Study I, Eq. 2-3: expressions x AUs.
 
     ``expr_probs`` (B, C), ``au_probs`` (B, M), ``relation`` (C, M) 0/1 (``p(y_au^i | y_exp)``); see
-    :func:`class_attribute_matching` for the formula and edge cases.
+    :func:`class_attribute_matching` for the formula, the two ``form`` readings and edge cases.
     """
-    return class_attribute_matching(expr_probs, au_probs, relation)
+    return class_attribute_matching(expr_probs, au_probs, relation, form=form)
 
 
 def soft_coannotation(expr_probs: Tensor, au_labels: Tensor, au_weights: Tensor) -> Tensor:

@@ -396,7 +396,7 @@ def test_the_plan_trains_each_shared_row_once():
     assert plan[(plan.setting == "a") & (plan.backbone == "r18")]["arm"].tolist() == [
         "ST", "NC MT", "S-T NC MT", "C MT (DM)", "C MT (DB)", "GradNorm", "MGDA-UB",
     ]  # fmt: skip
-    assert len(plan[plan.setting == "b"]) == 9 and len(plan[plan.backbone == "sn"]) == 5
+    assert len(plan[plan.setting == "b"]) == 10 and len(plan[plan.backbone == "sn"]) == 5
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -448,9 +448,12 @@ def test_a_comparison_with_a_run_at_the_floor_is_untestable():
 def test_table3_follows_the_papers_rows_and_marks_its_numbers():
     runs = _runs({})
     t = R.table3(R.summarise(runs), "affwild2", "r18")
-    assert t["our row"].tolist()[0] == "NC MT" and len(t) == 7
+    assert t["our row"].tolist()[0] == "NC MT" and len(t) == 8  # the paper's 7 + our reading
     assert t["F1 (expr)"].iloc[0] == "50.0 [47.5, 52.5]" and t["F1 (expr)"].iloc[1] == ""
     assert t["paper: expr_f1"].tolist()[0] == 33.7
+    last = t.iloc[-1]  # the Bernoulli reading of Eq. 3: ours only, no paper value
+    assert last["our row"] == "distr-matching (DM, Bernoulli)" and last["relatedness"] == "DM"
+    assert np.isnan(last["paper: expr_f1"]) and np.isnan(last["paper: au_f1"])
 
 
 def test_table2_puts_each_paper_network_beside_our_backbones():

@@ -233,6 +233,25 @@ def test_distribution_matching_follows_eq2_and_eq3():
     assert got.item() == pytest.approx(expected)
 
 
+def test_printed_eq3_only_lowers_au_probabilities_and_the_bernoulli_reading_follows_q():
+    expr = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    au = np.array([[0.9, 0.2], [0.4, 0.6]])
+    relation = np.array([[1, 0], [1, 1], [0, 1]])
+    q = np.array([[0.8, 0.5], [0.2, 0.9]])
+    expected = -(au * np.log(q) + (1 - au) * np.log(1 - q)).sum(axis=1).mean()
+    p_au = _t(au, grad=True)
+    got = losses.distribution_matching(_t(expr), p_au, relation, form="bernoulli")
+    assert got.item() == pytest.approx(expected)
+    got.backward()  # d/dp = log((1 - q) / q) / B: down where q < 1/2, up where q > 1/2
+    np.testing.assert_allclose(p_au.grad.numpy(), np.log((1 - q) / q) / 2)
+    p_au = _t(au, grad=True)
+    losses.distribution_matching(_t(expr), p_au, relation).backward()  # as printed
+    np.testing.assert_allclose(p_au.grad.numpy(), -np.log(q) / 2)
+    assert (p_au.grad >= 0).all()  # gradient descent lowers every AU, even at q = 0.9
+    with pytest.raises(ValueError, match="form"):
+        losses.distribution_matching(_t(expr), _t(au), relation, form="kl")
+
+
 def test_distribution_matching_reproduces_the_papers_au2_example():
     # AU2 is prototypical for surprise and observational for fear: q(AU2) = p(surprise) + p(fear)
     relation = torch.zeros(len(EXPRESSIONS), 1, dtype=torch.float64)
