@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from affectlib import methods, profiles
+from affectlib import checkpoints, methods, profiles
 
 PROG = "python -m affectlib train"
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             data_seed=args.data_seed,
             progress=not args.no_progress,
         )
-    except (train.NonFiniteLoss, train.ConfigMismatch, ValueError, KeyError, OSError) as e:
+    except (train.NonFiniteLoss, checkpoints.ConfigMismatch, ValueError, KeyError, OSError) as e:
         print(f"train: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 1
     if result.metrics:  # rank 0

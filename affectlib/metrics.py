@@ -9,6 +9,8 @@ silent 0 — and its docstring says so.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import f1_score
@@ -229,3 +231,16 @@ def p_mtl(
     }
     scores["overall"] = scores["expr_f1"] + scores["au_f1"] + scores["va"]
     return scores
+
+
+def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """P_MTL, SS-MFAR Eq. 10, of :func:`affectlib.train.predict`'s output: expression = argmax,
+    AU = sigmoid > 0.5, VA as predicted; each task over its labelled rows (:func:`p_mtl`)."""
+    return p_mtl(
+        pred["expr_true"],
+        pred["expr_prob"].argmax(axis=1),
+        pred["au_true"],
+        (pred["au_prob"] > 0.5).astype(int),
+        pred["va_true"],
+        pred["va_pred"],
+    )

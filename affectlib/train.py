@@ -43,16 +43,16 @@ permutation and ``batch_size / world_size`` images per step; rank 0 validates an
 A non-finite loss stops the run with :class:`NonFiniteLoss` naming the step and the loss terms,
 before that step is applied; the last good checkpoint stays as it was.
 
-Several data sets in one run. :func:`build_multi_data` trains on the rows of several annotation
-tables at once (e.g. an expression-only and an AU-only set, Kollias et al. 2024): one combined
-table, batches mixing the sets, the masks (per-AU ``au_mask`` included) deciding which loss each
-image feeds; validation runs each task on its own set's validation rows.
+Data. :func:`run` builds its loaders with :func:`affectlib.data.assembly.build_data`;
+:func:`affectlib.data.assembly.build_multi_data` trains on the rows of several data sets at once.
+Process set-up (ranks, device, runtime, seeds, generator states) is :mod:`affectlib.distributed`,
+the checkpoint format :mod:`affectlib.checkpoints`.
 
 Methods that own their backward pass. The loop's step is forward + ``method.loss`` + one
 ``loss.backward()``. A method that needs more (per-task gradients, as MGDA-UB; task weights with
-their own optimiser, as GradNorm) registers a :data:`StepFn` under its name with
-:func:`register_step`; the loop then calls it instead of its forward/loss/backward stages, and
-keeps the rest: the non-finite check, the learning rates, the optimiser step, logging.
+their own optimiser, as GradNorm) carries its own ``MethodSpec.step``
+(:data:`affectlib.methods.StepFn`); the loop then calls it instead of its forward/loss/backward
+stages, and keeps the rest: the non-finite check, the learning rates, the optimiser step, logging.
 """
 
 from __future__ import annotations
@@ -61,12 +61,8 @@ import dataclasses
 import io
 import json
 import math
-import os
-import random
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,19 +74,25 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from affectlib import methods, metrics, models
+from affectlib import checkpoints, methods, metrics, models
 from affectlib.data import augment as augment_module
-from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
-from affectlib.methods import Batch, MethodSpec, State, StepContext
-from affectlib.results import (
-    ResultsWriter,
-    atomic_write_bytes,
-    atomic_write_text,
-    fingerprint_table,
+from affectlib.data.assembly import TrainData, build_data
+from affectlib.distributed import (
+    Dist,
+    autocast,
+    configure_runtime,
+    dist_from_env,
+    gather,
+    init_distributed,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
 )
+from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
+from affectlib.methods.base import MethodSpec, StepContext
+from affectlib.results import ResultsWriter, atomic_write_bytes, atomic_write_text
 
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 2  # 2: the selected epoch ("best") is kept
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 SCHEDULES = ("constant", "cosine")
 # keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
@@ -113,10 +115,6 @@ class NonFiniteLoss(RuntimeError):
         )
         self.step = step
         self.terms = dict(terms)
-
-
-class ConfigMismatch(ValueError):
-    """``checkpoint.pt`` in the output folder was written by a run with another configuration."""
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -183,41 +181,6 @@ class TrainConfig:
 
 
 @dataclass
-class TrainData:
-    """What :func:`fit` trains and validates on.
-
-    train: loader of training batches (the batch dict of the data contract) with ``__len__``,
-        ``set_epoch(epoch)``, ``state_dict()`` / ``load_state_dict()`` (epoch and position: a
-        restored loader yields exactly the remaining batches of its epoch), e.g.
-        :class:`affectlib.data.datasets.BatchLoader`.
-    val:   loader of validation batches, fixed order, no augmentation.
-    train_table: the training split's annotation table (methods count their class weights on it).
-    augment: provides ``weak(images, generator)`` / ``strong(images, generator)`` returning a view
-        with ``.images`` and ``.flipped`` (default :mod:`affectlib.data.augment`).
-    source: where the data came from (root folder, format, fingerprints), for provenance.
-    score: scores of the validation predictions (:func:`predict`'s dict) -> ``{name: float}``;
-        None: :func:`score` (P_MTL, SS-MFAR Eq. 10). Every name becomes a column of the per-epoch
-        metrics and a key of the final ``metrics.json``.
-    test: loader of the held-out test batches (fixed order), scored once with the selected
-        epoch's model; None: no test split.
-    select: the ``score`` name whose highest validation value selects the epoch; None: the last.
-    train_eval: loader of every training image in a fixed order without augmentation, for
-        methods that look at the model's predictions on the training set before each epoch
-        (``MethodSpec.on_train_predictions``: SS-MFAR's Eq. 4 thresholds); None: no such pass.
-    """
-
-    train: Any
-    val: Any
-    train_table: pd.DataFrame
-    augment: Any = augment_module
-    source: dict[str, Any] = dataclasses.field(default_factory=dict)
-    score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None
-    test: Any = None
-    select: str | None = None
-    train_eval: Any = None
-
-
-@dataclass
 class FitResult:
     """metrics: the selected epoch's validation scores, its test scores (``test_`` prefix) when
     the data has a test split, ``epoch`` (the selected one) and ``step``; history: one row per
@@ -232,155 +195,6 @@ class FitResult:
     out_dir: Path
     resumed_at: int = 0
     test_predictions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-
-# --- processes and devices ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_from_env() -> Dist:
-    """Rank, world size and local rank from torchrun's environment (one process without it)."""
-    env = os.environ
-    return Dist(
-        int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
-    )
-
-
-def _init_distributed(d: Dist, device_name: str) -> bool:
-    """Join the process group under torchrun; True when this call created it."""
-    if d.world == 1 or dist.is_initialized():
-        return False
-    dist.init_process_group(backend="nccl" if device_name.startswith("cuda") else "gloo")
-    return True
-
-
-def resolve_device(name: str, d: Dist) -> torch.device:
-    """``name`` as a device; "cuda" becomes this process's GPU (its local rank)."""
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", d.local_rank)
-        torch.cuda.set_device(device)
-    elif device.type != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
-    return device
-
-
-def _configure_runtime(device: torch.device, deterministic: bool) -> None:
-    if device.type == "cpu":
-        # the processes of one machine share its cores
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-    else:
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-        if deterministic:
-            # read when cuBLAS creates its first handle: deterministic GEMM workspaces
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's global generators (initialisation, dropout)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# --- RNG states (one per process in the checkpoint) -----------------------------------------------
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        # numpy's key array as a tensor, so that the checkpoint loads with weights_only=True
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    name, key, *rest = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _gather(obj: Any, d: Dist) -> list[Any]:
-    """``obj`` of every process, by rank (collective: every process must call it)."""
-    if d.world == 1:
-        return [obj]
-    out: list[Any] = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# --- checkpoints ------------------------------------------------------------------------------------
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())  # temporary file, fsync, os.replace
-
-
-def _to_cpu(x: Any) -> Any:
-    if isinstance(x, Tensor):
-        return x.detach().cpu()
-    if isinstance(x, dict):
-        return {k: _to_cpu(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return type(x)(_to_cpu(v) for v in x)
-    return x
-
-
-def _to_device(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in state.items()}
-
-
-def _json_normal(record: Mapping[str, Any]) -> dict[str, Any]:
-    # the JSON round trip turns tuples into lists and keys into strings, as config.json holds them
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
-
-
-def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: checkpoint {va!r}, now {vb!r}")
-    return out
-
-
-def load_checkpoint(path: str | Path, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Read the checkpoint at ``path`` (``weights_only``) after checking it was written under
-    ``record``; :class:`ConfigMismatch` names each differing key otherwise."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
-        found = ckpt.get("version") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ConfigMismatch(f"{path}: checkpoint format {found!r}, expected {CHECKPOINT_VERSION}")
-    differences = _diff(ckpt["config"], _json_normal(record))
-    if differences:
-        raise ConfigMismatch(
-            f"{path} was written under another configuration; resume refused. Differences: "
-            + "; ".join(differences)
-            + ". Use another output folder, or delete the checkpoint to start over."
-        )
-    return ckpt
 
 
 # --- validation -----------------------------------------------------------------------------------
@@ -425,56 +239,7 @@ def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndar
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """P_MTL, SS-MFAR Eq. 10, of :func:`predict`'s output: expression = argmax, AU = sigmoid >
-    0.5, VA as predicted; each task over its labelled rows (:func:`metrics.p_mtl`)."""
-    return metrics.p_mtl(
-        pred["expr_true"],
-        pred["expr_prob"].argmax(axis=1),
-        pred["au_true"],
-        (pred["au_prob"] > 0.5).astype(int),
-        pred["va_true"],
-        pred["va_pred"],
-    )
-
-
 # --- the loop ---------------------------------------------------------------------------------------
-def autocast(device: torch.device):
-    """The forward pass's precision context: bf16 autocast on CUDA, nothing on CPU."""
-    # bf16 keeps float32's exponent range: no loss scaling is needed
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-_autocast = autocast  # the name benchmarks/train_throughput.py uses
-
-
-# --- methods that own their backward pass ---------------------------------------------------------
-StepFn = Callable[
-    [nn.Module, MethodSpec, Batch, State, StepContext], tuple[Tensor, dict[str, Tensor]]
-]
-"""``(net, method, batch, state, ctx) -> (loss, logs)``: forward pass(es), loss and backward.
-
-Called with the gradients zeroed; must leave each parameter's gradient in ``.grad`` (its own
-``backward`` / ``autograd.grad`` calls) and return the loss it minimised (detached or not) and
-detached scalar logs, as ``MethodSpec.loss`` does. Forward passes go under :func:`autocast`
-(``ctx.device``); the learning rates and ``optimizer.step()`` stay with the loop. Extra learnable
-quantities of the method (GradNorm's task weights) and their optimiser state live in ``state``,
-so that the checkpoint carries them."""
-
-STEPS: dict[str, StepFn] = {}
-
-
-def register_step(method_name: str, step: StepFn) -> StepFn:
-    """Let the method called ``method_name`` own its forward/loss/backward stages (:data:`StepFn`);
-    warns when it replaces one."""
-    if method_name in STEPS:
-        warnings.warn(f"method {method_name!r} already owns a step; replacing it", stacklevel=2)
-    STEPS[method_name] = step
-    return step
-
-
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
     """Learning rate of each parameter group (backbone, heads) at each step: (total_steps, 2).
 
@@ -564,19 +329,19 @@ def fit(
     outputs). ``record`` is the resolved configuration: saved as ``config.json`` and in the
     checkpoint, and compared on resume (default: ``cfg``, the method and its default options); the
     method's options are ``record["options"]``. The caller seeds the initialisation
-    (:func:`seed_everything`) before building ``model``. Deterministic algorithms are switched on
+    (:func:`affectlib.distributed.seed_everything`) before building ``model``. Deterministic algorithms are switched on
     for the duration of the call only. On return ``model`` holds the selected epoch's weights
     (``TrainData.select``), not necessarily the last epoch's.
     """
     out = Path(out_dir)
     d = dist_from_env()
-    created_group = _init_distributed(d, cfg.device)
+    created_group = init_distributed(d, cfg.device)
     device = resolve_device(cfg.device, d)
     previous = torch.are_deterministic_algorithms_enabled()
-    _configure_runtime(device, cfg.deterministic)
+    configure_runtime(device, cfg.deterministic)
     if record is None:
         record = {"method": method.name, "options": dict(method.options), "train": cfg.record()}
-    record = _json_normal({**record, "world_size": d.world, "select": data.select})
+    record = checkpoints.json_normal({**record, "world_size": d.world, "select": data.select})
     try:
         return _fit(model, method, data, cfg, out, record, d, device)
     finally:
@@ -605,24 +370,24 @@ def _fit(
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batch (fewer images than one batch?)")
     schedule = lr_schedule(cfg, cfg.epochs * steps_per_epoch)
-    ckpt_path = out / CHECKPOINT
+    ckpt_path = out / checkpoints.CHECKPOINT
 
     # state: from the checkpoint, or fresh; best: the selected epoch so far (epoch, value, weights)
     epochs_done, step, history, loader_state, sums = 0, 0, [], None, {}
     best: dict[str, Any] = {"epoch": 0, "value": -math.inf, "model": None}
     if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, record)
+        ckpt = checkpoints.load_checkpoint(ckpt_path, record)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        state = _to_device(ckpt["method_state"], device)
+        state = checkpoints.to_device(ckpt["method_state"], device)
         epochs_done, step, history = ckpt["epochs_done"], ckpt["step"], ckpt["history"]
         loader_state = ckpt["loader"]
         best = ckpt["best"]
         mine = ckpt["per_process"][d.rank]
-        _set_rng_state(mine["rng"])
+        set_rng_state(mine["rng"])
         sums = dict(mine["sums"])
     else:
-        state = _to_device(method.init_state(data.train_table, options), device)
+        state = checkpoints.to_device(method.init_state(data.train_table, options), device)
     resumed_at = step
     writer = None
     if d.main:
@@ -647,28 +412,28 @@ def _fit(
     def checkpoint(loader_position: dict | None) -> None:
         if not cfg.checkpoints:
             return
-        per_process = _gather({"rng": _rng_state(), "sums": dict(sums)}, d)  # collective
+        per_process = gather({"rng": rng_state(), "sums": dict(sums)}, d)  # collective
         if d.main:
-            _atomic_torch_save(
+            checkpoints.atomic_torch_save(
                 {
-                    "version": CHECKPOINT_VERSION,
+                    "version": checkpoints.CHECKPOINT_VERSION,
                     "config": record,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "method_state": _to_cpu(state),
+                    "method_state": checkpoints.to_cpu(state),
                     "epochs_done": epochs_done,
                     "step": step,
                     "loader": loader_position,
                     "history": history,
                     "best": best,
-                    "per_process": _to_cpu(per_process),
+                    "per_process": checkpoints.to_cpu(per_process),
                 },
                 ckpt_path,
             )
 
     pred, images_seen, t_train = None, 0, 0.0
-    own_step = STEPS.get(method.name)
-    score_fn = data.score or score
+    own_step = method.step
+    score_fn = data.score or metrics.score
     for epoch in range(epochs_done, cfg.epochs):
         if loader_state is not None:  # resuming inside this epoch: its start hook already ran
             data.train.load_state_dict(loader_state)
@@ -705,7 +470,7 @@ def _fit(
                 with autocast(device):
                     loss, logs = method.loss(net, batch, state, ctx)
             else:
-                # forward, loss and backward, owned by the method (register_step)
+                # forward, loss and backward, owned by the method (MethodSpec.step)
                 loss, logs = own_step(net, method, batch, state, ctx)
             values = _scalars(loss, logs)
             if not all(math.isfinite(v) for v in values.values()):
@@ -791,292 +556,6 @@ def _fit(
 
 
 # --- set-up from a profile --------------------------------------------------------------------------
-SAMPLERS = ("random", "class-balanced", "class-balanced+unlabelled")
-
-
-def _sampler(kind: str, train: pd.DataFrame, seed: int, d: Dist):
-    from affectlib.data import datasets
-
-    if kind == "random":
-        return datasets.RandomSampler(len(train), seed, d.rank, d.world)
-    if kind in ("class-balanced", "class-balanced+unlabelled"):
-        return datasets.ClassBalancedSampler(
-            train["expr"].to_numpy(), seed, kind.endswith("+unlabelled"), d.rank, d.world
-        )
-    raise ValueError(f"unknown sampler {kind!r}; known: {', '.join(SAMPLERS)}")
-
-
-SPLITS = ("train", "validation", "test")
-
-
-def _load_splits(root: str | Path, format: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """The ``format`` table under ``root`` (:func:`affectlib.data.study.load_dataset`) and its
-    ``train`` and ``validation`` rows, and its ``test`` rows when it has any (the embedded set's
-    held-out split). Rejected rows are reported with a warning (pointing at the caller's caller)
-    and left out; raises when the training or validation split has no row."""
-    from affectlib.data import study
-
-    loaded = study.load_dataset(root, format)
-    if loaded.errors:
-        warnings.warn(
-            f"{root} ({format}): {loaded.rejected} of {loaded.rows_read} rows rejected and left "
-            f"out, e.g. {loaded.errors[0]}; `python -m affectlib audit` lists them all",
-            stacklevel=3,
-        )
-    table = loaded.table
-    parts = {s: table[table["split"] == s].reset_index(drop=True) for s in SPLITS}
-    if parts["test"].empty:
-        del parts["test"]
-    for s, part in parts.items():
-        if part.empty:
-            found = ", ".join(sorted(table["split"].unique())) or "none"
-            raise ValueError(f"{root} ({format}) has no {s!r} rows; splits found: {found}")
-    return table, parts
-
-
-def build_data(
-    profile,
-    seed: int,
-    *,
-    sampler: str = "random",
-    data_root: str | Path | None = None,
-    format: str = "abaw-mtl",
-    data_seed: int = 0,
-    progress: bool = True,
-) -> tuple[TrainData, dict[str, Any]]:
-    """Training and validation loaders of a data set, and a record of what was loaded (format,
-    sampler, row counts, label and image fingerprints: what a resumed run must find again).
-
-    ``data_root`` None: the embedded set of ``profile`` and ``data_seed``
-    (:func:`affectlib.data.generate.ensure`). The annotation files of ``format`` are read with
-    :func:`affectlib.data.study.load_dataset` (rejected rows are reported, not used); the
-    ``split`` column decides train / validation. Images are decoded once into the uint8 cache at
-    ``profile.image_size``. Under torchrun each process loads ``batch_size / world_size`` images
-    per step from its share of the permutation; rank 0 prepares the data first.
-    """
-    from affectlib.data import datasets, generate, study
-    from affectlib.data.cache import ImageCache
-
-    d = dist_from_env()
-    if profile.batch_size % d.world:
-        raise ValueError(f"batch_size {profile.batch_size} is not divisible by {d.world} processes")
-    if d.world > 1 and not d.main:
-        dist.barrier()  # rank 0 generates and caches first; the others then open its files
-    root = Path(data_root) if data_root else generate.ensure(profile, data_seed)
-    table, parts = _load_splits(root, format)
-    images = study.image_root(root, format)
-    show = progress and d.main
-    caches = {
-        s: ImageCache.build(part, images, size=profile.image_size, progress=show)
-        for s, part in parts.items()
-    }
-    if d.world > 1 and d.main:
-        dist.barrier()
-    train, val = parts["train"], parts["validation"]
-    per_process = profile.batch_size // d.world
-    record = {
-        "format": format,
-        "data_seed": data_seed if data_root is None else None,
-        "sampler": sampler,
-        "train_rows": len(train),
-        "val_rows": len(val),
-        "test_rows": len(parts.get("test", ())),
-        "labels": fingerprint_table(table),
-        "images": {s: c.fingerprint[:16] for s, c in caches.items()},
-    }
-    data = TrainData(
-        train=datasets.BatchLoader(
-            train, caches["train"], _sampler(sampler, train, seed, d), per_process, drop_last=True
-        ),
-        val=datasets.BatchLoader(
-            val, caches["validation"], datasets.SequentialSampler(len(val)), profile.batch_size
-        ),
-        train_table=train,
-        source={"root": str(root), **record},
-        select="overall",
-        train_eval=datasets.BatchLoader(
-            train, caches["train"], datasets.SequentialSampler(len(train)), profile.batch_size
-        ),
-        test=None
-        if "test" not in parts
-        else datasets.BatchLoader(
-            parts["test"],
-            caches["test"],
-            datasets.SequentialSampler(len(parts["test"])),
-            profile.batch_size,
-        ),
-    )
-    return data, record
-
-
-@dataclass(frozen=True)
-class DataPart:
-    """One data set's share of a multi-data-set run.
-
-    name:       a label for records ("affectnet", "emotionet", ...).
-    train:      its training rows, a standard annotation table (DESIGN.md); the labels it lacks
-                are markers (an AffectNet table's AU columns are -1), which the masks then hide.
-    validation: its validation rows (same convention).
-    images:     the folder its ``path`` column is relative to.
-    test:       its held-out test rows (same convention), or None.
-    """
-
-    name: str
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    images: Path
-    test: pd.DataFrame | None = None
-
-
-def load_part(data_root: str | Path, format: str, name: str | None = None) -> DataPart:
-    """The training, validation and (when the files have one) test rows of the ``format`` files
-    under ``data_root`` (:func:`affectlib.data.study.load_dataset`, default locations); rejected
-    rows are reported with a warning and left out. Raises when the training or validation split
-    has no row."""
-    from affectlib.data import study
-
-    _, split = _load_splits(data_root, format)
-    images = study.image_root(data_root, format)
-    return DataPart(
-        name or format, split["train"], split["validation"], Path(images), split.get("test")
-    )
-
-
-def combine_parts(parts: Sequence[DataPart], split: str) -> tuple[pd.DataFrame, Path]:
-    """The ``split`` ("train" / "validation" / "test") rows of every part in one standard table,
-    and the folder its paths are relative to: the parts' common image folder, each ``path``
-    prefixed with its part's folder below it. AU columns are the union (missing ones -1,
-    :func:`affectlib.data.formats.concat_tables`); a part without rows of ``split`` adds none."""
-    from affectlib.data import formats
-
-    if not parts:
-        raise ValueError("combine_parts needs at least one DataPart")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    folders = [p.images.resolve() for p in parts]
-    common = Path(os.path.commonpath(folders))
-    tables = []
-    for part, folder in zip(parts, folders, strict=True):
-        rows = {"train": part.train, "validation": part.validation, "test": part.test}[split]
-        if rows is None:
-            continue
-        prefix = folder.relative_to(common).as_posix()
-        tables.append(
-            rows.assign(path=[f"{prefix}/{q}" if prefix != "." else q for q in rows["path"]])
-        )
-    tables = [t for t in tables if len(t)] or tables[:1]
-    if not tables:  # no part has rows of this split
-        return parts[0].train.iloc[:0], common
-    return formats.concat_tables(tables), common
-
-
-def build_multi_data(
-    parts: Sequence[DataPart],
-    *,
-    image_size: int,
-    batch_size: int,
-    seed: int,
-    au_columns: Sequence[str] | None = None,
-    sampler: str = "random",
-    score: Callable[[Mapping[str, np.ndarray]], dict[str, float]] | None = None,
-    select: str | None = None,
-    progress: bool = True,
-) -> tuple[TrainData, dict[str, Any]]:
-    """Loaders over the rows of several data sets at once, and a record of what was loaded.
-
-    Training: the parts' training rows in one table (:func:`combine_parts`); ``sampler`` draws
-    from all of them, so a batch mixes the sets in proportion to their sizes, and the batch masks
-    (``has_expr``, per-AU ``au_mask``) decide which loss each image feeds — an AffectNet-format
-    image feeds the expression loss only, an EmotioNet-format image each AU it codes.
-    Validation: the parts' validation rows in one table, in order; each task is then scored on the
-    rows labelled for it, i.e. on its own set's validation split. Test: the parts' test rows the
-    same way, when any part has them (scored once, with the epoch ``select`` chose on validation;
-    see :class:`TrainData`).
-
-    ``au_columns``: the AU columns of the batches, in the model's order (default: the union of
-    the parts', by AU number); one that no part has is unlabelled (-1) everywhere. Images are
-    decoded once into the uint8 cache at ``image_size``. ``score``: see :class:`TrainData`.
-    Under torchrun each process takes ``batch_size / world_size`` images per step; rank 0 builds
-    the caches first.
-    """
-    from affectlib.data import datasets
-    from affectlib.data.cache import ImageCache
-
-    d = dist_from_env()
-    if batch_size % d.world:
-        raise ValueError(f"batch_size {batch_size} is not divisible by {d.world} processes")
-    tables = {s: combine_parts(parts, s) for s in SPLITS}
-    if tables["test"][0].empty:
-        del tables["test"]
-    for s, (table, _) in tables.items():
-        if table.empty:
-            raise ValueError(f"no part has {s!r} rows: {[p.name for p in parts]}")
-    columns = tuple(au_columns) if au_columns is not None else None
-    if columns is not None:
-        # an AU that no part codes is unlabelled everywhere, as concat_tables fills a missing one
-        tables = {
-            s: (t.assign(**{c: AU_MISSING for c in columns if c not in t.columns}), r)
-            for s, (t, r) in tables.items()
-        }
-    if d.world > 1 and not d.main:
-        dist.barrier()  # rank 0 decodes the images first; the others then open its caches
-    caches = {
-        s: ImageCache.build(table, root, size=image_size, progress=progress and d.main)
-        for s, (table, root) in tables.items()
-    }
-    if d.world > 1 and d.main:
-        dist.barrier()
-    train, val = tables["train"][0], tables["validation"][0]
-    record = {
-        "parts": {
-            p.name: {
-                "train_rows": len(p.train),
-                "val_rows": len(p.validation),
-                "test_rows": len(p.test) if p.test is not None else 0,
-                "labels": fingerprint_table(
-                    pd.concat([t for t in (p.train, p.validation, p.test) if t is not None])
-                ),
-            }
-            for p in parts
-        },
-        "au_columns": list(columns) if columns is not None else None,
-        "image_size": image_size,
-        "sampler": sampler,
-        "images": {s: c.fingerprint[:16] for s, c in caches.items()},
-    }
-    data = TrainData(
-        train=datasets.BatchLoader(
-            train,
-            caches["train"],
-            _sampler(sampler, train, seed, d),
-            batch_size // d.world,
-            au_columns=columns,
-            drop_last=True,
-        ),
-        val=datasets.BatchLoader(
-            val,
-            caches["validation"],
-            datasets.SequentialSampler(len(val)),
-            batch_size,
-            au_columns=columns,
-        ),
-        train_table=train,
-        source={"root": str(tables["train"][1]), "labels": fingerprint_table(train), **record},
-        score=score,
-        select=select,
-        test=None
-        if "test" not in tables
-        else datasets.BatchLoader(
-            tables["test"][0],
-            caches["test"],
-            datasets.SequentialSampler(len(tables["test"][0])),
-            batch_size,
-            au_columns=columns,
-        ),
-    )
-    return data, record
-
-
 def split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """A profile's ``extra`` as (model overrides, loop overrides, method options)."""
     model_over = {k: v for k, v in extra.items() if k in MODEL_EXTRA}
@@ -1111,7 +590,7 @@ def run(
     model_over, train_over, options = split_extra(spec, profile.extra)
     cfg = TrainConfig.from_profile(profile, seed, progress=progress, **train_over)
     d = dist_from_env()
-    created_group = _init_distributed(d, cfg.device)
+    created_group = init_distributed(d, cfg.device)
     try:
         data, data_record = build_data(
             profile,
@@ -1145,8 +624,3 @@ def run(
     finally:
         if created_group:
             dist.destroy_process_group()
-
-
-# The study's methods register themselves (and their own steps) on import: methods/__init__ imports
-# only mfar. This import must follow the definitions above, which coupling uses.
-from affectlib.methods import coupling  # noqa: E402, F401

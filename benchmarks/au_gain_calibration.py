@@ -26,7 +26,7 @@ from pathlib import Path
 
 from affectlib import profiles, train
 from affectlib.data import difficulty, generate
-from affectlib.methods import mfar_report
+from affectlib.studies import ssmfar
 
 WORK = Path(__file__).resolve().parents[1] / "build" / "au_gain_calibration"
 
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     base = profiles.get(args.profile)
-    plan = mfar_report.budget(base)
+    plan = ssmfar.budget(base)
     for gain in args.gains:
         p = base.replace(au_gain=gain)
         t0 = time.perf_counter()
@@ -48,7 +48,7 @@ def main() -> None:
         probe = difficulty.readout_probe(root, split="test", size=plan.image_size)
         probe = probe.set_index("measure")
         t_probe = time.perf_counter() - t0
-        sub = mfar_report.frame_subset(root, args.frame_stride, val_stride=plan.val_stride)
+        sub = ssmfar.frame_subset(root, args.frame_stride, val_stride=plan.val_stride)
         out = WORK / f"gain{gain:g}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from affectlib import methods, stats, train
-from affectlib.data import datasets
+from affectlib.data import assembly, datasets
 from affectlib.methods import StepContext
 from affectlib.methods import coupling as C
-from affectlib.methods import coupling_report as R
+from affectlib.studies import kollias as K
+from affectlib.studies import kollias_report as R
 
 torch.manual_seed(0)
 
@@ -309,7 +310,7 @@ def test_gradnorm_takes_the_initial_losses_at_its_first_step_with_both_tasks():
     assert state["initial_losses"].shape == (2,) and state["task_weights"].tolist() != [1.0, 1.0]
 
 
-def _toy_data(n: int = 12) -> train.TrainData:
+def _toy_data(n: int = 12) -> assembly.TrainData:
     rng = np.random.default_rng(0)
     table = pd.DataFrame(
         {
@@ -321,18 +322,18 @@ def _toy_data(n: int = 12) -> train.TrainData:
         }
     )
     images = rng.integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
-    return train.TrainData(
+    return assembly.TrainData(
         train=datasets.BatchLoader(table, images, datasets.RandomSampler(n, 0), 4, drop_last=True),
         val=datasets.BatchLoader(table, images, datasets.SequentialSampler(n), 4),
         train_table=table,
-        score=C.study_scores,
+        score=K.study_scores,
     )
 
 
 @pytest.mark.parametrize(("method", "logged"), [("gradnorm", "w_"), ("mgda-ub", "alpha_")])
 def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method, logged):
     spec = methods.get(method)
-    assert train.STEPS[method] in (C.gradnorm_step, C.mgda_ub_step)
+    assert spec.step in (C.gradnorm_step, C.mgda_ub_step)
     torch.manual_seed(0)
     cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
     result = train.fit(Toy(), spec, _toy_data(), cfg, tmp_path / method)
@@ -340,7 +341,7 @@ def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method,
     weights = h[f"train_{logged}expr"] + h[f"train_{logged}au"]
     assert weights.to_numpy() == pytest.approx([2.0 if method == "gradnorm" else 1.0] * 2)
     assert (
-        set(C.SCORE_NAMES) <= set(result.metrics)
+        set(K.SCORE_NAMES) <= set(result.metrics)
         and not (tmp_path / method / "checkpoint.pt").exists()
     )
     if method == "gradnorm":  # the weights moved away from 1 inside the loop
@@ -350,23 +351,23 @@ def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method,
 # --- the study's data and scores ------------------------------------------------------------------
 def test_basic_expressions_turn_other_into_no_label_and_keep_the_rest():
     t = pd.DataFrame({"expr": [7, 0, 6, -1], "AU1": [1, 0, -1, 1]})
-    got = C.basic_expressions(t)
+    got = K.basic_expressions(t)
     assert got["expr"].tolist() == [-1, 0, 6, -1] and got["AU1"].tolist() == [1, 0, -1, 1]
 
 
 def test_keep_task_masks_the_other_task_and_drops_rows_without_the_kept_one():
     t = pd.DataFrame({"expr": [1, -1, 2], "AU1": [1, 0, -1], "AU2": [-1, 1, -1]})
-    expr = C.keep_task(t, "expr", ["AU1", "AU2"])
-    au = C.keep_task(t, "au", ["AU1", "AU2"])
+    expr = K.keep_task(t, "expr", ["AU1", "AU2"])
+    au = K.keep_task(t, "au", ["AU1", "AU2"])
     assert expr["expr"].tolist() == [1, 2] and (expr[["AU1", "AU2"]] == -1).all().all()
     assert au["expr"].tolist() == [-1, -1] and au["AU1"].tolist() == [1, 0]
 
 
 def test_subsample_draws_a_fixed_subset_in_table_order():
     t = pd.DataFrame({"x": range(20)})
-    a, b = C.subsample(t, 5, 0, 1), C.subsample(t, 5, 0, 1)
+    a, b = K.subsample(t, 5, 0, 1), K.subsample(t, 5, 0, 1)
     assert a["x"].tolist() == b["x"].tolist() == sorted(a["x"]) and len(a) == 5
-    assert C.subsample(t, 0, 0)["x"].tolist() == list(range(20))
+    assert K.subsample(t, 0, 0)["x"].tolist() == list(range(20))
 
 
 def test_study_scores_match_sklearn_on_labelled_rows():
@@ -378,7 +379,7 @@ def test_study_scores_match_sklearn_on_labelled_rows():
         "au_true": np.array([[1, 0], [0, -1], [1, 1], [-1, -1], [0, 0]]),
         "au_prob": np.array([[0.9, 0.2], [0.7, 0.9], [0.4, 0.6], [0.9, 0.9], [0.1, 0.8]]),
     }
-    s = C.study_scores(pred)
+    s = K.study_scores(pred)
     assert s["expr_acc"] == pytest.approx(3 / 4)
     assert s["expr_aa"] == pytest.approx(np.mean([1, 0.5, 1]))
     assert s["expr_f1"] == pytest.approx(f1_score([0, 1, 2, 1], [0, 2, 2, 1], average="macro"))
@@ -389,7 +390,7 @@ def test_study_scores_match_sklearn_on_labelled_rows():
 
 
 def test_the_plan_trains_each_shared_row_once():
-    plan = C.study_plan(
+    plan = K.study_plan(
         {"a": ["r18", "sn"], "b": ["r18"]}, table3=("b", "r18"), table5=("a", "r18")
     )
     assert not plan.duplicated().any()
@@ -407,7 +408,7 @@ def _runs(shift: dict[str, float]) -> pd.DataFrame:
         for arm in ("ST", "NC MT", "C MT (DM)"):
             base = 0.5 + shift.get(arm, 0.0) + noise
             rows.append({"setting": "affwild2", "backbone": "r18", "arm": arm, "seed": seed,
-                         **dict.fromkeys(C.SCORE_NAMES, base)})  # fmt: skip
+                         **dict.fromkeys(K.SCORE_NAMES, base)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -428,8 +429,8 @@ def test_claims_say_holds_fails_or_no_clear_difference_from_the_intervals():
     assert any(s.startswith("Without coupling, multi-task training hurts") and
                "FAILS" in s for s in opposite)  # fmt: skip
     noisy = _runs({})
-    noise = np.repeat([[0.02], [-0.03], [0.0]], len(C.SCORE_NAMES), axis=1)  # seeds 0, 1, 2
-    noisy.loc[noisy.arm == "NC MT", list(C.SCORE_NAMES)] += noise
+    noise = np.repeat([[0.02], [-0.03], [0.0]], len(K.SCORE_NAMES), axis=1)  # seeds 0, 1, 2
+    noisy.loc[noisy.arm == "NC MT", list(K.SCORE_NAMES)] += noise
     assert any("no clear difference" in s for s in R.claims(R.paired(noisy)))
 
 
@@ -465,8 +466,8 @@ def test_table2_puts_each_paper_network_beside_our_backbones():
 
 
 def test_every_arm_names_a_registered_method():
-    assert {m for m, _ in C.ARMS.values()} <= set(methods.METHODS)
-    assert dataclasses.is_dataclass(C.StudyConfig)
+    assert {m for m, _ in K.ARMS.values()} <= set(methods.METHODS)
+    assert dataclasses.is_dataclass(K.StudyConfig)
 
 
 def test_the_figures_draw_one_panel_per_data_and_backbone_and_one_per_relatedness():
@@ -484,8 +485,6 @@ def test_the_figures_draw_one_panel_per_data_and_backbone_and_one_per_relatednes
 
 
 def test_at_floor_counts_constant_expression_and_silent_au_runs():
-    from affectlib.methods import coupling_report as report
-
     runs = pd.DataFrame(
         {
             "setting": ["s"] * 3,
@@ -496,23 +495,23 @@ def test_at_floor_counts_constant_expression_and_silent_au_runs():
             "au_f1": [0.0, 0.2, 0.1],
         }
     )
-    f = report.at_floor(runs).set_index("arm")
+    f = R.at_floor(runs).set_index("arm")
     assert (
         f.loc["ST", "runs"] == 2 and f.loc["ST", "expr_floor"] == 1 and f.loc["ST", "au_floor"] == 1
     )
     assert f.loc["NC MT", "expr_floor"] == 1 and f.loc["NC MT", "au_floor"] == 0
-    assert report.floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
-    learnt = report.at_floor(runs.iloc[[1]])
-    assert report.floor_sentence(learnt).startswith("All 1 runs left both floors")
+    assert R.floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
+    learnt = R.at_floor(runs.iloc[[1]])
+    assert R.floor_sentence(learnt).startswith("All 1 runs left both floors")
 
 
 def test_the_still_image_test_rows_are_the_validation_images_not_drawn_for_validation():
     rows = pd.DataFrame({"path": [f"{i}.jpg" for i in range(20)]}, index=range(100, 140, 2))
-    val, test = C._val_and_test(rows, 7, seed=0, salt=2)
+    val, test = K._val_and_test(rows, 7, seed=0, salt=2)
     assert len(val) == 7 and len(test) == 13
     assert not set(val["path"]) & set(test["path"])
     assert set(val["path"]) | set(test["path"]) == set(rows["path"])
-    again, _ = C._val_and_test(rows, 7, seed=0, salt=2)
+    again, _ = K._val_and_test(rows, 7, seed=0, salt=2)
     assert again.equals(val)
-    everything, none = C._val_and_test(rows, 0, seed=0, salt=2)
+    everything, none = K._val_and_test(rows, 0, seed=0, salt=2)
     assert len(everything) == 20 and none.empty

@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from affectlib import methods
+from affectlib.data import assembly
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_AU, N_EXPR
 from affectlib.methods import METHODS, MethodSpec, StepContext, mfar
 from affectlib.models import ModelConfig, build_model
+from affectlib.studies import ssmfar, ssmfar_report
 
 CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options=mfar.MFAR.options)
 
@@ -21,9 +23,9 @@ CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options
 @pytest.fixture(scope="module")
 def smoke_batches() -> dict:
     """The smoke profile's training table and two batches of 8 of its images."""
-    from affectlib import profiles, train
+    from affectlib import profiles
 
-    data, _ = train.build_data(profiles.get("smoke"), 0, progress=False)
+    data, _ = assembly.build_data(profiles.get("smoke"), 0, progress=False)
     loader = iter(data.train)
     batches = [{k: v[:8] for k, v in next(loader).items()} for _ in range(2)]
     return {"table": data.train_table, "batches": batches}
@@ -175,7 +177,7 @@ def test_every_registered_method_takes_a_finite_differentiable_step(name):
 
 
 def test_a_variant_is_a_replaced_spec_and_a_duplicate_name_warns(monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", dict(METHODS))
+    monkeypatch.setattr(methods.base, "METHODS", dict(METHODS))
     variant = dataclasses.replace(
         mfar.MFAR, name="mfar-variant", options={**mfar.MFAR.options, "sampler": "class-balanced"}
     )
@@ -386,10 +388,10 @@ def test_rs_variants_drop_the_eq1_weights_and_keep_the_au_weights():
 
 @pytest.mark.parametrize(("name", "unlabelled"), [("mfar-rs", False), ("ss-mfar-rs", True)])
 def test_rs_variants_sample_the_expression_classes_evenly(name, unlabelled):
-    from affectlib import profiles, train
+    from affectlib import profiles
 
     sampler = METHODS[name].options["sampler"]
-    data, _ = train.build_data(profiles.get("smoke"), 0, sampler=sampler, progress=False)
+    data, _ = assembly.build_data(profiles.get("smoke"), 0, sampler=sampler, progress=False)
     expr = data.train_table["expr"].to_numpy()
     drawn = expr[data.train.sampler.indices(0)]
     counts = np.bincount(drawn[drawn >= 0], minlength=N_EXPR)
@@ -405,16 +407,16 @@ def test_table1_rows_are_the_papers_rows_and_registered_methods():
     from affectlib.results import paper_table
 
     paper_rows = set(paper_table("ssmfar_table1")["method"])
-    assert [r.paper_row for r in mfar.TABLE1] == [
+    assert [r.paper_row for r in ssmfar.TABLE1] == [
         r for r in paper_table("ssmfar_table1")["method"] if r != "Baseline"
     ]
-    for row in mfar.TABLE1:
+    for row in ssmfar.TABLE1:
         assert row.paper_row in paper_rows and row.method in METHODS
-        assert row.init in mfar.INIT_SOURCES
+        assert row.init in ssmfar.INIT_SOURCES
         assert (METHODS[row.method].options.get("backbone") or "resnet18") == row.backbone
-    assert mfar.table1_row("ss-mfar-50").init == "none"
+    assert ssmfar.table1_row("ss-mfar-50").init == "none"
     with pytest.raises(KeyError, match="pretrain-affectnet.*rows: mfar"):
-        mfar.table1_row("pretrain-affectnet")
+        ssmfar.table1_row("pretrain-affectnet")
 
 
 def test_ss_mfar_nokl_trains_through_the_loop_and_its_metrics_lack_the_kl_column(tmp_path):
@@ -427,7 +429,7 @@ def test_ss_mfar_nokl_trains_through_the_loop_and_its_metrics_lack_the_kl_column
     assert "train_threshold_Neutral" in history and np.isfinite(history["train_loss"]).all()
 
 
-@pytest.mark.parametrize("row", mfar.TABLE1, ids=[r.method for r in mfar.TABLE1])
+@pytest.mark.parametrize("row", ssmfar.TABLE1, ids=[r.method for r in ssmfar.TABLE1])
 def test_every_table1_method_takes_two_finite_steps_on_smoke_batches(smoke_batches, row):
     from affectlib.data import augment
 
@@ -453,8 +455,6 @@ def test_every_table1_method_takes_two_finite_steps_on_smoke_batches(smoke_batch
 
 
 def test_against_chance_places_each_row_by_its_interval():
-    from affectlib.methods import mfar_report
-
     table = pd.DataFrame(
         {
             "row": ["A", "B", "C"],
@@ -463,10 +463,10 @@ def test_against_chance_places_each_row_by_its_interval():
             "overall hi": [0.60, 0.45, 0.19],
         }
     )
-    out = mfar_report.against_chance(table, {"overall": 0.40})
+    out = ssmfar_report.against_chance(table, {"overall": 0.40})
     assert "above chance" in out[0] and "at chance" in out[1] and "below chance" in out[2]
     assert out[-1].startswith("1 of 3 rows score clearly above chance on overall;")
-    everyone = mfar_report.against_chance(table.iloc[:1], {"overall": 0.40})
+    everyone = ssmfar_report.against_chance(table.iloc[:1], {"overall": 0.40})
     assert everyone[-1] == "1 of 1 rows score clearly above chance on overall."
 
 

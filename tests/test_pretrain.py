@@ -11,11 +11,12 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from affectlib import models, profiles, stats
+from affectlib import models, pretraining, profiles, stats
 from affectlib.data import generate, study, writers
 from affectlib.labels import AU_COLUMNS
 from affectlib.methods import mfar, pretrain
-from affectlib.methods import mfar_report as report
+from affectlib.studies import ssmfar
+from affectlib.studies import ssmfar_report as report
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def fake_trainer(calls: list):
 
 # --- the identity set ------------------------------------------------------------------------------
 def test_identity_table_has_no_affect_labels_and_ranks_identities(smoke_root):
-    table, identity = pretrain.identity_table(smoke_root)
+    table, identity = pretraining.identity_table(smoke_root)
     ids = writers.read_identities(smoke_root / "celeb" / "identities.txt")
     assert len(table) == len(ids) == len(identity)
     assert (table["expr"] == -1).all() and (table[list(AU_COLUMNS)] == -1).all().all()
@@ -70,14 +71,16 @@ def test_identity_pretraining_trains_through_fit_and_exports_a_loadable_backbone
     smoke_root, tmp_path
 ):
     p = profiles.get("smoke")
-    metrics = pretrain.train_identity(p, smoke_root, tmp_path / "run", seed=0)
+    metrics = pretraining.train_identity(p, smoke_root, tmp_path / "run", seed=0)
     ids = writers.read_identities(smoke_root / "celeb" / "identities.txt")
     assert metrics["identities"] == ids["identity"].nunique()
     assert metrics["train_images"] == int((ids["split"] == "train").sum())
     assert 0.0 <= metrics["val_identity_accuracy"] <= 1.0
     history = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert np.isfinite(history["train_loss_identity"]).all()
-    dest = pretrain.export_backbone(tmp_path / "run" / "checkpoint.pt", tmp_path / "b.safetensors")
+    dest = pretraining.export_backbone(
+        tmp_path / "run" / "checkpoint.pt", tmp_path / "b.safetensors"
+    )
     trained = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["model"]
     model = models.MultiTaskNet(models.ModelConfig())
     with pytest.warns(UserWarning, match="missing"):
@@ -91,7 +94,7 @@ def test_identity_pretraining_trains_through_fit_and_exports_a_loadable_backbone
 def test_export_backbone_refuses_a_checkpoint_without_backbone_weights(tmp_path):
     torch.save({"model": {"expr_head.0.weight": torch.zeros(2)}}, tmp_path / "c.pt")
     with pytest.raises(ValueError, match="no backbone weights"):
-        pretrain.export_backbone(tmp_path / "c.pt", tmp_path / "b.safetensors")
+        pretraining.export_backbone(tmp_path / "c.pt", tmp_path / "b.safetensors")
 
 
 # --- the cache -------------------------------------------------------------------------------------
@@ -99,12 +102,12 @@ def test_pretrained_weights_are_reused_while_settings_and_images_are_unchanged(
     celeb_root, tmp_path, monkeypatch
 ):
     calls: list = []
-    monkeypatch.setitem(pretrain.TRAINERS, "identity", fake_trainer(calls))
+    monkeypatch.setitem(pretraining.TRAINERS, "identity", fake_trainer(calls))
     p = profiles.get("smoke")
-    first = pretrain.pretrained_weights("identity", p, celeb_root, cache_dir=tmp_path / "cache")
-    again = pretrain.pretrained_weights("identity", p, celeb_root, cache_dir=tmp_path / "cache")
+    first = pretraining.pretrained_weights("identity", p, celeb_root, cache_dir=tmp_path / "cache")
+    again = pretraining.pretrained_weights("identity", p, celeb_root, cache_dir=tmp_path / "cache")
     assert first == again and len(calls) == 1
-    assert pretrain.read_record(first)["metrics"] == {"fake": True}
+    assert pretraining.read_record(first)["metrics"] == {"fake": True}
     assert not (first.parent / "run" / "checkpoint.pt").exists()  # only the backbone is kept
 
 
@@ -112,37 +115,37 @@ def test_pretrained_weights_are_retrained_when_a_setting_or_an_image_changes(
     celeb_root, tmp_path, monkeypatch
 ):
     calls: list = []
-    monkeypatch.setitem(pretrain.TRAINERS, "identity", fake_trainer(calls))
+    monkeypatch.setitem(pretraining.TRAINERS, "identity", fake_trainer(calls))
     cache = tmp_path / "cache"
     p = profiles.get("smoke")
-    a = pretrain.pretrained_weights("identity", p, celeb_root, cache_dir=cache)
-    b = pretrain.pretrained_weights("identity", p.replace(epochs=2), celeb_root, cache_dir=cache)
+    a = pretraining.pretrained_weights("identity", p, celeb_root, cache_dir=cache)
+    b = pretraining.pretrained_weights("identity", p.replace(epochs=2), celeb_root, cache_dir=cache)
     image = next((celeb_root / "celeb" / "images").rglob("*.jpg"))
     image.write_bytes(image.read_bytes() + b"\0")  # same labels, other bytes: a re-render
-    c = pretrain.pretrained_weights("identity", p, celeb_root, cache_dir=cache)
+    c = pretraining.pretrained_weights("identity", p, celeb_root, cache_dir=cache)
     assert len(calls) == 3 and len({a, b, c}) == 3
     assert a.parent.name.startswith("identity-smoke-")
 
 
 def test_pretrained_weights_name_an_unknown_source(celeb_root):
     with pytest.raises(ValueError, match="'celeb'.*identity, affectnet"):
-        pretrain.pretrained_weights("celeb", profiles.get("smoke"), celeb_root)
+        pretraining.pretrained_weights("celeb", profiles.get("smoke"), celeb_root)
 
 
 # --- notebook 03: budget, data, weights -------------------------------------------------------------
 def test_budget_takes_the_profile_default_and_nonzero_overrides():
-    cpu = report.budget(profiles.get("cpu"))
-    assert cpu == report.BUDGETS["cpu"]
-    assert report.budget(profiles.get("cpu"), epochs=5, image_size=0).epochs == 5
-    paper = report.budget(profiles.get("paper"))
+    cpu = ssmfar.budget(profiles.get("cpu"))
+    assert cpu == ssmfar.BUDGETS["cpu"]
+    assert ssmfar.budget(profiles.get("cpu"), epochs=5, image_size=0).epochs == 5
+    paper = ssmfar.budget(profiles.get("paper"))
     assert (paper.image_size, paper.epochs, paper.frame_stride) == (224, 20, 1)
     with pytest.raises(KeyError, match="batch"):
-        report.budget(profiles.get("cpu"), batch=3)
+        ssmfar.budget(profiles.get("cpu"), batch=3)
 
 
 def test_frame_subset_keeps_every_kth_training_frame_and_the_whole_validation(smoke_root, tmp_path):
-    assert report.frame_subset(smoke_root, 1) == smoke_root
-    sub_root = report.frame_subset(smoke_root, 3, tmp_path / "sub")
+    assert ssmfar.frame_subset(smoke_root, 1) == smoke_root
+    sub_root = ssmfar.frame_subset(smoke_root, 3, tmp_path / "sub")
     full = study.load_dataset(smoke_root, "abaw-mtl").table
     sub = study.load_dataset(sub_root, "abaw-mtl").table
     train = full[full["split"] == "train"]
@@ -158,20 +161,20 @@ def test_start_weights_prefer_a_given_file_and_need_one_on_real_data(tmp_path):
     given = tmp_path / "w.safetensors"
     given.write_bytes(b"x")
     p = profiles.get("smoke")
-    out = report.start_weights(["identity", "none"], p, None, {"identity": str(given)})
+    out = ssmfar.start_weights(["identity", "none"], p, None, {"identity": str(given)})
     assert out == {"identity": given, "none": None}
     with pytest.raises(ValueError, match="affectnet_weights"):
-        report.start_weights(["affectnet"], p, None, {"affectnet": ""})
+        ssmfar.start_weights(["affectnet"], p, None, {"affectnet": ""})
     with pytest.raises(FileNotFoundError, match="nothere"):
-        report.start_weights(["identity"], p, None, {"identity": str(tmp_path / "nothere")})
+        ssmfar.start_weights(["identity"], p, None, {"identity": str(tmp_path / "nothere")})
 
 
 def test_run_profile_sets_each_rows_backbone_and_weights(tmp_path):
     w = {"identity": tmp_path / "i.safetensors", "affectnet": tmp_path / "a.st", "none": None}
     p = profiles.get("smoke")
-    assert report.run_profile(mfar.table1_row("ss-mfar"), p, w).weights == str(w["identity"])
-    assert report.run_profile(mfar.table1_row("ssp-mfar-sa"), p, w).weights == str(w["affectnet"])
-    r50 = report.run_profile(mfar.table1_row("ss-mfar-50"), p, w)
+    assert ssmfar.run_profile(ssmfar.table1_row("ss-mfar"), p, w).weights == str(w["identity"])
+    assert ssmfar.run_profile(ssmfar.table1_row("ssp-mfar-sa"), p, w).weights == str(w["affectnet"])
+    r50 = ssmfar.run_profile(ssmfar.table1_row("ss-mfar-50"), p, w)
     assert (r50.backbone, r50.weights) == ("resnet50", None)
 
 
@@ -181,9 +184,9 @@ def _runs() -> pd.DataFrame:
     rows = []
     for method, base in (("mfar", 0.5), ("ss-mfar", 0.6), ("ss-mfar-nokl", 0.6)):
         for seed in (0, 1, 2):
-            s = {k: base + 0.01 * seed + rng.normal(0, 0.001) for k in report.SCORES}
+            s = {k: base + 0.01 * seed + rng.normal(0, 0.001) for k in ssmfar.SCORES}
             rows.append(
-                {"method": method, "row": mfar.table1_row(method).paper_row, "seed": seed, **s}
+                {"method": method, "row": ssmfar.table1_row(method).paper_row, "seed": seed, **s}
             )
     return pd.DataFrame(rows)
 
@@ -283,11 +286,11 @@ def test_ordering_sentence_with_one_seed_does_not_judge():
 
 def test_paired_calls_a_pair_untestable_when_a_rows_interval_reaches_chance():
     runs = _runs()  # mfar ~0.5, ss-mfar ~0.6 on every score
-    chance = {k: 0.55 for k in report.SCORES}
+    chance = {k: 0.55 for k in ssmfar.SCORES}
     pairs = report.paired(runs, chance=chance)
     r = pairs[(pairs["a"] == "ss-mfar") & (pairs["metric"] == "overall")].iloc[0]
     assert r["verdict"] == stats.UNTESTABLE  # mfar's interval lies below 0.55
-    clear = report.paired(runs, chance={k: 0.1 for k in report.SCORES})
+    clear = report.paired(runs, chance={k: 0.1 for k in ssmfar.SCORES})
     r = clear[(clear["a"] == "ss-mfar") & (clear["metric"] == "overall")].iloc[0]
     assert r["verdict"] == "A higher" and r["paper's claim on our data"] == "holds"
     assert r["detectable"] == pytest.approx((r["diff hi"] - r["diff lo"]) / 2)
@@ -311,14 +314,14 @@ def test_thresholds_table_gives_the_share_of_pseudo_labelled_images_passing():
 
 def test_train_rows_trains_each_row_and_seed_fresh_and_keeps_its_outputs(tmp_path):
     p = profiles.get("smoke", epochs=1)
-    rows = [mfar.table1_row("mfar")]
-    runs = report.train_rows(rows, [0], p, None, {"identity": None}, tmp_path, log=None)
+    rows = [ssmfar.table1_row("mfar")]
+    runs = ssmfar.train_rows(rows, [0], p, None, {"identity": None}, tmp_path, log=None)
     assert runs[["method", "row", "seed"]].to_dict("records") == [
         {"method": "mfar", "row": "MFAR", "seed": 0}
     ]
     run = Path(runs["dir"].iloc[0])
     assert run == tmp_path / "mfar" / "seed0" and not (run / "checkpoint.pt").exists()
-    assert np.isfinite(runs[list(report.SCORES)].to_numpy()).all()
+    assert np.isfinite(runs[list(ssmfar.SCORES)].to_numpy()).all()
     hist = report.histories(runs)
     assert list(hist["epoch"]) == [1] and hist["overall"].iloc[0] == runs["val_overall"].iloc[0]
     assert runs["split"].iloc[0] == "test" and runs["epoch"].iloc[0] == 1

@@ -20,8 +20,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from affectlib import methods, train
+from affectlib import checkpoints, distributed, methods, metrics, train
 from affectlib.cli_train import main, parse_set
+from affectlib.data import assembly
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--profile", "smoke", "--set", "small_input=false", "--no-progress"]
@@ -32,7 +33,7 @@ SHORT = [*RUN, "--set", "epochs=2", "--set", "checkpoint_every=2"]  # 6 steps: c
 KILLER = r"""
 import dataclasses, io, os, signal, sys
 import torch
-from affectlib import methods, train
+from affectlib import checkpoints, methods
 from affectlib.cli_train import main
 
 mode, at = sys.argv[1], int(sys.argv[2])
@@ -46,7 +47,7 @@ if mode == "step":
         return out
     methods.METHODS["mfar"] = dataclasses.replace(spec, loss=loss)
 else:
-    save = train._atomic_torch_save
+    save = checkpoints.atomic_torch_save
     def partial(obj, path):
         if obj["step"] == at:
             buf = io.BytesIO()
@@ -54,7 +55,7 @@ else:
             (path.parent / f".{path.name}.killed.tmp").write_bytes(buf.getvalue()[: buf.tell() // 2])
             die()
         save(obj, path)
-    train._atomic_torch_save = partial
+    checkpoints.atomic_torch_save = partial
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -69,7 +70,7 @@ def _killed(out: Path, mode: str, at: int) -> subprocess.CompletedProcess:
 
 
 def _step_of(out: Path) -> int:
-    return torch.load(out / train.CHECKPOINT, weights_only=True)["step"]
+    return torch.load(out / checkpoints.CHECKPOINT, weights_only=True)["step"]
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +95,11 @@ def test_a_run_writes_metrics_predictions_and_a_csv_row_per_epoch(reference):
     assert final["selected_on"] == "overall" and final["overall"] == pytest.approx(best["overall"])
     pred = dict(np.load(reference / "predictions_val.npz"))
     assert pred["expr_prob"].shape == (48, 8) and pred["au_prob"].shape == (48, 12)
-    rescored = train.score(pred)
+    rescored = metrics.score(pred)
     assert all(rescored[k] == pytest.approx(final[k]) for k in train.SCORES)
     test = dict(np.load(reference / "predictions_test.npz"))
     assert len(test["index"]) == 48 and not np.array_equal(test["va_true"], pred["va_true"])
-    retested = train.score(test)
+    retested = metrics.score(test)
     assert all(retested[k] == pytest.approx(final[f"test_{k}"]) for k in train.SCORES)
     config = json.loads((reference / "config.json").read_text())
     assert config["method"] == "mfar" and config["train"]["lr_heads"] == 1e-2
@@ -132,10 +133,10 @@ def test_a_run_killed_twice_resumes_to_exactly_the_uninterrupted_metrics(referen
 
 def test_resume_refuses_a_checkpoint_of_another_configuration(reference):
     record = json.loads((reference / "config.json").read_text())
-    assert train.load_checkpoint(reference / train.CHECKPOINT, record)["step"] == 6
+    assert checkpoints.load_checkpoint(reference / checkpoints.CHECKPOINT, record)["step"] == 6
     record["train"]["epochs"] = 3
-    with pytest.raises(train.ConfigMismatch, match="train.epochs: checkpoint 2, now 3"):
-        train.load_checkpoint(reference / train.CHECKPOINT, record)
+    with pytest.raises(checkpoints.ConfigMismatch, match="train.epochs: checkpoint 2, now 3"):
+        checkpoints.load_checkpoint(reference / checkpoints.CHECKPOINT, record)
 
 
 def test_a_non_finite_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(
@@ -168,7 +169,7 @@ def test_two_processes_under_torchrun_train_and_rank_0_writes_the_metrics(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     final = json.loads((out / "metrics.json").read_text())
     assert np.isfinite([final[k] for k in train.SCORES]).all()
-    ckpt = torch.load(out / train.CHECKPOINT, weights_only=True)
+    ckpt = torch.load(out / checkpoints.CHECKPOINT, weights_only=True)
     # 96 faces, 16 per process and step: 3 steps; each process's RNG state is saved
     assert ckpt["step"] == 3 and len(ckpt["per_process"]) == 2
     assert ckpt["config"]["world_size"] == 2
@@ -185,7 +186,7 @@ def test_score_takes_the_argmax_expression_and_aus_above_one_half():
         "va_pred": np.array([[0.0, 0.1], [0.5, -0.2], [-0.4, 0.1], [0.3, 0.3]]),
     }
     pred["expr_prob"] = np.pad(pred["expr_prob"], ((0, 0), (0, 6)))
-    got = train.score(pred)
+    got = metrics.score(pred)
     exp = f1_score([0, 1, 1], [0, 1, 0], average="macro", labels=range(8), zero_division=0)
     au = np.mean([f1_score([1, 1, 0], [1, 0, 1]), f1_score([0, 1, 0], [0, 1, 0])])  # 0.5 -> 0
     assert got["expr_f1"] == pytest.approx(exp) and got["au_f1"] == pytest.approx(au)
@@ -222,7 +223,7 @@ def test_a_profile_that_asks_for_cuda_without_one_fails_clearly(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        train.resolve_device("cuda", train.Dist())
+        distributed.resolve_device("cuda", distributed.Dist())
 
 
 def test_the_reference_run_folder_can_be_copied_and_rerun_without_training(reference, tmp_path):
@@ -244,9 +245,12 @@ def smoke_root() -> Path:
 
 
 def test_build_multi_data_mixes_the_sets_and_masks_each_task_per_image(smoke_root):
-    parts = [train.load_part(smoke_root, "affectnet"), train.load_part(smoke_root, "emotionet")]
+    parts = [
+        assembly.load_part(smoke_root, "affectnet"),
+        assembly.load_part(smoke_root, "emotionet"),
+    ]
     cols = ("AU1", "AU5", "AU12", "AU43")  # AU43: coded by neither file here
-    data, record = train.build_multi_data(
+    data, record = assembly.build_multi_data(
         parts, image_size=16, batch_size=32, seed=0, au_columns=cols, progress=False
     )
     table = data.train_table
@@ -285,7 +289,7 @@ class _Toy(torch.nn.Module):
         return {k: h(z) for k, h in self.heads.items()} | {"feat": z}
 
 
-def _toy_data() -> train.TrainData:
+def _toy_data() -> assembly.TrainData:
     from affectlib.data import datasets
 
     n = 8
@@ -299,7 +303,7 @@ def _toy_data() -> train.TrainData:
         }
     )
     images = np.random.default_rng(0).integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
-    return train.TrainData(
+    return assembly.TrainData(
         train=datasets.BatchLoader(table, images, datasets.RandomSampler(n, 0), 4, drop_last=True),
         val=datasets.BatchLoader(table, images, datasets.SequentialSampler(n), 4),
         train_table=table,
@@ -312,11 +316,11 @@ def test_checkpoints_off_writes_none_and_a_custom_score_reaches_metrics_json(tmp
     result = train.fit(_Toy(), methods.get("nc-mt"), _toy_data(), cfg, tmp_path / "run")
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert final["n_val"] == 8.0 and result.metrics["n_val"] == 8.0 and "expr_f1" not in final
-    assert not (tmp_path / "run" / train.CHECKPOINT).exists()
+    assert not (tmp_path / "run" / checkpoints.CHECKPOINT).exists()
     assert "checkpoints" not in json.loads((tmp_path / "run" / "config.json").read_text())["train"]
 
 
-def test_a_method_with_a_registered_step_owns_forward_loss_and_backward(tmp_path, monkeypatch):
+def test_a_method_with_its_own_step_owns_forward_loss_and_backward(tmp_path):
     calls = []
 
     def step(net, method, batch, state, ctx):
@@ -326,8 +330,7 @@ def test_a_method_with_a_registered_step_owns_forward_loss_and_backward(tmp_path
         calls.append(ctx.step)
         return loss.detach(), {"own": loss.detach()}
 
-    spec = dataclasses.replace(methods.get("nc-mt"), name="own-step-test")
-    monkeypatch.setitem(train.STEPS, spec.name, step)
+    spec = dataclasses.replace(methods.get("nc-mt"), name="own-step-test", step=step)
     model = _Toy()
     before = [p.detach().clone() for p in model.backbone.parameters()]
     cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
@@ -346,12 +349,12 @@ def test_load_part_warns_of_a_rejected_row_and_refuses_a_missing_split(smoke_roo
     bad = first.rsplit(",", 3)[0] + ",99,0.1,0.2"  # expression code 99 does not exist
     val.write_text("\n".join([header, first, bad, *rest]) + "\n")
     with pytest.warns(UserWarning, match=r"1 of .* rows rejected .*validation\.csv:3") as seen:
-        part = train.load_part(tmp_path, "affectnet")
+        part = assembly.load_part(tmp_path, "affectnet")
     assert seen[0].filename == __file__  # the warning names the caller's line
     assert len(part.validation) == len(rest) + 1
     val.write_text(header + "\n")
     with pytest.raises(ValueError, match="no 'validation' rows"):
-        train.load_part(tmp_path, "affectnet")
+        assembly.load_part(tmp_path, "affectnet")
 
 
 def test_the_epoch_with_the_best_validation_score_is_selected_and_nan_never_wins(tmp_path):

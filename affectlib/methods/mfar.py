@@ -52,7 +52,8 @@ expression task. Per batch (Algorithm 1, lines 3-8):
 - ``ss-mfar-50``: a ResNet-50 backbone from scratch (``backbone`` option; the run's model must be
   a ResNet-50, which the loss checks, since the loop builds the model from the profile);
 - ``ssp-mfar``: SS-MFAR started from AffectNet-pretrained weights instead of MS-Celeb-1M ones
-  (the loss is SS-MFAR's; the weights are the run's, see :data:`TABLE1`);
+  (the loss is SS-MFAR's; the weights are the run's, see
+  :data:`affectlib.studies.ssmfar.TABLE1`);
 - ``ssp-mfar-sa``: ``unsupervised_on="all"``. §3.4: "unsupervised loss on x_s and x_w of all the
   images were added to respective task losses". Our reading, for want of equations: the
   expression pseudo-label CE and KL run over every image of the batch (labelled or not), and
@@ -60,15 +61,16 @@ expression task. Per batch (Algorithm 1, lines 3-8):
   logits against the weak view's AU probabilities (soft targets), and the CCC loss of the
   strong-view VA against the weak-view VA (both targets detached), weighted by lambda_2.
 
-Which weights each row of Table 1 starts from is :data:`TABLE1` (the paper: MS-Celeb-1M for
-MFAR/SS-MFAR and their ablations, AffectNet for SSP-*, none for SS-MFAR-50); the pretraining runs
-are :mod:`affectlib.methods.pretrain`.
+Which weights each row of Table 1 starts from is :data:`affectlib.studies.ssmfar.TABLE1` (the
+paper: MS-Celeb-1M for MFAR/SS-MFAR and their ablations, AffectNet for SSP-*, none for
+SS-MFAR-50); the pretraining objectives are :mod:`affectlib.methods.pretrain`, their runs
+:mod:`affectlib.pretraining`.
 
 Command line. Each method trains with ``python -m affectlib train METHOD``; the starting weights
 and the backbone of a Table 1 row are the profile's, e.g. (cpu profile, 32-px training as notebook
 03 does, on the existing embedded set)::
 
-    W=$(python -m affectlib.methods.pretrain identity --profile cpu --image-size 32)
+    W=$(python -m affectlib.pretraining identity --profile cpu --image-size 32)
     python -m affectlib train ss-mfar --profile cpu --out runs/ss-mfar \\
         --data-root data/embedded/cpu-seed0 --set image_size=32 --set weights=$W
     python -m affectlib train ss-mfar-50 ... --set backbone=resnet50
@@ -97,7 +99,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -107,7 +108,7 @@ from torch import Tensor, nn
 
 from affectlib import losses
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, EXPRESSIONS, N_EXPR
-from affectlib.methods import Batch, MethodSpec, State, StepContext, register
+from affectlib.methods.base import Batch, MethodSpec, State, StepContext, register
 
 PAPER = "Gera et al. 2022, SS-MFAR: Semi-supervised multi-task facial affect recognition"
 UNSUPERVISED_SCOPES = ("unlabelled", "all")
@@ -348,47 +349,3 @@ SS_MFAR_NOKL = _ss_variant("ss-mfar-nokl", consistency=False)
 SS_MFAR_50 = _ss_variant("ss-mfar-50", backbone="resnet50")
 SSP_MFAR = _ss_variant("ssp-mfar")
 SSP_MFAR_SA = _ss_variant("ssp-mfar-sa", unsupervised_on="all")
-
-
-# --- the rows of Table 1 ----------------------------------------------------------------------------
-INIT_SOURCES = ("identity", "affectnet", "none")
-
-
-@dataclass(frozen=True)
-class Table1Row:
-    """One row of SS-MFAR Table 1: the registered method, the paper's row name (as in
-    ``affectlib/reference/ssmfar_table1.csv``), the backbone and the weights it starts from:
-    "identity" (face-recognition pretraining; the paper: MS-Celeb-1M), "affectnet" (expression +
-    VA pretraining; the paper: AffectNet) or "none" (from scratch)."""
-
-    method: str
-    paper_row: str
-    init: str
-    backbone: str = "resnet18"
-
-
-TABLE1: tuple[Table1Row, ...] = (
-    Table1Row("mfar", "MFAR", "identity"),
-    Table1Row("mfar-rs", "MFAR-RS", "identity"),
-    Table1Row("ss-mfar", "SS-MFAR", "identity"),
-    Table1Row("ss-mfar-rs", "SS-MFAR-RS", "identity"),
-    Table1Row("ss-mfar-nokl", "SS-MFAR-NOKL", "identity"),
-    Table1Row("ssp-mfar", "SSP-MFAR", "affectnet"),
-    Table1Row("ssp-mfar-sa", "SSP-MFAR-SA", "affectnet"),
-    Table1Row("ss-mfar-50", "SS-MFAR-50", "none", backbone="resnet50"),
-)
-
-
-def table1_row(method: str) -> Table1Row:
-    """The Table 1 row trained by ``method``; the error lists the methods of the table."""
-    for row in TABLE1:
-        if row.method == method:
-            return row
-    raise KeyError(f"{method!r} is no row of Table 1; rows: {', '.join(r.method for r in TABLE1)}")
-
-
-# the AffectNet pretraining (affectlib.methods.pretrain) is MFAR on another data set; imported
-# last, as it builds on MFAR
-from affectlib.methods import pretrain  # noqa: E402
-
-PRETRAIN_AFFECTNET = register(pretrain.AFFECTNET)

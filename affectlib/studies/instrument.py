@@ -23,21 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectlib import metrics, profiles, train
+from affectlib import checkpoints, metrics, profiles, train
 from affectlib.data import difficulty, generate
 from affectlib.labels import AU_COLUMNS
-from affectlib.methods import mfar_report
+from affectlib.studies import ssmfar
 
 SETTINGS: dict[str, dict] = {"chosen": {}, "hard": dict(profiles.HARD)}
 TASKS = ("expr_f1", "au_f1", "va", "overall")
 BEGIN, END = "<!-- learnability:begin -->", "<!-- learnability:end -->"
-RUNS_DIR = mfar_report.BUILD / "runs" / "01_instrument"
+RUNS_DIR = ssmfar.BUILD / "runs" / "01_instrument"
 
 
 def scores_per_au(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Scores of :func:`affectlib.train.predict`'s output: ``expr_f1``, ``au_f1``, ``va``,
     ``overall`` (SS-MFAR Eq. 10) and ``F1 AU<n>`` per AU (on at sigmoid > 0.5)."""
-    s = train.score(pred)
+    s = metrics.score(pred)
     per_au = metrics.per_au_f1(pred["au_true"], (pred["au_prob"] > 0.5).astype(int))
     return {
         **{k: float(s[k]) for k in TASKS},
@@ -58,7 +58,7 @@ def learnability(
     epoch selected on validation, seed ``seed``), ``chance`` and ``ceiling``. ``overall`` has no
     probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
     settings = SETTINGS if settings is None else settings
-    plan = mfar_report.budget(profile)
+    plan = ssmfar.budget(profile)
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
     rows = []
     for name, over in settings.items():
@@ -74,12 +74,12 @@ def learnability(
             difficulty.chance_scores(truth, "test", seed=seed)
         )
         bounds = bounds.set_index("measure")
-        sub = mfar_report.frame_subset(root, plan.frame_stride, val_stride=plan.val_stride)
+        sub = ssmfar.frame_subset(root, plan.frame_stride, val_stride=plan.val_stride)
         out = runs_dir / name
         shutil.rmtree(out, ignore_errors=True)
         run_p = p.replace(image_size=plan.image_size, epochs=plan.epochs)
         fit = train.run("mfar", run_p, out, seed, data_root=sub, progress=False)
-        (out / train.CHECKPOINT).unlink(missing_ok=True)
+        (out / checkpoints.CHECKPOINT).unlink(missing_ok=True)
         mfar = scores_per_au(fit.test_predictions)
         for measure in [f"F1 {c}" for c in AU_COLUMNS] + list(TASKS):
             has = measure in probe.index

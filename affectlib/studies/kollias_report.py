@@ -1,5 +1,5 @@
 """Tables, figures and computed statements of the coupling study (notebook 04, Kollias et al. 2024,
-Tables 2, 3 and 5), from the runs of :func:`affectlib.methods.coupling.run_study`.
+Tables 2, 3 and 5), from the runs of :func:`affectlib.studies.kollias.run_study`.
 
 Our numbers are means over seeds with a 95% Student-t interval (:func:`affectlib.stats.mean_ci`),
 in percent like the paper's, written ``mean [lo, hi]``; comparisons of two rows pair their runs by
@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from affectlib import relatedness as rel
 from affectlib import stats
-from affectlib.methods.coupling import (
+from affectlib.labels import EXPRESSIONS
+from affectlib.results import paper_table
+from affectlib.studies.kollias import (
     ARMS,
     BASIC,
     PRIMARY_AE,
@@ -34,7 +37,6 @@ from affectlib.methods.coupling import (
     TABLE3_ARMS,
     TABLE5_ARMS,
 )
-from affectlib.results import paper_table
 
 # how the paper names our settings, metrics and rows
 PAPER_PAIR = {"affectnet+emotionet": "AffectNet-EmotioNet", "affwild2": "Aff-Wild2"}
@@ -408,7 +410,7 @@ def _agnostic_sentence(pairs: pd.DataFrame) -> str:
 def plot_deltas(pairs: pd.DataFrame):
     """Per (setting, backbone): each row's paired difference from ST on the paper's expression
     and AU metrics, in points, with its 95% interval."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     vs_st = pairs[pairs["b"] == "ST"]
     groups = list(vs_st.groupby(["setting", "backbone"], sort=False))
@@ -444,7 +446,6 @@ def plot_deltas(pairs: pd.DataFrame):
 def relatedness_long(options: Mapping[str, Mapping[str, Any]], au_columns: Sequence[str]):
     """The matrices the coupled rows used, long form: ``relatedness``, ``expression`` (name),
     ``au``, ``relation`` (Eq. 2, 0/1) and ``weight`` (Eq. 4); pairs with weight 0 left out."""
-    from affectlib.labels import EXPRESSIONS
 
     out = []
     for name, opt in options.items():
@@ -472,10 +473,7 @@ def plot_relatedness(
     """The weights of Eq. 4 of each relatedness as a heat map (expressions x AUs); every cell
     with a weight is related in Eq. 2 (1). ``covered`` (per relatedness, the AU columns its
     source speaks about): the other AU columns are left blank and marked "n/a"."""
-    import matplotlib.pyplot as plt
-
-    from affectlib import relatedness as rel
-    from affectlib.labels import EXPRESSIONS
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     fig, axes = plt.subplots(
         len(options), 1, figsize=(0.5 * len(au_columns) + 2.4, 3.0 * len(options)), squeeze=False

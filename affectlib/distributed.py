@@ -1,0 +1,119 @@
+"""Process set-up of a training run: ranks under torchrun, the device, the torch runtime, the seeds
+and the random generators' states, and the forward pass's precision context."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+# --- processes and devices ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_from_env() -> Dist:
+    """Rank, world size and local rank from torchrun's environment (one process without it)."""
+    env = os.environ
+    return Dist(
+        int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    )
+
+
+def init_distributed(d: Dist, device_name: str) -> bool:
+    """Join the process group under torchrun; True when this call created it."""
+    if d.world == 1 or dist.is_initialized():
+        return False
+    dist.init_process_group(backend="nccl" if device_name.startswith("cuda") else "gloo")
+    return True
+
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    """``name`` as a device; "cuda" becomes this process's GPU (its local rank)."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        if device.index is None:
+            device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {name!r}")
+    return device
+
+
+def configure_runtime(device: torch.device, deterministic: bool) -> None:
+    if device.type == "cpu":
+        # the processes of one machine share its cores
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    else:
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            # read when cuBLAS creates its first handle: deterministic GEMM workspaces
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (initialisation, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- RNG states (one per process in the checkpoint) -----------------------------------------------
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        # numpy's key array as a tensor, so that the checkpoint loads with weights_only=True
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather(obj: Any, d: Dist) -> list[Any]:
+    """``obj`` of every process, by rank (collective: every process must call it)."""
+    if d.world == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+# --- precision -----------------------------------------------------------------------------------
+def autocast(device: torch.device):
+    """The forward pass's precision context: bf16 autocast on CUDA, nothing on CPU."""
+    # bf16 keeps float32's exponent range: no loss scaling is needed
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

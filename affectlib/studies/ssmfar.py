@@ -1,0 +1,353 @@
+"""Notebook 03's study: the rows of SS-MFAR Table 1, their budget and data, and their runs.
+
+- :data:`TABLE1`: the rows of SS-MFAR Table 1 (registered method, the paper's row name, backbone
+  and starting weights);
+- :func:`budget`: image size, epochs and the share of training frames of one run, per profile
+  (the cpu profile trains 8 rows and a positive control x 3 seeds + 2 pretrainings in about a
+  quarter of an hour on 2 cores);
+- :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
+  (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
+  the cost), every k-th validation frame (scored after each epoch), the test split whole;
+- :func:`start_weights`: the weights file each initialisation source gives (a user's file, or the
+  embedded pretraining of :mod:`affectlib.pretraining`);
+- :func:`train_rows`: ``train.run`` of every (row, seed), fresh, one record per run;
+  :func:`positive_control`: the same for MFAR with fewer expression labels.
+
+The tables, comparisons and figures are :mod:`affectlib.studies.ssmfar_report`.
+
+Scores are SS-MFAR Eq. 10 on the held-out test split (the embedded set; on real data the
+validation split, the papers' practice), at the epoch each run selects on validation: ``expr_f1`` (macro F1 of the 8 expressions),
+``au_f1`` (mean F1 of the 12 AUs), ``va`` (mean CCC of valence and arousal), ``overall`` (their
+sum).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affectlib import checkpoints, pretraining, train
+from affectlib.data import study, writers
+from affectlib.labels import EXPR_MISSING
+from affectlib.results import fingerprint_table
+
+BUILD = Path(__file__).resolve().parents[2] / "build"
+RUNS_DIR = BUILD / "runs" / "03_mfar_ssmfar"
+SUBSETS_DIR = BUILD / "subsets"
+SCORES = ("expr_f1", "au_f1", "va", "overall")
+
+
+# --- the rows of Table 1 ----------------------------------------------------------------------------
+INIT_SOURCES = ("identity", "affectnet", "none")
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    """One row of SS-MFAR Table 1: the registered method, the paper's row name (as in
+    ``affectlib/reference/ssmfar_table1.csv``), the backbone and the weights it starts from:
+    "identity" (face-recognition pretraining; the paper: MS-Celeb-1M), "affectnet" (expression +
+    VA pretraining; the paper: AffectNet) or "none" (from scratch)."""
+
+    method: str
+    paper_row: str
+    init: str
+    backbone: str = "resnet18"
+
+
+TABLE1: tuple[Table1Row, ...] = (
+    Table1Row("mfar", "MFAR", "identity"),
+    Table1Row("mfar-rs", "MFAR-RS", "identity"),
+    Table1Row("ss-mfar", "SS-MFAR", "identity"),
+    Table1Row("ss-mfar-rs", "SS-MFAR-RS", "identity"),
+    Table1Row("ss-mfar-nokl", "SS-MFAR-NOKL", "identity"),
+    Table1Row("ssp-mfar", "SSP-MFAR", "affectnet"),
+    Table1Row("ssp-mfar-sa", "SSP-MFAR-SA", "affectnet"),
+    Table1Row("ss-mfar-50", "SS-MFAR-50", "none", backbone="resnet50"),
+)
+
+
+def table1_row(method: str) -> Table1Row:
+    """The Table 1 row trained by ``method``; the error lists the methods of the table."""
+    for row in TABLE1:
+        if row.method == method:
+            return row
+    raise KeyError(f"{method!r} is no row of Table 1; rows: {', '.join(r.method for r in TABLE1)}")
+
+
+# --- budget and data ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """What one run of notebook 03 costs: training ``image_size`` (px; the faces are rendered at
+    the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
+    each training video), ``val_stride`` (every k-th frame of each validation video: the split
+    scored after every epoch to select one; the test split is always whole), the
+    ``pretrain_epochs`` of each pretraining and ``deep_backbone``, the network of the SS-MFAR-50
+    row (the paper's ResNet-50; where that does not fit the budget, the profile's own)."""
+
+    image_size: int
+    epochs: int
+    frame_stride: int
+    pretrain_epochs: int
+    val_stride: int = 1
+    deep_backbone: str = "resnet50"
+
+
+# cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px (ResNet-18 ~260),
+# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~2x). 8 rows + the positive control x 3 seeds
+# + 2 pretrainings within ~17 minutes leave ~35 s per run: 4 epochs over every 2nd training frame
+# (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (180 steps), validation on every 3rd frame
+# after each epoch. The epochs were set on MFAR alone: at 3 epochs its best validation epoch was
+# the last for every seed (not converged); over 6 epochs the best were epochs 3, 5 and 6, the
+# score wandering between 0.6 and 0.85 from epoch 3 on. The SS-MFAR-50 row's larger network does
+# not fit: a ResNet-18 from scratch took 92 s per run and left the expression at chance (macro F1
+# 0.07), so on cpu that row trains the compact network from scratch and tests the "no
+# pretraining" half of the row only. The pretrainings were set on their own validation scores:
+# the identity pretraining's identification accuracy (40 identities) is 0.43 / 0.74 / 0.81 / 0.87
+# after 2 / 6 / 10 / 16 epochs (6 / 14 / 24 / 39 s); at 10 epochs the AffectNet-format one's VA
+# CCC levelled off at 0.41 from epoch 5 (42 s) while its expression F1 stays near chance (0.12) on
+# the still images. smoke: every frame (the class-balanced sampler needs a batch of labelled
+# frames), one epoch.
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
+    "cpu": Budget(
+        image_size=48,
+        epochs=4,
+        frame_stride=2,
+        pretrain_epochs=10,
+        val_stride=3,
+        deep_backbone="compact",
+    ),
+}
+
+
+def budget(profile, **overrides: int) -> Budget:
+    """This notebook's budget for ``profile``: :data:`BUDGETS`, or the profile's own image size and
+    epochs with every frame (``paper``); an override of 0 keeps the default."""
+    base = BUDGETS.get(profile.name, Budget(profile.image_size, profile.epochs, 1, profile.epochs))
+    unknown = sorted(set(overrides) - set(Budget.__dataclass_fields__))
+    if unknown:
+        raise KeyError(
+            f"unknown budget setting(s) {unknown}; known: {list(Budget.__dataclass_fields__)}"
+        )
+    bad = {k: v for k, v in overrides.items() if isinstance(v, int) and v < 0}
+    if bad:
+        raise ValueError(f"budget settings must be >= 0 (0: the default), got {bad}")
+    return replace(base, **{k: v for k, v in overrides.items() if v})
+
+
+def frame_subset(
+    root: str | Path,
+    stride: int,
+    dest: str | Path | None = None,
+    *,
+    val_stride: int = 1,
+    expr_share: float = 1.0,
+    seed: int = 0,
+) -> Path:
+    """A data root holding every ``stride``-th frame (frames 1, 1 + stride, ...) of each training
+    video of the ABAW MTL set at ``root``, every ``val_stride``-th frame of each validation video
+    (the split that selects the epoch, scored after every epoch) and the whole test split;
+    all 1 and ``expr_share`` 1: ``root`` itself.
+
+    ``expr_share`` < 1 keeps the expression labels of that share of the training videos (drawn
+    with ``seed``) and removes the others' (-1), as ABAW's videos miss labels whole: the positive
+    control of notebook 03 (the same method with fewer labels must score lower).
+
+    Written under ``dest`` (default ``<repo>/build/subsets/<labels fingerprint>-<settings>``) as
+    the MTL annotation files, with a link to the original image folder, so ``train.run`` and the
+    train command read it as any data root (``--data-root``)."""
+    if stride < 1 or val_stride < 1:
+        raise ValueError(f"frame strides must be >= 1, got {stride} and {val_stride}")
+    if not 0 < expr_share <= 1:
+        raise ValueError(f"expr_share must lie in (0, 1], got {expr_share}")
+    root = Path(root)
+    if stride == 1 and val_stride == 1 and expr_share == 1:
+        return root
+    table = study.load_dataset(root, "abaw-mtl").table
+    step = table["split"].map({"train": stride, "validation": val_stride}).fillna(1).astype(int)
+    keep = (table["frame"] - 1) % step == 0
+    table = table[keep].copy()
+    if expr_share < 1:
+        videos = np.sort(table.loc[table["split"] == "train", "video"].unique())
+        rng = np.random.default_rng([seed, 4])
+        kept = rng.choice(videos, size=max(1, round(expr_share * len(videos))), replace=False)
+        drop = (table["split"] == "train") & ~table["video"].isin(kept)
+        table.loc[drop, "expr"] = EXPR_MISSING
+    if dest is None:
+        where = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+        how = f"stride{stride}-val{val_stride}" + (
+            f"-expr{expr_share:g}-s{seed}" if expr_share < 1 else ""
+        )
+        dest = SUBSETS_DIR / f"{fingerprint_table(table)}-{where}-{how}"
+    dest = Path(dest)
+    mtl = dest / "affwild2" / "annotations" / "MTL"
+    for split, part in table.groupby("split"):
+        if split in writers.MTL_FILES:
+            writers.write_abaw_mtl(part, mtl / writers.MTL_FILES[split])
+    link = dest / study.DEFAULT_IMAGES["abaw-mtl"]
+    target = study.image_root(root, "abaw-mtl").resolve()
+    if link.is_symlink() and link.resolve() != target:
+        link.unlink()  # a link left by an earlier root of the same labels
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+    return dest
+
+
+def start_weights(
+    sources: Iterable[str],
+    profile,
+    root: str | Path | None,
+    given: Mapping[str, str],
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Path | None]:
+    """The weights file of each initialisation source of :data:`TABLE1` ("none": None).
+
+    ``given[source]`` (a user's file, e.g. real MS-Celeb-1M / AffectNet weights) wins; otherwise,
+    on the embedded set at ``root``, the cached pretraining of :func:`pretraining.pretrained_weights`
+    under ``profile``; on real data (``root`` None) a source without a file is an error."""
+    out: dict[str, Path | None] = {}
+    for source in dict.fromkeys(sources):
+        if source not in INIT_SOURCES:
+            raise ValueError(f"unknown source {source!r}; known: {', '.join(INIT_SOURCES)}")
+        path = given.get(source) or ""
+        if source == "none":
+            out[source] = None
+        elif path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{source} weights file not found: {path}")
+            out[source] = Path(path)
+        elif root is None:
+            raise ValueError(
+                f"no {source} weights: on real data give the file (notebook parameter "
+                f"{source}_weights); only the embedded set carries a stand-in to pretrain on"
+            )
+        else:
+            out[source] = pretraining.pretrained_weights(
+                source, profile, root, seed=seed, progress=progress
+            )
+    return out
+
+
+def run_profile(
+    row: Table1Row, profile, weights: Mapping[str, Path | None], deep_backbone: str = "resnet50"
+):
+    """The profile ``row`` trains under: its starting weights, and the profile's backbone, or
+    for the row of the larger network (SS-MFAR-50, ``row.backbone`` "resnet50")
+    ``deep_backbone`` (the budget's: the paper's ResNet-50; on the cpu profile the compact
+    network itself, see :data:`BUDGETS`)."""
+    w = weights[row.init]
+    p = profile.replace(weights=str(w) if w is not None else None)
+    if row.backbone == "resnet50":
+        return p.replace(backbone=deep_backbone, extra={**p.extra, "backbone": deep_backbone})
+    return p
+
+
+# the positive control: MFAR with a quarter of the training videos' expression labels
+CONTROL = ("mfar", "mfar-q25")
+CONTROL_SHARE = 0.25
+
+
+# --- training -------------------------------------------------------------------------------------
+def train_rows(
+    rows: Sequence[Table1Row],
+    seeds: Sequence[int],
+    profile,
+    data_root: str | Path,
+    weights: Mapping[str, Path | None],
+    runs_dir: str | Path | None = None,
+    *,
+    deep_backbone: str = "resnet50",
+    label: str | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> pd.DataFrame:
+    """Train every row with every seed by :func:`affectlib.train.run`, each from scratch in
+    ``runs_dir/<method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``; an
+    earlier run there is removed first, so the wall times are those of fresh runs; the finished
+    run's checkpoint is removed after it, to spare the disk).
+
+    One record per run: ``method``, ``row`` (the paper's name, or ``label`` when given: the
+    positive control's row), ``seed``, the four scores on the reported split (``split``: "test"
+    when the data has the held-out split, else "validation", the papers' practice), the same on
+    validation at the selected epoch (``val_<score>``: optimistic, the epoch was chosen there),
+    ``epoch`` (selected on validation overall), ``wall_s`` (the whole ``train.run`` call),
+    ``img_per_s`` (training throughput) and ``dir``."""
+    runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
+    records = []
+    for row in rows:
+        p = run_profile(row, profile, weights, deep_backbone)
+        name = label or row.paper_row
+        for seed in seeds:
+            out = runs_dir / (name if label else row.method) / f"seed{seed}"
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                # a backbone-only file leaves the heads fresh, as intended: no warning per run
+                warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
+                fit = train.run(row.method, p, out, seed, data_root=data_root, progress=progress)
+            wall = time.perf_counter() - t0
+            (out / checkpoints.CHECKPOINT).unlink(missing_ok=True)
+            prov = json.loads((out / "provenance.json").read_text())
+            tested = f"test_{SCORES[0]}" in fit.metrics
+            records.append(
+                {
+                    "method": label or row.method,
+                    "row": name,
+                    "seed": int(seed),
+                    "split": "test" if tested else "validation",
+                    **{k: float(fit.metrics[f"test_{k}" if tested else k]) for k in SCORES},
+                    **{f"val_{k}": float(fit.metrics[k]) for k in SCORES},
+                    "epoch": int(fit.metrics["epoch"]),
+                    "wall_s": wall,
+                    "img_per_s": prov.get("train_images_per_s"),
+                    "dir": str(out),
+                }
+            )
+            if log is not None:
+                r = records[-1]
+                scores = ", ".join(f"{k} {r[k]:.3f}" for k in SCORES)
+                log(
+                    f"{r['method']:>12} seed {seed}: {r['split']} {scores} (epoch {r['epoch']}, "
+                    f"{wall:.1f} s)"
+                )
+    return pd.DataFrame(records)
+
+
+def positive_control(
+    seeds: Sequence[int],
+    profile,
+    root: str | Path,
+    weights: Mapping[str, Path | None],
+    plan: Budget,
+    *,
+    data_seed: int = 0,
+    **kwargs,
+) -> pd.DataFrame:
+    """The positive control's runs: MFAR, as its Table 1 row, on the same frames with the
+    expression labels of only :data:`CONTROL_SHARE` of the training videos (:func:`frame_subset`),
+    row ``CONTROL[1]``, over the same ``seeds`` as the table, so that :func:`paired` compares it
+    with MFAR through the same machinery as the paper's claims. More labels must score higher:
+    when three seeds cannot show that, they cannot show the paper's smaller differences either."""
+    control_root = frame_subset(
+        root,
+        plan.frame_stride,
+        val_stride=plan.val_stride,
+        expr_share=CONTROL_SHARE,
+        seed=data_seed,
+    )
+    row = table1_row(CONTROL[0])
+    return train_rows(
+        [row], seeds, profile, control_root, weights, label=CONTROL[1], **kwargs
+    ).assign(row=f"MFAR, {CONTROL_SHARE:.0%} of expression labels")
