@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,11 @@ from affectlib.labels import N_AU, N_EXPR
 # ImageNet statistics: the torchvision ResNets and face checkpoints converted from them expect these
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# keys of a profile's ``extra`` that set the model (ModelConfig.from_profile)
+MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden", "feature_scale")
+# the stem stride of ``small_input`` models unless ``extra`` names one: stride 1 costs 3-4x the
+# time of stride 2 on CPU (ModelConfig.stem_stride)
+DEFAULT_STEM_STRIDE = 2
 
 
 @dataclass
@@ -74,6 +79,22 @@ class ModelConfig:
     head_hidden: int = 16
     stem_stride: int = 1
     feature_scale: float = 1.0
+
+    @classmethod
+    def from_profile(cls, profile, **overrides: Any) -> ModelConfig:
+        """The model of ``profile`` (:mod:`affectlib.profiles`): its ``backbone``,
+        ``small_input`` and ``weights``, the stem stride :data:`DEFAULT_STEM_STRIDE`, and the
+        :data:`MODEL_EXTRA` keys of its ``extra`` (``stem_stride``, ``dropout``, ``head_hidden``,
+        ``feature_scale``); then ``overrides`` (e.g. ``weights=None``: from scratch)."""
+        extra = {k: v for k, v in profile.extra.items() if k in MODEL_EXTRA}
+        fields = {
+            "backbone": profile.backbone,
+            "small_input": profile.small_input,
+            "weights": profile.weights,
+            "stem_stride": DEFAULT_STEM_STRIDE,
+            **extra,
+        }
+        return cls(**{**fields, **overrides})
 
 
 # --- backbone registry ----------------------------------------------------------------------------

@@ -158,15 +158,6 @@ def identity_accuracy(model: IdentityNet, loader: IdentityLoader) -> float:
 
 
 # --- the two pretraining runs --------------------------------------------------------------------
-def _model_config(profile) -> models.ModelConfig:
-    model_over = {k: v for k, v in profile.extra.items() if k in train.MODEL_EXTRA}
-    return models.ModelConfig(
-        backbone=profile.backbone,
-        small_input=profile.small_input,
-        **{"stem_stride": train.DEFAULT_STEM_STRIDE, **model_over},
-    )
-
-
 def train_identity(
     profile, root: str | Path, out_dir: str | Path, seed: int = 0, progress: bool = False
 ) -> dict:
@@ -175,7 +166,7 @@ def train_identity(
     data = identity_data(profile, root, seed, progress=progress)
     n_ids = int(max(data.train.identity.max(), data.val.identity.max())) + 1
     cfg = train.TrainConfig.from_profile(profile, seed, progress=progress)
-    model_cfg = _model_config(profile)
+    model_cfg = models.ModelConfig.from_profile(profile, weights=None)  # from scratch
     distributed.seed_everything(seed)
     model = IdentityNet(model_cfg, n_ids)
     record = {

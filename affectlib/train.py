@@ -95,12 +95,9 @@ from affectlib.results import ResultsWriter, atomic_write_bytes, atomic_write_te
 
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 SCHEDULES = ("constant", "cosine")
-# keys of a profile's ``extra`` read by the model and the loop; every other key is a method option
-MODEL_EXTRA = ("stem_stride", "dropout", "head_hidden", "feature_scale")
+# keys of a profile's ``extra`` read by the loop (those of the model: models.MODEL_EXTRA); every
+# other key is a method option
 TRAIN_EXTRA = ("deterministic",)
-# the stem stride of ``small_input`` models unless ``extra`` names one: stride 1 costs 3-4x the
-# time of stride 2 on CPU (models.ModelConfig.stem_stride)
-DEFAULT_STEM_STRIDE = 2
 
 
 class NonFiniteLoss(RuntimeError):
@@ -285,6 +282,57 @@ def _scalars(loss: Tensor, logs: Mapping[str, Any]) -> dict[str, float]:
     return dict(zip(["loss", *logs], values.tolist(), strict=True))
 
 
+def prepare_batch(
+    batch: Mapping[str, Tensor],
+    method: MethodSpec,
+    augment,
+    device: torch.device,
+    seed: int,
+    rank: int,
+    step: int,
+) -> dict[str, Tensor]:
+    """The loop's data stage for one loader batch: to ``device`` (on CUDA from pinned memory,
+    asynchronously), then the augmented views ``method`` reads (``augment.weak`` /
+    ``augment.strong``), drawn from ``(seed, rank, step)``."""
+    return _add_views(_batch_to(batch, device), method, augment, seed, rank, step)
+
+
+def train_step(
+    net: nn.Module,
+    method: MethodSpec,
+    batch: dict[str, Tensor],
+    state: dict[str, Any],
+    ctx: StepContext,
+    optimizer: torch.optim.Optimizer,
+    lrs,
+) -> dict[str, float]:
+    """One optimiser step of the loop on a batch from :func:`prepare_batch`: the gradients
+    zeroed; forward and ``method.loss`` under :func:`affectlib.distributed.autocast`, then one
+    backward, or the method's own ``step`` (``MethodSpec.step``); :class:`NonFiniteLoss` (step
+    ``ctx.step + 1``) before anything is applied when the loss or a logged term is not finite;
+    each parameter group's learning rate from ``lrs``; ``optimizer.step()``. Returns the loss
+    and the logged terms as floats."""
+    optimizer.zero_grad(set_to_none=True)
+    if method.step is None:
+        # forward and loss
+        with autocast(ctx.device):
+            loss, logs = method.loss(net, batch, state, ctx)
+    else:
+        # forward, loss and backward, owned by the method (MethodSpec.step)
+        loss, logs = method.step(net, method, batch, state, ctx)
+    values = _scalars(loss, logs)
+    if not all(math.isfinite(v) for v in values.values()):
+        raise NonFiniteLoss(ctx.step + 1, values)
+    # backward
+    if method.step is None:
+        loss.backward()
+    # step
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        group["lr"] = float(lr)
+    optimizer.step()
+    return values
+
+
 def _epoch_means(sums: Mapping[str, float], d: Dist, device: torch.device) -> dict[str, float]:
     """Per-epoch means of the logged terms, pooled over the processes."""
     names = sorted(k for k in sums if k != "n")
@@ -329,9 +377,9 @@ def fit(
     outputs). ``record`` is the resolved configuration: saved as ``config.json`` and in the
     checkpoint, and compared on resume (default: ``cfg``, the method and its default options); the
     method's options are ``record["options"]``. The caller seeds the initialisation
-    (:func:`affectlib.distributed.seed_everything`) before building ``model``. Deterministic algorithms are switched on
-    for the duration of the call only. On return ``model`` holds the selected epoch's weights
-    (``TrainData.select``), not necessarily the last epoch's.
+    (:func:`affectlib.distributed.seed_everything`) before building ``model``. Deterministic
+    algorithms are switched on for the duration of the call only. On return ``model`` holds the
+    selected epoch's weights (``TrainData.select``), not necessarily the last epoch's.
     """
     out = Path(out_dir)
     d = dist_from_env()
@@ -432,7 +480,6 @@ def _fit(
             )
 
     pred, images_seen, t_train = None, 0, 0.0
-    own_step = method.step
     score_fn = data.score or metrics.score
     for epoch in range(epochs_done, cfg.epochs):
         if loader_state is not None:  # resuming inside this epoch: its start hook already ran
@@ -460,28 +507,10 @@ def _fit(
         t0 = time.perf_counter()
         for batch in bar:
             # data: to the device, then the method's augmented views
-            batch = _add_views(
-                _batch_to(batch, device), method, data.augment, cfg.seed, d.rank, step
-            )
+            batch = prepare_batch(batch, method, data.augment, device, cfg.seed, d.rank, step)
+            # forward, loss, backward, step
             ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
-            optimizer.zero_grad(set_to_none=True)
-            if own_step is None:
-                # forward and loss
-                with autocast(device):
-                    loss, logs = method.loss(net, batch, state, ctx)
-            else:
-                # forward, loss and backward, owned by the method (MethodSpec.step)
-                loss, logs = own_step(net, method, batch, state, ctx)
-            values = _scalars(loss, logs)
-            if not all(math.isfinite(v) for v in values.values()):
-                raise NonFiniteLoss(step + 1, values)
-            # backward
-            if own_step is None:
-                loss.backward()
-            # step
-            for group, lr in zip(optimizer.param_groups, schedule[step], strict=True):
-                group["lr"] = float(lr)
-            optimizer.step()
+            values = train_step(net, method, batch, state, ctx, optimizer, schedule[step])
             step += 1
             # log
             for k, v in values.items():
@@ -558,13 +587,13 @@ def _fit(
 # --- set-up from a profile --------------------------------------------------------------------------
 def split_extra(spec: MethodSpec, extra: Mapping[str, Any]) -> tuple[dict, dict, dict]:
     """A profile's ``extra`` as (model overrides, loop overrides, method options)."""
-    model_over = {k: v for k, v in extra.items() if k in MODEL_EXTRA}
+    model_over = {k: v for k, v in extra.items() if k in models.MODEL_EXTRA}
     train_over = {k: v for k, v in extra.items() if k in TRAIN_EXTRA}
-    rest = {k: v for k, v in extra.items() if k not in MODEL_EXTRA + TRAIN_EXTRA}
+    rest = {k: v for k, v in extra.items() if k not in models.MODEL_EXTRA + TRAIN_EXTRA}
     try:
         options = methods.resolve_options(spec, rest)
     except KeyError as e:
-        known = ", ".join(MODEL_EXTRA + TRAIN_EXTRA)
+        known = ", ".join(models.MODEL_EXTRA + TRAIN_EXTRA)
         raise KeyError(f"{e.args[0]}; model and loop settings: {known}") from None
     return model_over, train_over, options
 
@@ -587,7 +616,7 @@ def run(
     method's options. Rerunning the same call after an interruption resumes (see :func:`fit`).
     """
     spec = methods.get(method)
-    model_over, train_over, options = split_extra(spec, profile.extra)
+    _, train_over, options = split_extra(spec, profile.extra)
     cfg = TrainConfig.from_profile(profile, seed, progress=progress, **train_over)
     d = dist_from_env()
     created_group = init_distributed(d, cfg.device)
@@ -601,12 +630,7 @@ def run(
             data_seed=data_seed,
             progress=progress,
         )
-        model_cfg = models.ModelConfig(
-            backbone=profile.backbone,
-            small_input=profile.small_input,
-            weights=profile.weights,
-            **{"stem_stride": DEFAULT_STEM_STRIDE, **model_over},
-        )
+        model_cfg = models.ModelConfig.from_profile(profile)
         seed_everything(seed)  # the initialisation
         model = models.build_model(model_cfg)
         record = {

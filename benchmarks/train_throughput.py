@@ -4,7 +4,8 @@ In one run, on one profile's Aff-Wild2-like training split (default: cpu, 5,760 
 images per second of
 
 - (a) the whole pipeline: image cache -> ``BatchLoader`` batch -> weak and strong views on the
-  uint8 batch -> one SS-MFAR step (the loop's own data stage, ``train._add_views``);
+  uint8 batch -> one SS-MFAR step (the loop's own stages, ``train.prepare_batch`` and
+  ``train.train_step``);
 - (b) the same step on a batch and views already in memory (the model alone);
 - (c) the pipeline of the public implementations: every JPEG decoded per item with PIL, the
   torchvision transforms per item (crop with reflection padding, flip, RandAugment for the
@@ -38,7 +39,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from affectlib import losses, methods, models, profiles, train
+from affectlib import checkpoints, distributed, losses, methods, models, profiles, train
 from affectlib.cli_train import parse_set
 from affectlib.data import augment, datasets, generate, study
 from affectlib.data.cache import ImageCache
@@ -74,19 +75,17 @@ def step_method() -> MethodSpec:
 
 
 class Stepper:
-    """One optimiser step of ``spec`` on a batch that already holds its views."""
+    """One optimiser step of ``spec`` on a batch that already holds its views, as the training
+    loop takes it (``train.train_step``)."""
 
     def __init__(self, model, spec: MethodSpec, state: dict, device: torch.device) -> None:
         self.model, self.spec, self.state, self.device = model, spec, state, device
         self.opt = torch.optim.Adam(models.param_groups(model))
+        self.lrs = [group["lr"] for group in self.opt.param_groups]
         self.ctx = StepContext(1, 0, 1, device, {**mfar.MFAR.options, **spec.options})
 
     def __call__(self, batch: dict) -> None:
-        with train._autocast(self.device):
-            loss, _ = self.spec.loss(self.model, batch, self.state, self.ctx)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        train.train_step(self.model, self.spec, batch, self.state, self.ctx, self.opt, self.lrs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -159,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     profile = profiles.get(args.profile, **parse_set(args.overrides))
-    device = train.resolve_device(args.device or profile.device, train.Dist())
-    train._configure_runtime(device, deterministic=False)
+    device = distributed.resolve_device(args.device or profile.device, distributed.Dist())
+    distributed.configure_runtime(device, deterministic=False)
     root = generate.ensure(profile, 0)
     table = study.load_dataset(root, "abaw-mtl").table
     table = table[table["split"] == "train"].reset_index(drop=True)
@@ -170,18 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     t_cache = time.perf_counter() - t0
 
     spec = step_method()
-    model_extra, _, _ = train.split_extra(mfar.MFAR, profile.extra)
-    model_cfg = models.ModelConfig(
-        backbone=profile.backbone,
-        small_input=profile.small_input,
-        weights=profile.weights,
-        **{"stem_stride": train.DEFAULT_STEM_STRIDE, **model_extra},
-    )
+    model_cfg = models.ModelConfig.from_profile(profile)
     torch.manual_seed(0)
     model = models.build_model(model_cfg).to(device).train()
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    state = train._to_device(spec.init_state(table, {**mfar.MFAR.options, **spec.options}), device)
+    options = {**mfar.MFAR.options, **spec.options}
+    state = checkpoints.to_device(spec.init_state(table, options), device)
     step = Stepper(model, spec, state, device)
     bs = profile.batch_size
     print(
@@ -198,17 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     counter = iter(range(10**9))
 
     def whole(batch: dict) -> None:
-        batch = train._batch_to(batch, device)
-        step(train._add_views(batch, spec, augment, 0, 0, next(counter)))
+        step(train.prepare_batch(batch, spec, augment, device, 0, 0, next(counter)))
 
     def loader_batches() -> Iterator[dict]:
         loader.set_epoch(0)
         return iter(loader)
 
     # (b) the model alone: one batch and its views, prepared once
-    fixed = train._add_views(
-        train._batch_to(loader.batch(np.arange(bs)), device), spec, augment, 0, 0, 0
-    )
+    fixed = train.prepare_batch(loader.batch(np.arange(bs)), spec, augment, device, 0, 0, 0)
 
     def repeat() -> Iterator[dict]:
         while True:

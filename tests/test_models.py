@@ -187,3 +187,16 @@ def test_temporal_gru_returns_per_frame_outputs():
     assert {id(p) for p in groups[0]["params"]} == {id(p) for p in encoder.backbone.parameters()}
     with pytest.raises(ValueError, match="clips"):
         net(clips[0])
+
+
+def test_from_profile_reads_the_profile_and_its_model_extra_keys():
+    from affectlib import profiles
+
+    cpu = profiles.get("cpu", extra={"feature_scale": 16.0, "dropout": 0.2, "expr_weights": False})
+    cfg = ModelConfig.from_profile(cpu)
+    assert (cfg.backbone, cfg.small_input, cfg.weights) == (cpu.backbone, cpu.small_input, None)
+    assert cfg.stem_stride == models.DEFAULT_STEM_STRIDE
+    assert (cfg.feature_scale, cfg.dropout) == (16.0, 0.2)  # a method option is not the model's
+    assert ModelConfig.from_profile(cpu.replace(weights="w.pt")).weights == "w.pt"
+    assert ModelConfig.from_profile(cpu.replace(weights="w.pt"), weights=None).weights is None
+    assert ModelConfig.from_profile(cpu.replace(extra={"stem_stride": 1})).stem_stride == 1

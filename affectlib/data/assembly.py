@@ -32,7 +32,7 @@ from affectlib.results import fingerprint_table
 
 @dataclass
 class TrainData:
-    """What :func:`fit` trains and validates on.
+    """What :func:`affectlib.train.fit` trains and validates on.
 
     train: loader of training batches (the batch dict of the data contract) with ``__len__``,
         ``set_epoch(epoch)``, ``state_dict()`` / ``load_state_dict()`` (epoch and position: a
@@ -44,8 +44,8 @@ class TrainData:
         with ``.images`` and ``.flipped`` (default :mod:`affectlib.data.augment`).
     source: where the data came from (root folder, format, fingerprints), for provenance.
     score: scores of the validation predictions (:func:`affectlib.train.predict`'s dict) ->
-        ``{name: float}``; None: :func:`affectlib.metrics.score` (P_MTL, SS-MFAR Eq. 10). Every name becomes a column of the per-epoch
-        metrics and a key of the final ``metrics.json``.
+        ``{name: float}``; None: :func:`affectlib.metrics.score` (P_MTL, SS-MFAR Eq. 10). Every
+        name becomes a column of the per-epoch metrics and a key of the final ``metrics.json``.
     test: loader of the held-out test batches (fixed order), scored once with the selected
         epoch's model; None: no test split.
     select: the ``score`` name whose highest validation value selects the epoch; None: the last.

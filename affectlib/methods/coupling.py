@@ -14,7 +14,8 @@ tasks exchange knowledge through their relatedness (Table 1) by two losses, Eq. 
 - ``L_SCA`` (Eq. 4-6, :func:`affectlib.losses.soft_coannotation`): the expression predictions of
   every AU-labelled image matched with the soft expression label its AU *labels* imply.
 
-Registered methods (``python -m affectlib train NAME`` and :func:`run_study`):
+Registered methods (``python -m affectlib train NAME`` and
+:func:`affectlib.studies.kollias.run_study`):
 
 - ``nc-mt``: ``L_Exp + L_AU``, no coupling ("NC MT"); trained on one task's data it is the
   single-task baseline ("ST").

@@ -297,8 +297,9 @@ class StudyConfig:
 
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
     lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
-    :class:`affectlib.train.TrainConfig`; device; model: overrides of
-    :class:`affectlib.models.ModelConfig` (``small_input``, ``feature_scale``, ``dropout``, ...).
+    :class:`affectlib.train.TrainConfig`; device; model: the network of every run
+    (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
+    ``dropout``, ...), whose backbone, expression classes and AUs each run sets.
     """
 
     image_size: int
@@ -307,7 +308,7 @@ class StudyConfig:
     lr_backbone: float
     lr_heads: float
     device: str = "cpu"
-    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     schedule: str = "constant"
 
 
@@ -341,8 +342,8 @@ def _fit_one(
     )
     if teachers:
         data = dataclasses.replace(data, train_table=teacher_labels(data, teachers, setting, cfg))
-    model_cfg = models.ModelConfig(
-        backbone=backbone, n_expr=N_BASIC, n_au=len(setting.au_columns), **cfg.model
+    model_cfg = dataclasses.replace(
+        cfg.model, backbone=backbone, n_expr=N_BASIC, n_au=len(setting.au_columns)
     )
     distributed.seed_everything(seed)  # the initialisation
     model = models.build_model(model_cfg)
@@ -372,9 +373,10 @@ def _fit_one(
 def teacher_labels(
     data: assembly.TrainData, teachers: Mapping[str, nn.Module], setting: Setting, cfg: StudyConfig
 ) -> pd.DataFrame:
-    """The training table with the single-task teachers' soft labels (:func:`add_soft_labels`):
-    the expression teacher's softmax where a row has no expression label, the AU teacher's
-    sigmoid where an AU is not labelled, predicted in eval mode on the training images."""
+    """The training table with the single-task teachers' soft labels
+    (:func:`affectlib.methods.coupling.add_soft_labels`): the expression teacher's softmax where a
+    row has no expression label, the AU teacher's sigmoid where an AU is not labelled, predicted in
+    eval mode on the training images."""
     table = data.train_table
     loader = datasets.BatchLoader(
         table,

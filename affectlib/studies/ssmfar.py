@@ -337,8 +337,9 @@ def positive_control(
 ) -> pd.DataFrame:
     """The positive control's runs: MFAR, as its Table 1 row, on the same frames with the
     expression labels of only :data:`CONTROL_SHARE` of the training videos (:func:`frame_subset`),
-    row ``CONTROL[1]``, over the same ``seeds`` as the table, so that :func:`paired` compares it
-    with MFAR through the same machinery as the paper's claims. More labels must score higher:
+    row ``CONTROL[1]``, over the same ``seeds`` as the table, so that
+    :func:`affectlib.studies.ssmfar_report.paired` compares it with MFAR through the same machinery
+    as the paper's claims. More labels must score higher:
     when three seeds cannot show that, they cannot show the paper's smaller differences either."""
     control_root = frame_subset(
         root,
