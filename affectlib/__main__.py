@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _reproduce(argv: list[str]) -> int:
-    from . import reproduce
+    from . import reproduce  # deferred, as every command's: only the command run is imported
 
     ap = argparse.ArgumentParser(
         prog="python -m affectlib reproduce",
@@ -50,8 +50,8 @@ def _reproduce(argv: list[str]) -> int:
 
 
 def _generate(argv: list[str]) -> int:
-    from . import profiles
-    from .data.generate import generate
+    from . import profiles  # deferred: the command's own modules only
+    from .data.generate import generate  # deferred: the command's own modules only
 
     ap = argparse.ArgumentParser(
         prog="python -m affectlib generate",
@@ -73,7 +73,7 @@ def _generate(argv: list[str]) -> int:
         return 2
     try:
         if args.reuse:
-            from .data.generate import ensure
+            from .data.generate import ensure  # deferred: the command's own modules only
 
             ensure(profile, args.seed, args.out)
             manifest = json.loads((Path(args.out) / "manifest.json").read_text())
@@ -88,13 +88,13 @@ def _generate(argv: list[str]) -> int:
 
 
 def _audit(argv: list[str]) -> int:
-    from .data import audit
+    from .data import audit  # deferred: the audit runs without torch
 
     return audit.main(argv)
 
 
 def _train(argv: list[str]) -> int:
-    from .cli_train import main as train_main
+    from .cli_train import main as train_main  # deferred: torch, for this command only
 
     return train_main(argv)
 

@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from affectlib import checkpoints, methods, profiles
+from affectlib import checkpoints, methods, profiles, train
 
 PROG = "python -m affectlib train"
 
@@ -71,8 +71,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from affectlib import train
-
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         spec = methods.get(args.method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import time
@@ -40,8 +41,6 @@ def find_notebooks(folder: str | Path = NOTEBOOK_DIR, only: list[str] | None = N
 def parse_parameter(text: str) -> tuple[str, object]:
     """``NAME=VALUE`` from the command line: VALUE as a Python literal when it is one (``3``,
     ``True``, ``[0, 1]``), else as a string (``/data/abaw``)."""
-    import ast
-
     name, sep, value = text.partition("=")
     if not sep or not name.strip().isidentifier():
         raise ValueError(f"-p expects NAME=VALUE, got {text!r}")
@@ -53,7 +52,7 @@ def parse_parameter(text: str) -> tuple[str, object]:
 
 def _failed_cell(notebook: Path, index: int) -> str:
     """The first line of the failing cell (each cell starts with a comment naming its job)."""
-    import nbformat
+    import nbformat  # deferred: the notebook stack (nbformat, papermill, nbclient) is heavy
 
     try:
         cell = nbformat.read(notebook, as_version=4).cells[index]
@@ -64,14 +63,14 @@ def _failed_cell(notebook: Path, index: int) -> str:
 
 def notebook_parameters(path: Path) -> set[str]:
     """The names the notebook's parameters cell declares."""
-    from papermill.inspection import inspect_notebook
+    from papermill.inspection import inspect_notebook  # deferred: heavy (see above)
 
     return set(inspect_notebook(str(path)))
 
 
 def run_notebook(path: Path, out: Path, parameters: dict, kernel: str | None = None) -> Path:
     """Execute one notebook with papermill; the executed copy goes to ``out/<stem>/<stem>.ipynb``."""
-    import papermill as pm
+    import papermill as pm  # deferred: heavy, only a run needs it
     from papermill.exceptions import PapermillExecutionError
 
     target = out / path.stem / path.name
@@ -137,7 +136,7 @@ def reproduce(
     repo = Path(__file__).resolve().parents[1]
     first = any(nb.stem.startswith("01") for nb in books)
     if profile == "cpu" and out == (repo / "results").resolve() and first:
-        from affectlib.studies import instrument
+        from affectlib.studies import instrument  # deferred: torch, for this one case only
 
         if instrument.update_readme(out, repo / "README.md"):
             tqdm.write("README.md: learnability section regenerated from results/01_data_audit")
@@ -147,8 +146,8 @@ def reproduce(
 def refresh_stored(paths: list[Path], timeout: int = 600) -> None:
     """Execute the stored notebooks in place on the smoke profile, so that the outputs nbval compares
     (cells marked ``# NBVAL_CHECK_OUTPUT``) are those of the smoke run. Results go to a scratch folder."""
-    import nbformat
-    from nbclient import NotebookClient
+    import nbformat  # deferred: the notebook stack (nbformat, papermill, nbclient) is heavy
+    from nbclient import NotebookClient  # deferred: heavy, only a refresh needs it
 
     scratch = Path(__file__).resolve().parent.parent / "build" / "test-results"
     saved = {v: os.environ.get(v) for v in (profiles.PROFILE_ENV, profiles.RESULTS_ENV)}

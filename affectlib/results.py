@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import platform
@@ -92,7 +93,7 @@ def git_commit(where: str | Path | None = None) -> str:
 
 def device_description() -> str:
     try:
-        import torch
+        import torch  # deferred: heavy, and data generation and the audit run without it
 
         if torch.cuda.is_available():
             return f"cuda: {torch.cuda.get_device_name(0)}"
@@ -229,8 +230,6 @@ class ResultsWriter:
 
     def figure(self, fig, name: str, dpi: int = 110) -> Path:
         """Save a matplotlib figure as ``name.png``."""
-        import io
-
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         path = atomic_write_bytes(self.dir / f"{name}.png", buf.getvalue())

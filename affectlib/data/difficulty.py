@@ -161,7 +161,7 @@ def hog_features(
 
 
 def _hog(image: Image.Image, size: int, cell: int, orientations: int) -> np.ndarray:
-    from skimage.feature import hog
+    from skimage.feature import hog  # deferred: scikit-image is heavy; only the probe needs it
 
     return hog(
         _grey(image, size) / 255.0,

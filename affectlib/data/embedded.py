@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 from .. import labels as L
+from ..results import paper_table
+from .render import pose_aus
 
 # --- published statistics ------------------------------------------------------------------------
 SSMFAR_TRAIN_IMAGES = 142383  # SS-MFAR §3.1
@@ -111,8 +113,6 @@ def p_au_truth(aus: tuple[int, ...] = RENDER_AUS) -> pd.DataFrame:
     annotate (prototypical 0.9); ``NEUTRAL_RATE`` for Neutral, ``OTHER_RATE`` for Other, ``BASE_RATE``
     elsewhere.
     """
-    from ..results import paper_table
-
     ref = paper_table("kollias_table1_relatedness")
     p = np.full((L.N_EXPR, len(aus)), BASE_RATE)
     p[L.expr_index("Neutral")] = NEUTRAL_RATE
@@ -429,8 +429,6 @@ def generate_story(profile, seed: int = 0) -> Story:
     n = profile.n_emotionet
     hidden = rng.choice(L.N_EXPR, size=n, p=EXPR_PRIOR)
     one = _single_images(n, hidden, p, rng)
-    from .render import pose_aus
-
     ann = _annotate_aus(one["state"], one["intensity"], rng, noise)
     emo = {
         "path": [f"emotionet_{i:06d}.jpg" for i in range(n)],

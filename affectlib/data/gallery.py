@@ -31,7 +31,7 @@ def plot_faces_per_expression(
     table: pd.DataFrame, image_root: str | Path, n: int = 8, seed: int = 0
 ):
     """One row per expression class: ``n`` images labelled with it, drawn at random."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(L.N_EXPR, 1, figsize=(n * 0.9, L.N_EXPR * 1.0))
@@ -54,7 +54,7 @@ def plot_faces_per_expression(
 def plot_au_atlas(size: int = 64, seed: int = 0, gains: tuple[float, ...] = (1.0,)):
     """Each rendered AU alone at intensities 0 (neutral) .. 5 on one identity, one panel per AU
     gain (``render.render``'s ``au_gain``; 1 = FACS-sized movements)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     step = size + R.ATLAS_GAP
     fig, axes = plt.subplots(
@@ -73,7 +73,7 @@ def plot_au_atlas(size: int = 64, seed: int = 0, gains: tuple[float, ...] = (1.0
 def plot_pose_and_occlusion(size: int = 64, seed: int = 0):
     """Row 1: one identity under yaw / pitch / roll; row 2: the same face under each occluder,
     illumination and blur/noise."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     ident = R.atlas_identity(seed)
     poses = np.array(
@@ -128,7 +128,7 @@ def plot_video_frames(
     table: pd.DataFrame, image_root: str | Path, video: str | None = None, n: int = 10
 ):
     """``n`` evenly spaced frames of one video with their expression and active AUs."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     if video is None:  # the video whose expression label changes most often
         changes = (

@@ -35,9 +35,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import labels as L
+from .. import profiles
 from ..results import atomic_write_text
+from . import render as R
 from . import writers
 from .embedded import Story, generate_story
+from .render import RENDER_AUS
 
 GENERATOR_VERSION = 8
 JPEG_QUALITY = (
@@ -97,8 +100,6 @@ def data_settings(profile, seed: int) -> dict:
 
 
 def _render_params(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    from .render import RENDER_AUS
-
     au = df[[f"I_AU{a}" for a in RENDER_AUS]].to_numpy(float)
     return np.clip(au, 0, 5), df[["yaw", "pitch", "roll"]].to_numpy(float)
 
@@ -129,8 +130,6 @@ def render_plan(story: Story, out: Path, seed: int, nuisance: float = 0.8) -> di
 
     A subject keeps its identity in every frame; a video keeps its illumination, background and
     occluder (drawn once per video) while the sensor noise is fresh in every frame."""
-    from . import render as R
-
     rng = np.random.default_rng([seed, 31337])
     identities = R.sample_identities(story.n_identities, rng)
     aw = story.affwild
@@ -180,8 +179,6 @@ def render_images(
 ) -> None:
     """Render every image of ``story`` as JPEG into the real folder layouts under ``out``, with
     the AU gain and nuisance level of :func:`render_plan` / ``render.render``."""
-    from . import render as R
-
     for name, plan in render_plan(story, out, seed, nuisance).items():
         for d in {f.parent for f in plan.files}:
             d.mkdir(parents=True, exist_ok=True)
@@ -304,8 +301,6 @@ def default_root(profile, seed: int = 0) -> Path:
     """``data/embedded/<profile>-seed<k>``, with a short hash of the data settings appended when
     they differ from the named profile's (e.g. the ``hard`` variant, ``au_gain=1``), so that a
     variant never overwrites the default set."""
-    from affectlib import profiles
-
     name = f"{profile.name}-seed{seed}"
     preset = profiles.PROFILES.get(profile.name)
     if preset is None or data_settings(preset, seed) != data_settings(profile, seed):

@@ -168,7 +168,7 @@ def rejected_rows(errors) -> pd.DataFrame:
 
 # --- figures -------------------------------------------------------------------------------------
 def plot_expr_distribution(dist: pd.DataFrame):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     shares = [c for c in dist.columns if c.endswith("share")]
     fig, ax = plt.subplots(figsize=(7, 3))
@@ -184,7 +184,7 @@ def plot_expr_distribution(dist: pd.DataFrame):
 
 
 def plot_au_base_rates(rates: pd.DataFrame):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     piv = rates.pivot(index="AU", columns="split", values="base rate")
     piv = piv.loc[sorted(piv.index, key=lambda c: int(c[2:]))]
@@ -196,7 +196,7 @@ def plot_au_base_rates(rates: pd.DataFrame):
 
 
 def plot_va_histogram(table: pd.DataFrame, bins: int = 40):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     ok = task_valid(table)["va"].to_numpy()
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
@@ -211,7 +211,7 @@ def plot_va_histogram(table: pd.DataFrame, bins: int = 40):
 
 
 def plot_missing_per_video(per_video: pd.DataFrame, max_videos: int = 80):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     cols = [c for c in per_video.columns if c.startswith("missing ")]
     shown = per_video.head(max_videos)
