@@ -48,8 +48,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from affectlib import distributed, models, profiles, train
-from affectlib.data import cache, datasets, formats, generate, study, writers
+from affectlib.data import cache, datasets, generate, study, writers
 from affectlib.data.cache import ImageCache
+from affectlib.data.table import build_table
 from affectlib.labels import AU_COLUMNS, EXPR_MISSING, VA_MISSING
 from affectlib.methods.pretrain import AFFECTNET, IDENTITY, IdentityNet
 from affectlib.results import atomic_write_text, fingerprint_table
@@ -72,7 +73,7 @@ def identity_table(root: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     if ids.empty:
         raise ValueError(f"{root}/celeb/identities.txt lists no image")
     n = len(ids)
-    table = formats.build_table(
+    table = build_table(
         {
             "path": ids["path"],
             "video": [""] * n,

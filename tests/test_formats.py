@@ -9,18 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from affectlib.data.formats import (
-    FORMATS,
-    AnnotationError,
-    LoadResult,
-    UnusableInputError,
-    build_table,
-    concat_tables,
-    empty_table,
-    load,
-    merge_tasks,
-    table_columns,
-)
+from affectlib.data.formats import FORMATS, load, merge_tasks
+from affectlib.data.parsing import AnnotationError, LoadResult, UnusableInputError
+from affectlib.data.table import build_table, concat_tables, empty_table, table_columns
 from affectlib.labels import AU_COLUMNS, EMOTIONET_AUS
 
 MTL_HEADER = "image,valence,arousal,expression,aus"

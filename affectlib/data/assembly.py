@@ -23,8 +23,9 @@ import pandas as pd
 import torch.distributed as dist
 
 from affectlib.data import augment as augment_module
-from affectlib.data import datasets, formats, generate, study
+from affectlib.data import datasets, generate, study
 from affectlib.data.cache import ImageCache
+from affectlib.data.table import concat_tables
 from affectlib.distributed import Dist, dist_from_env
 from affectlib.labels import AU_MISSING
 from affectlib.results import fingerprint_table
@@ -211,7 +212,7 @@ def combine_parts(parts: Sequence[DataPart], split: str) -> tuple[pd.DataFrame, 
     """The ``split`` ("train" / "validation" / "test") rows of every part in one standard table,
     and the folder its paths are relative to: the parts' common image folder, each ``path``
     prefixed with its part's folder below it. AU columns are the union (missing ones -1,
-    :func:`affectlib.data.formats.concat_tables`); a part without rows of ``split`` adds none."""
+    :func:`affectlib.data.table.concat_tables`); a part without rows of ``split`` adds none."""
     if not parts:
         raise ValueError("combine_parts needs at least one DataPart")
     if split not in SPLITS:
@@ -230,7 +231,7 @@ def combine_parts(parts: Sequence[DataPart], split: str) -> tuple[pd.DataFrame, 
     tables = [t for t in tables if len(t)] or tables[:1]
     if not tables:  # no part has rows of this split
         return parts[0].train.iloc[:0], common
-    return formats.concat_tables(tables), common
+    return concat_tables(tables), common
 
 
 def build_multi_data(

@@ -31,15 +31,9 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from affectlib.data.formats import (
-    FORMATS,
-    SPLITS,
-    LoadResult,
-    RowError,
-    UnusableInputError,
-    au_columns_of,
-    load,
-)
+from affectlib.data.formats import FORMATS, SPLITS, load
+from affectlib.data.parsing import LoadResult, RowError, UnusableInputError
+from affectlib.data.table import au_columns_of
 from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
 
 TASKS: tuple[str, ...] = ("expr", "au", "va")

@@ -40,7 +40,7 @@ from torch import Tensor
 from affectlib.labels import AU_MISSING, EXPR_MISSING, N_EXPR, VA_MISSING
 
 from .cache import ImageCache
-from .formats import au_columns_of
+from .table import au_columns_of
 
 __all__ = [
     "AffectDataset",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import formats
+from .parsing import LoadResult
+from .table import concat_tables
 
 _AW = "affwild2/annotations"
 DEFAULT_ANNOTATIONS: dict[str, tuple[str, ...]] = {
@@ -77,8 +79,8 @@ def load_dataset(
     annotations: str = "",
     images: str = "",
     check_images: bool = False,
-) -> formats.LoadResult:
-    """Load every annotation file of a data set into one :class:`formats.LoadResult`.
+) -> LoadResult:
+    """Load every annotation file of a data set into one :class:`affectlib.data.parsing.LoadResult`.
 
     Rows read, accepted and rejected are summed over the files; errors keep their own file and line.
     """
@@ -88,8 +90,8 @@ def load_dataset(
         )
         for p in annotation_paths(data_root, format, annotations)
     ]
-    return formats.LoadResult(
-        table=formats.concat_tables([r.table for r in results]),
+    return LoadResult(
+        table=concat_tables([r.table for r in results]),
         errors=[e for r in results for e in r.errors],
         rows_read=sum(r.rows_read for r in results),
         files=[f for r in results for f in r.files],

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from affectlib import balancing, losses
 from affectlib import relatedness as rel
-from affectlib.data.formats import au_columns_of
+from affectlib.data.table import au_columns_of
 from affectlib.distributed import autocast
 from affectlib.labels import AU_MISSING, EXPR_MISSING, N_EXPR
 from affectlib.methods.base import Batch, MethodSpec, State, StepContext, register

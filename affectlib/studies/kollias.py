@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from affectlib import distributed, metrics, models, train
 from affectlib import relatedness as rel
 from affectlib.data import assembly, datasets
-from affectlib.data.formats import au_columns_of
+from affectlib.data.table import au_columns_of
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, expr_index
 from affectlib.methods import get as get_method
 from affectlib.methods import resolve_options
