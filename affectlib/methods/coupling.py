@@ -641,7 +641,9 @@ class StudyConfig:
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
     lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
     :class:`affectlib.train.TrainConfig`; device; model: overrides of
-    :class:`affectlib.models.ModelConfig` (``small_input``, ``feature_scale``, ``dropout``, ...).
+    :class:`affectlib.models.ModelConfig` (``small_input``, ``feature_scale``, ``dropout``, ...);
+    weights: the starting weights of each backbone (backbone name -> file; a backbone not named
+    starts from scratch), loaded into every run of that backbone (the heads start fresh).
     """
 
     image_size: int
@@ -652,6 +654,7 @@ class StudyConfig:
     device: str = "cpu"
     model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schedule: str = "constant"
+    weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _slug(text: str) -> str:
@@ -685,7 +688,10 @@ def _fit_one(
     if teachers:
         data = dataclasses.replace(data, train_table=teacher_labels(data, teachers, setting, cfg))
     model_cfg = models.ModelConfig(
-        backbone=backbone, n_expr=N_BASIC, n_au=len(setting.au_columns), **cfg.model
+        backbone=backbone,
+        n_expr=N_BASIC,
+        n_au=len(setting.au_columns),
+        **{**cfg.model, "weights": cfg.weights.get(backbone)},
     )
     train.seed_everything(seed)  # the initialisation
     model = models.build_model(model_cfg)
