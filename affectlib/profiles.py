@@ -44,9 +44,11 @@ class Profile:
     # the two visibility knobs of the embedded faces (instrument settings, chosen with MFAR and the
     # read-out probe only; see the README): au_gain scales every AU's effect on the face (1 =
     # FACS-sized movements, the `hard` variant), nuisance the pose/light/occlusion/blur/noise of
-    # the Aff-Wild2-like frames (render.sample_nuisance's difficulty)
+    # the Aff-Wild2-like frames (render.sample_nuisance's difficulty); stills_nuisance: the
+    # still-image sets' (AffectNet, EmotioNet, RAF-DB, identities) as a multiple of nuisance
     au_gain: float = 1.0
     nuisance: float = 0.8
+    stills_nuisance: float = 1.25
     # model
     backbone: str = "resnet18"
     small_input: bool = False  # CIFAR-style stem (3x slower on CPU; see models.ModelConfig)

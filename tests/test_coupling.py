@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
-from affectlib import methods, stats, train
-from affectlib.data import assembly, datasets
+from affectlib import methods, models, profiles, stats, train
+from affectlib.data import assembly, datasets, generate
 from affectlib.methods import StepContext
 from affectlib.methods import coupling as C
 from affectlib.studies import kollias as K
@@ -515,3 +516,32 @@ def test_the_still_image_test_rows_are_the_validation_images_not_drawn_for_valid
     assert again.equals(val)
     everything, none = K._val_and_test(rows, 0, seed=0, salt=2)
     assert len(everything) == 20 and none.empty
+
+
+def test_a_study_run_starts_from_its_backbones_weights_and_others_from_scratch(
+    tmp_path, monkeypatch
+):
+    root = generate.ensure(profiles.get("smoke"))
+    setting = K.affwild2(root, n_train=16, n_val=8, seed=0)
+    torch.manual_seed(0)
+    donor = models.build_model(models.ModelConfig(backbone="compact", n_expr=K.N_BASIC))
+    state = {k: v.clone() for k, v in donor.backbone.state_dict().items()}
+    save_file(state, tmp_path / "backbone.safetensors")
+    cfg = K.StudyConfig(
+        image_size=32,
+        batch_size=8,
+        epochs=1,
+        lr_backbone=1e-3,
+        lr_heads=1e-3,
+        weights={"compact": str(tmp_path / "backbone.safetensors")},
+    )
+    monkeypatch.setattr(K.train, "fit", lambda *args: None)  # the model as the run starts it
+    started, _ = K._fit_one(setting, setting.parts, "compact", "nc-mt", {}, 3, cfg, tmp_path / "a")
+    for k, v in started.backbone.state_dict().items():
+        torch.testing.assert_close(v, state[k], msg=k)
+    scratch = dataclasses.replace(cfg, weights={})
+    fresh, _ = K._fit_one(
+        setting, setting.parts, "compact", "nc-mt", {}, 3, scratch, tmp_path / "b"
+    )
+    k, v = next(iter(fresh.backbone.named_parameters()))
+    assert not torch.equal(v.detach(), state[k])

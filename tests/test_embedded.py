@@ -184,6 +184,24 @@ def test_the_image_of_row_i_was_rendered_from_row_is_parameters(smoke_dir):
             assert own < 16 and own < other / 2, (name, i, own, other)
 
 
+def test_stills_nuisance_scales_the_still_sets_only_and_a_variant_gets_its_own_folder(smoke_dir):
+    from affectlib.data.generate import default_root, render_plan
+
+    p = profiles.get("smoke")
+    story = embedded.generate_story(p, 0)
+    calm = render_plan(story, smoke_dir, 0, nuisance=0.8, stills_nuisance=0.5)
+    rough = render_plan(story, smoke_dir, 0, nuisance=0.8, stills_nuisance=1.5)
+    # same draws, scaled: blur and sensor noise bounds are 0.018 and 0.03 times the difficulty
+    for name in ("affectnet", "emotionet", "rafdb", "celeb"):
+        assert rough[name].nuisance["blur"].max() > calm[name].nuisance["blur"].max(), name
+        assert rough[name].nuisance["noise"].max() <= 0.03 * 1.5 * 0.8 + 1e-12
+        assert calm[name].nuisance["noise"].max() <= 0.03 * 0.5 * 0.8 + 1e-12
+    for key, value in calm["affwild2"].nuisance.items():  # the video frames do not change
+        np.testing.assert_array_equal(value, rough["affwild2"].nuisance[key], err_msg=key)
+    assert default_root(p, 0) != default_root(p.replace(stills_nuisance=1.0), 0)
+    assert default_root(p, 0).name == "smoke-seed0"
+
+
 def test_images_sit_in_the_real_layouts_and_loaders_find_every_one(smoke_dir):
     for fmt in ("abaw-mtl", "affectnet", "emotionet", "rafdb"):
         r = study.load_dataset(smoke_dir, fmt, check_images=True)

@@ -71,6 +71,7 @@ DATA_FIELDS = (
     "label_noise",
     "au_gain",
     "nuisance",
+    "stills_nuisance",
 )
 
 
@@ -109,7 +110,7 @@ def _render_params(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 # detected and aligned, so the worst occlusion and blur are filtered out: 0.8 (every profile's
 # default) keeps occlusion in 12% of the videos, blur up to 0.7 px and sensor noise up to 2.4% at
 # 48 px. The still-image sets (AffectNet, EmotioNet, RAF-DB, identities), not filtered that way,
-# get STILLS_NUISANCE times as much (1.0 at the default).
+# get the profile's ``stills_nuisance`` times as much (1.25 unless a profile says otherwise).
 STILLS_NUISANCE = 1.25
 
 
@@ -125,8 +126,15 @@ class RenderPlan:
     quality: np.ndarray
 
 
-def render_plan(story: Story, out: Path, seed: int, nuisance: float = 0.8) -> dict[str, RenderPlan]:
+def render_plan(
+    story: Story,
+    out: Path,
+    seed: int,
+    nuisance: float = 0.8,
+    stills_nuisance: float = STILLS_NUISANCE,
+) -> dict[str, RenderPlan]:
     """What :func:`render_images` renders, per data set, so that any image can be re-rendered.
+    The still-image sets get ``stills_nuisance * nuisance``.
 
     A subject keeps its identity in every frame; a video keeps its illumination, background and
     occluder (drawn once per video) while the sensor noise is fresh in every frame."""
@@ -150,7 +158,7 @@ def render_plan(story: Story, out: Path, seed: int, nuisance: float = 0.8) -> di
         nuis = (
             aw_nuis
             if name == "affwild2"
-            else R.sample_nuisance(len(df), rng, difficulty=STILLS_NUISANCE * nuisance)
+            else R.sample_nuisance(len(df), rng, difficulty=stills_nuisance * nuisance)
         )
         au, pose = _render_params(df)
         ident = R.take(identities, df["identity"].to_numpy())
@@ -176,10 +184,11 @@ def render_images(
     *,
     au_gain: float = 1.0,
     nuisance: float = 0.8,
+    stills_nuisance: float = STILLS_NUISANCE,
 ) -> None:
     """Render every image of ``story`` as JPEG into the real folder layouts under ``out``, with
-    the AU gain and nuisance level of :func:`render_plan` / ``render.render``."""
-    for name, plan in render_plan(story, out, seed, nuisance).items():
+    the AU gain and nuisance levels of :func:`render_plan` / ``render.render``."""
+    for name, plan in render_plan(story, out, seed, nuisance, stills_nuisance).items():
         for d in {f.parent for f in plan.files}:
             d.mkdir(parents=True, exist_ok=True)
         with tqdm(total=len(plan.files), desc=f"render {name}", unit="face", leave=False) as bar:
@@ -274,6 +283,7 @@ def generate(out: str | Path, profile, seed: int = 0, images: bool = True) -> di
             seed,
             au_gain=profile.au_gain,
             nuisance=profile.nuisance,
+            stills_nuisance=profile.stills_nuisance,
         )
     manifest = {
         **data_settings(profile, seed),

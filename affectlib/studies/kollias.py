@@ -299,7 +299,9 @@ class StudyConfig:
     lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
     :class:`affectlib.train.TrainConfig`; device; model: the network of every run
     (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
-    ``dropout``, ...), whose backbone, expression classes and AUs each run sets.
+    ``dropout``, ...), whose backbone, expression classes and AUs each run sets; weights: the
+    starting weights of each backbone (backbone name -> file; a backbone not named starts from
+    scratch), loaded into every run of that backbone (the heads start fresh).
     """
 
     image_size: int
@@ -310,6 +312,7 @@ class StudyConfig:
     device: str = "cpu"
     model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     schedule: str = "constant"
+    weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _slug(text: str) -> str:
@@ -343,7 +346,11 @@ def _fit_one(
     if teachers:
         data = dataclasses.replace(data, train_table=teacher_labels(data, teachers, setting, cfg))
     model_cfg = dataclasses.replace(
-        cfg.model, backbone=backbone, n_expr=N_BASIC, n_au=len(setting.au_columns)
+        cfg.model,
+        backbone=backbone,
+        n_expr=N_BASIC,
+        n_au=len(setting.au_columns),
+        weights=cfg.weights.get(backbone),
     )
     distributed.seed_everything(seed)  # the initialisation
     model = models.build_model(model_cfg)

@@ -1,0 +1,124 @@
+"""How the still-image sets' nuisance was chosen: notebook 04's single-task baseline at several levels.
+
+The still-image sets (AffectNet, EmotioNet, RAF-DB, identities) are rendered with the profile's
+``stills_nuisance`` times its ``nuisance`` (pose, light, occlusion, blur, noise). For each level
+the cpu profile's data set is generated (cached under ``data/embedded/``), then notebook 04's
+single-task baseline (Kollias et al. 2024, "ST": one network per task, ``nc-mt`` on the
+AffectNet-format expressions, another on the EmotioNet-format AUs; compact network, notebook 04's
+budget) is trained for each seed with its epoch selected on validation, and scored on the held-out
+test images. Printed per level and seed: the expression's average accuracy (its label-blind floor,
+1/7, is a constant prediction) and macro F1, the AU F1 (0: no AU predicted), and the runs at
+either floor.
+
+Only the baseline is run: the level is an instrument setting, never chosen by comparing methods.
+The choice for the cpu profile (README, "How learnable"): the highest level (the most realistic
+faces) at which no baseline run sits at a floor.
+
+    python benchmarks/stills_calibration.py [--levels 1.25 1.0 0.75] [--seeds 0 1 2]
+
+A benchmark, not a test: three seeds are three draws of one small budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import pandas as pd
+
+from affectlib import models, pretraining, profiles
+from affectlib.data import generate
+from affectlib.studies import kollias
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--levels", type=float, nargs="+", default=[1.25, 1.0, 0.75])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-train", type=int, default=600, help="training images per set (nb 04)")
+    ap.add_argument("--n-val", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--image-size", type=int, default=48)
+    ap.add_argument("--backbone", default="compact")
+    ap.add_argument(
+        "--init",
+        default="none",
+        choices=("none", "identity"),
+        help="starting weights: none (from scratch) or the embedded identity pretraining",
+    )
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    args = ap.parse_args()
+
+    base = profiles.get(args.profile)
+    study = kollias.StudyConfig(
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr_backbone=1e-3,
+        lr_heads=1e-3,
+        device=base.device,
+        schedule=base.lr_schedule,
+        model=models.ModelConfig.from_profile(base, weights=None),
+    )
+    plan = pd.DataFrame(
+        {"setting": ["affectnet+emotionet"], "backbone": [args.backbone], "arm": ["ST"]}
+    )
+    rows = []
+    for level in args.levels:
+        p = base.replace(stills_nuisance=level)
+        t0 = time.perf_counter()
+        root = generate.ensure(p, 0)
+        gen_s = time.perf_counter() - t0
+        weights = {}
+        if args.init == "identity":
+            pre = p.replace(
+                image_size=args.image_size, epochs=args.pretrain_epochs, backbone=args.backbone
+            )
+            weights[args.backbone] = str(
+                pretraining.pretrained_weights("identity", pre, root, seed=0)
+            )
+        setting = kollias.affectnet_emotionet(
+            root, n_expr=args.n_train, n_au=args.n_train, n_val=args.n_val, seed=0
+        )
+        t0 = time.perf_counter()
+        runs = kollias.run_study(
+            {setting.name: setting},
+            plan,
+            {},
+            dataclasses.replace(study, weights=weights),
+            args.seeds,
+            progress=False,
+        )
+        wall = time.perf_counter() - t0
+        for r in runs.itertuples():
+            rows.append(
+                {
+                    "stills_nuisance": level,
+                    "init": args.init,
+                    "seed": r.seed,
+                    "expr_aa": r.expr_aa,
+                    "expr_f1": r.expr_f1,
+                    "au_f1": r.au_f1,
+                    "expr_floor": abs(r.expr_aa - 1 / 7) < 1e-6,
+                    "au_floor": r.au_f1 <= 0,
+                }
+            )
+        print(f"stills_nuisance {level:g}: data {gen_s:.0f} s, {len(runs)} ST runs {wall:.0f} s")
+        print(pd.DataFrame(rows[-len(runs) :]).round(4).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    summary = table.groupby("stills_nuisance", sort=False).agg(
+        expr_aa=("expr_aa", "mean"),
+        expr_f1=("expr_f1", "mean"),
+        au_f1=("au_f1", "mean"),
+        expr_floor=("expr_floor", "sum"),
+        au_floor=("au_floor", "sum"),
+    )
+    print("\nmean over seeds and runs at a floor, per level:")
+    print(summary.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
