@@ -154,6 +154,28 @@ def au_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None) -> 
     return (elem * mask).sum() / mask.sum().clamp_min(1)
 
 
+def au_bce_per_image(logits: Tensor, target: Tensor) -> Tensor:
+    """AU binary cross entropy as Kollias et al. 2024 (Case Study I, the L_AU of Eq. 1) write it:
+    per image ``sum_i delta_i BCE_i / sum_k delta_k`` over its annotated AUs (``delta_i``: AU i
+    is annotated), then the mean over the images with at least one annotated AU, so an image
+    annotated for one AU weighs as much as one annotated for all.
+
+    ``logits`` and ``target`` (B, M); target 1 / 0, -1 = no label. Equal to :func:`au_bce` when
+    every labelled image has all M AUs labelled. 0 (graph-attached) when none is labelled.
+    """
+    _check_shape("logits", logits, 2)
+    if target.shape != logits.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
+    logits = _at_least_f32(logits)
+    mask = (target != -1).to(logits.dtype)
+    elem = F.binary_cross_entropy_with_logits(
+        logits, target.to(logits.dtype).clamp(0, 1), reduction="none"
+    )  # (B, M)
+    per_image = (elem * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)  # (B,)
+    has = (mask.sum(dim=1) > 0).to(logits.dtype)
+    return (per_image * has).sum() / has.sum().clamp_min(1)
+
+
 def _ccc_columns(x: Tensor, y: Tensor) -> Tensor:
     """CCC per column with population statistics; 1.0 where both columns are the same constant."""
     mx, my = x.mean(dim=0), y.mean(dim=0)

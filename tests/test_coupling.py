@@ -100,9 +100,9 @@ def _hand_terms() -> dict[str, float]:
     pe, pa = _softmax(EXPR_LOGITS), _sigmoid(AU_LOGITS)
     ce = -np.log(pe[0, 0])
     y = {(1, 0): 1.0, (1, 1): 0.0, (2, 0): 0.0}
-    bce = np.mean(
-        [-(t * np.log(pa[i, j]) + (1 - t) * np.log(1 - pa[i, j])) for (i, j), t in y.items()]
-    )
+    per = {k: -(t * np.log(pa[k]) + (1 - t) * np.log(1 - pa[k])) for k, t in y.items()}
+    # Eq. 1's L_AU: per image over its coded AUs, then over images (row 1: two AUs, row 2: one)
+    bce = ((per[(1, 0)] + per[(1, 1)]) / 2 + per[(2, 0)]) / 2
     q = pe @ RELATION  # Eq. 2, every image
     dm = np.mean(-(pa * np.log(q)).sum(axis=1))  # Eq. 3
     sca = []
@@ -256,9 +256,17 @@ def test_mgda_ub_weights_the_tasks_by_the_min_norm_point_of_their_representation
     gamma = float(torch.clamp((g2 - g1) @ g2 / ((g1 - g2) @ (g1 - g2)), 0, 1))
     assert float(logs["alpha_expr"]) == pytest.approx(gamma, abs=1e-6)
     assert float(logs["alpha_au"]) == pytest.approx(1 - gamma, abs=1e-6)
-    (gamma * terms["expr"] + (1 - gamma) * terms["au"]).backward()
+    # Sener & Koltun Alg. 2: the shared layers take the alpha-combination, each head its own loss
+    (gamma * terms["expr"] + (1 - gamma) * terms["au"]).backward(
+        inputs=list(model.backbone.parameters()), retain_graph=True
+    )
+    terms["expr"].backward(inputs=list(model.expr_head.parameters()), retain_graph=True)
+    terms["au"].backward(inputs=list(model.au_head.parameters()))
     for a, b in zip(got, _grads(model), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert 0 < gamma < 1  # so the heads' gradients differ from the alpha-scaled ones
+    head = model.expr_head.weight.grad
+    assert not torch.allclose(head * gamma, head)
     expected = gamma * terms["expr"] + (1 - gamma) * terms["au"]
     assert float(loss) == pytest.approx(float(expected.detach()))
 

@@ -222,6 +222,25 @@ def test_lambdas_weigh_supervised_unsupervised_and_consistency_terms_of_eq9():
     assert losses.LAMBDAS.consistency == 0.1
 
 
+def test_kollias_au_bce_averages_each_image_over_its_annotated_aus_then_over_images():
+    # image 0 annotated for AU 0 only, image 1 for all three, image 2 for none
+    logits = np.array([[0.5, 9.0, -9.0], [-1.0, 2.0, 0.3], [4.0, 4.0, 4.0]])
+    target = np.array([[1, -1, -1], [0, 1, 1], [-1, -1, -1]])
+    sig = 1 / (1 + np.exp(-logits))
+    bce = -(np.clip(target, 0, 1) * np.log(sig) + (1 - np.clip(target, 0, 1)) * np.log(1 - sig))
+    expected = (bce[0, 0] + bce[1].mean()) / 2  # per image, then over the 2 annotated images
+    got = losses.au_bce_per_image(_t(logits), torch.tensor(target))
+    assert got.item() == pytest.approx(expected)
+    pooled = losses.au_bce(_t(logits), torch.tensor(target))  # SS-MFAR's: over the 4 entries
+    assert pooled.item() == pytest.approx((bce[0, 0] + bce[1].sum()) / 4)
+    full = np.array([[1, 0, 1], [0, 1, 1]])  # every AU annotated: the two agree
+    assert losses.au_bce_per_image(_t(logits[:2]), torch.tensor(full)).item() == pytest.approx(
+        losses.au_bce(_t(logits[:2]), torch.tensor(full)).item()
+    )
+    nothing = losses.au_bce_per_image(_t(logits, grad=True), torch.full((3, 3), -1))
+    assert nothing.item() == 0.0 and nothing.requires_grad
+
+
 # --- Kollias et al. 2024: distribution matching and soft co-annotation ----------------------------
 def test_distribution_matching_follows_eq2_and_eq3():
     expr = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])

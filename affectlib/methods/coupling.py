@@ -72,12 +72,13 @@ def au_targets(batch: Batch) -> Tensor:
 
 
 def task_losses(out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-    """``L_Exp`` and ``L_AU`` of Eq. 1: plain CE over expression-labelled images, BCE over the
-    labelled AU entries (mean over entries); a task without labels in the batch gives a
-    graph-attached 0."""
+    """``L_Exp`` and ``L_AU`` of Eq. 1: plain CE over expression-labelled images, BCE over each
+    image's annotated AUs, averaged per image and then over the AU-labelled images
+    (:func:`losses.au_bce_per_image`); a task without labels in the batch gives a graph-attached
+    0."""
     return {
         "expr": losses.weighted_ce(out["expr"], expr_targets(batch)),
-        "au": losses.au_bce(out["au"], au_targets(batch)),
+        "au": losses.au_bce_per_image(out["au"], au_targets(batch)),
     }
 
 
@@ -219,8 +220,8 @@ def student_loss(
 
     Expression: CE against the one-hot label or, where there is none, the teacher's distribution
     (``F.cross_entropy`` with probability targets), mean over the rows with either. AUs: BCE
-    against the label or, per entry, the teacher's probability (:func:`losses.au_bce` takes soft
-    targets), mean over the entries with either."""
+    against the label or, per entry, the teacher's probability (soft targets), averaged per image
+    and then over images as ``L_AU`` (:func:`losses.au_bce_per_image`)."""
     out = model(batch["weak"])
     rows = batch["index"].to(state["soft_expr"].device)
     logits = out["expr"].float()
@@ -238,7 +239,7 @@ def student_loss(
     if state["soft_au"].shape[1]:
         soft_au = state["soft_au"][rows].to(au.device)  # (B, M)
         au = torch.where((au == AU_MISSING) & torch.isfinite(soft_au), soft_au, au)
-    terms = {"expr": l_expr, "au": losses.au_bce(out["au"], au)}
+    terms = {"expr": l_expr, "au": losses.au_bce_per_image(out["au"], au)}
     return terms["expr"] + terms["au"], _logs(terms)
 
 
@@ -313,9 +314,12 @@ def mgda_ub_step(
 
     ``g_t = dL_t / dZ`` for the shared representation Z (the model's ``feat``, the input of every
     head), flattened over the batch; ``alpha`` = the min-norm point of their convex hull
-    (:func:`affectlib.balancing.mgda_weights`, Frank-Wolfe); the network's gradient is that of
+    (:func:`affectlib.balancing.mgda_weights`, Frank-Wolfe). As their Algorithm 2, each task's
+    own parameters (its head, ``<task>_head``) take the unscaled gradient of its loss, and only the
+    shared ones (everything before Z) the combination ``sum_t alpha_t g_t``; the returned loss is
     ``sum_t alpha_t L_t``. A task without labels in the batch has no gradient and is left out
     (alpha 0); with one task left, alpha = 1."""
+    inner = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
     with autocast(ctx.device):
         out = net(batch["weak"])
         terms = task_losses(out, batch)
@@ -324,8 +328,12 @@ def mgda_ub_step(
     if present:
         grads = [torch.autograd.grad(terms[t], out["feat"], retain_graph=True)[0] for t in present]
         alpha.update(zip(present, balancing.mgda_weights(grads).tolist(), strict=True))
+        for t in present:  # task-specific parameters: their own loss, unscaled
+            head = [p for p in getattr(inner, f"{t}_head").parameters() if p.requires_grad]
+            terms[t].float().backward(inputs=head, retain_graph=True)
+        shared = sum(alpha[t] * g for t, g in zip(present, grads, strict=True))
+        out["feat"].backward(shared, inputs=[p for p in inner.backbone.parameters()])
     total = sum(alpha[t] * terms[t].float() for t in TASKS)
-    total.backward()
     logs = {**_logs(terms), **{f"alpha_{t}": torch.tensor(alpha[t]) for t in TASKS}}
     return total.detach(), logs
 
