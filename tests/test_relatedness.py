@@ -6,6 +6,7 @@ from affectlib import profiles
 from affectlib import relatedness as rel
 from affectlib.data.embedded import generate_story
 from affectlib.labels import ABAW_AUS, AU_COLUMNS, EXPRESSIONS, N_EXPR
+from affectlib.studies import task_relatedness as study
 
 HAPPINESS, SADNESS, FEAR = (EXPRESSIONS.index(n) for n in ("Happiness", "Sadness", "Fear"))
 
@@ -391,7 +392,7 @@ def hand_estimate() -> pd.DataFrame:
 
 def test_recovery_adds_error_coverage_and_support_by_hand():
     truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8]}, index=["Happiness"])
-    rec = rel.recovery(hand_estimate(), truth, min_each=20)
+    rec = study.recovery(hand_estimate(), truth, min_each=20)
     np.testing.assert_allclose(rec["truth"], [0.35, 0.8, np.nan])
     np.testing.assert_allclose(rec["error"], [-0.05, 0.1, np.nan])
     # 0.35 lies in [0.2, 0.4]; 0.8 is below [0.85, 0.95]; AU4 has no truth and no estimate
@@ -402,22 +403,22 @@ def test_recovery_adds_error_coverage_and_support_by_hand():
 
 def test_well_supported_needs_images_on_both_sides():
     long = pd.DataFrame({"n_expr": [50, 50, 50, 10], "n_both": [25, 24, 26, 5]})
-    assert rel.well_supported(long, 25).tolist() == [True, False, False, False]
+    assert study.well_supported(long, 25).tolist() == [True, False, False, False]
     with pytest.raises(ValueError, match="min_each must be >= 1"):
-        rel.well_supported(long, 0)
+        study.well_supported(long, 0)
 
 
 def test_recovery_summary_averages_by_hand_and_is_nan_without_cells():
     truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8]}, index=["Happiness"])
-    rec = rel.recovery(hand_estimate(), truth, min_each=20)
-    row = rel.recovery_summary({"hand": rec}).iloc[0]
+    rec = study.recovery(hand_estimate(), truth, min_each=20)
+    row = study.recovery_summary({"hand": rec}).iloc[0]
     assert (row["cells"], row["cells_well_supported"]) == (2, 1)
     assert row["mae"] == pytest.approx((0.05 + 0.1) / 2)
     assert row["bias"] == pytest.approx((-0.05 + 0.1) / 2)
     assert row["coverage"] == pytest.approx(0.5)
     assert row["mae_well_supported"] == pytest.approx(0.05)
     assert row["coverage_well_supported"] == 1.0
-    none = rel.recovery_summary({"hand": rel.recovery(hand_estimate(), truth, min_each=95)})
+    none = study.recovery_summary({"hand": study.recovery(hand_estimate(), truth, min_each=95)})
     assert none["cells_well_supported"].iloc[0] == 0
     assert np.isnan(none["mae_well_supported"].iloc[0])
     assert np.isnan(none["coverage_well_supported"].iloc[0])
@@ -433,11 +434,11 @@ def test_true_label_table_puts_the_truth_in_the_label_columns():
             "true_AU1": [0, 1],
         }
     )
-    true = rel.true_label_table(truth)
+    true = study.true_label_table(truth)
     assert true.columns.tolist() == ["video", "expr", "AU1"]
     assert true["expr"].tolist() == [4, 3] and true["AU1"].tolist() == [0, 1]
     with pytest.raises(KeyError, match="no 'true_expr' column"):
-        rel.true_label_table(truth.drop(columns="true_expr"))
+        study.true_label_table(truth.drop(columns="true_expr"))
 
 
 def test_annotation_noise_counts_by_hand():
@@ -451,7 +452,7 @@ def test_annotation_noise_counts_by_hand():
             "true_AU2": [0, 0, 0, 1],
         }
     )
-    noise = rel.annotation_noise(truth).set_index("label")
+    noise = study.annotation_noise(truth).set_index("label")
     # expression: one of three labelled images disagrees; the unlabelled one is not counted
     assert noise.loc["expr", "images"] == 3 and noise.loc["expr", "disagree"] == pytest.approx(
         1 / 3
@@ -478,7 +479,7 @@ def video_table(n_videos: int = 10, frames: int = 20) -> pd.DataFrame:
 
 def test_convergence_draws_whole_videos():
     truth = pd.DataFrame({"AU1": [0.4, 0.5]}, index=["Happiness", "Sadness"])
-    curve = rel.convergence(video_table(), truth, [0.2, 0.5, 1.0], repeats=3, seed=1)
+    curve = study.convergence(video_table(), truth, [0.2, 0.5, 1.0], repeats=3, seed=1)
     # all videos are drawn once only; 20 frames per video are counted together
     assert curve.groupby("fraction").size().tolist() == [3, 3, 1]
     assert curve["videos"].tolist() == [2] * 3 + [5] * 3 + [10]
@@ -488,9 +489,9 @@ def test_convergence_draws_whole_videos():
     assert full["mae"] == pytest.approx((0.1 + 0.0) / 2)
     assert full["cells"] == 2 and full["cells_well_supported"] == 2
     with pytest.raises(ValueError, match="fractions must lie in"):
-        rel.convergence(video_table(), truth, [0.0, 1.0], repeats=2)
+        study.convergence(video_table(), truth, [0.0, 1.0], repeats=2)
     with pytest.raises(ValueError, match="repeats must be >= 1"):
-        rel.convergence(video_table(), truth, [1.0], repeats=0)
+        study.convergence(video_table(), truth, [1.0], repeats=0)
 
 
 def test_convergence_error_shrinks_with_more_videos():
@@ -500,14 +501,14 @@ def test_convergence_error_shrinks_with_more_videos():
         {"video": video, "expr": HAPPINESS, "AU1": (rng.random(2000) < 0.3).astype(int)}
     )
     truth = pd.DataFrame({"AU1": [0.3]}, index=["Happiness"])
-    curve = rel.convergence(table, truth, [0.05, 1.0], repeats=20, seed=0)
+    curve = study.convergence(table, truth, [0.05, 1.0], repeats=20, seed=0)
     small, full = curve.groupby("fraction")["mae"].mean()
     # binomial s.e. with 100 and 2000 images: ~0.046 and ~0.010
     assert small > 2 * full
 
 
 def test_domain_vs_affwild2_marks_what_each_source_lists():
-    pairs = rel.domain_vs_affwild2().set_index(["expression_name", "au"])
+    pairs = study.domain_vs_affwild2().set_index(["expression_name", "au"])
     assert pairs.loc[("Happiness", 12), "status"] == "both"
     assert pairs.loc[("Happiness", 7), "status"] == "affwild2 only"
     assert pairs.loc[("Sadness", 6), "status"] == "domain only"
@@ -520,7 +521,7 @@ def test_domain_vs_affwild2_marks_what_each_source_lists():
 
 
 def test_domain_sentences_name_au7_and_the_unannotated_au5():
-    text = " ".join(rel.domain_sentences(rel.domain_vs_affwild2()))
+    text = " ".join(study.domain_sentences(study.domain_vs_affwild2()))
     assert "AU7: Aff-Wild2 lists it for 6 of 6 expressions, the domain table for 1" in text
     assert "lists AU5 for Surprise (0.5), although AU5 is not among" in text
     assert "AU5, AU9, AU11, AU17, AU20 of the domain table are not among" in text
@@ -537,7 +538,7 @@ def test_sentences_report_the_summary_numbers():
              "bias_well_supported": np.nan, "coverage_well_supported": np.nan},
         ]
     )  # fmt: skip
-    first, second = rel.recovery_sentences(summary)
+    first, second = study.recovery_sentences(summary)
     assert "mean |error| 0.050" in first and "hold the truth in 75%" in first
     assert second == "b: no cell could be estimated."
 
@@ -548,10 +549,10 @@ def test_true_labels_recover_the_generators_truth_on_the_cpu_profile():
     # noise pulls the rates off and coverage drops well below it
     story = generate_story(profiles.get("cpu"))
     train = story.affwild[story.affwild["split"] == "train"]
-    summary = rel.recovery_summary(
+    summary = study.recovery_summary(
         {
-            name: rel.recovery(rel.empirical(t, au_columns=list(AU_COLUMNS), seed=0), story.p_au)
-            for name, t in (("annotated", train), ("true", rel.true_label_table(train)))
+            name: study.recovery(rel.empirical(t, au_columns=list(AU_COLUMNS), seed=0), story.p_au)
+            for name, t in (("annotated", train), ("true", study.true_label_table(train)))
         }
     ).set_index("estimate")
     true, annotated = summary.loc["true"], summary.loc["annotated"]
@@ -573,16 +574,16 @@ def test_figures_draw_one_panel_per_estimate():
     import matplotlib.pyplot as plt
 
     truth = pd.DataFrame({"AU1": [0.35], "AU2": [0.8], "AU4": [0.1]}, index=["Happiness"])
-    rec = rel.recovery(hand_estimate(), truth, min_each=20)
+    rec = study.recovery(hand_estimate(), truth, min_each=20)
     estimates = {"a": rec, "b": rec}
     figures = [
-        (rel.plot_estimate(rec, "estimate"), 1),
-        (rel.plot_recovery(estimates, truth), 3),
-        (rel.plot_estimate_vs_truth(estimates), 2),
-        (rel.plot_domain_vs_affwild2(rel.domain_vs_affwild2()), 1),
+        (study.plot_estimate(rec, "estimate"), 1),
+        (study.plot_recovery(estimates, truth), 3),
+        (study.plot_estimate_vs_truth(estimates), 2),
+        (study.plot_domain_vs_affwild2(study.domain_vs_affwild2()), 1),
     ]
-    curve = rel.convergence(video_table(), truth, [0.5, 1.0], 2).assign(label="x")
-    figures.append((rel.plot_convergence(curve, n_cells=2), 2))
+    curve = study.convergence(video_table(), truth, [0.5, 1.0], 2).assign(label="x")
+    figures.append((study.plot_convergence(curve, n_cells=2), 2))
     for fig, panels in figures:
         # colour bars are axes too: count the panels that hold an image or a line
         panels_drawn = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
@@ -594,8 +595,8 @@ def test_figures_draw_one_panel_per_estimate():
 def test_recovery_inputs_name_what_is_missing():
     truth = pd.DataFrame({"AU1": [0.35]}, index=["Happiness"])
     with pytest.raises(KeyError, match="estimate has no column 'n_both'"):
-        rel.recovery(hand_estimate().drop(columns="n_both"), truth)
+        study.recovery(hand_estimate().drop(columns="n_both"), truth)
     with pytest.raises(KeyError, match="truth table lacks columns \\['true_AU2'\\]"):
-        rel.annotation_noise(
+        study.annotation_noise(
             pd.DataFrame({"expr": [1], "true_expr": [1], "AU1": [0], "true_AU1": [0], "AU2": [1]})
         )

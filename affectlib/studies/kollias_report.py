@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from affectlib import relatedness as rel
 from affectlib import stats
 from affectlib.labels import EXPRESSIONS
 from affectlib.results import paper_table
+from affectlib.studies import task_relatedness
 from affectlib.studies.kollias import (
     ARMS,
     BASIC,
@@ -488,6 +488,6 @@ def plot_relatedness(
         title = f"{name}: weights w (Eq. 4); related (Eq. 2) where > 0"
         if outside:
             title += f"; n/a: {', '.join(outside)} (not in the source)"
-        rel.plot_matrix(w, title, text=text, label="w", ax=ax)
+        task_relatedness.plot_matrix(w, title, text=text, label="w", ax=ax)
     fig.tight_layout()
     return fig
