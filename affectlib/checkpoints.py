@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from affectlib.results import atomic_write_bytes
+from affectlib.files import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_VERSION = 2  # 2: the selected epoch ("best") is kept

@@ -51,9 +51,9 @@ from affectlib import distributed, models, profiles, train
 from affectlib.data import cache, datasets, generate, study, writers
 from affectlib.data.cache import ImageCache
 from affectlib.data.table import build_table
+from affectlib.files import atomic_write_text, fingerprint_table
 from affectlib.labels import AU_COLUMNS, EXPR_MISSING, VA_MISSING
 from affectlib.methods.pretrain import AFFECTNET, IDENTITY, IdentityNet
-from affectlib.results import atomic_write_text, fingerprint_table
 from affectlib.train import TrainData
 
 PRETRAIN_VERSION = 1

@@ -5,7 +5,7 @@ Markdown, figures as PNG, each atomically (temporary file + rename, so an interr
 half-written file), and ``provenance.json`` beside them records the git commit (or ``"unversioned"``),
 the profile, a fingerprint of the data, the seeds, the device, package versions and the wall time.
 
-The papers' numbers live in ``affectlib/reference/*.csv``; :func:`paper_table` reads one and
+The papers' numbers live in ``affectlib/reference/*.csv``; :func:`affectlib.files.paper_table` reads one and
 :func:`beside_paper` puts it next to ours with a delta column. Columns holding the papers' numbers are
 always prefixed ``paper:`` so that nobody mistakes them for a measurement of ours.
 """
@@ -13,13 +13,11 @@ always prefixed ``paper:`` so that nobody mistakes them for a measurement of our
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -29,7 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REFERENCE_DIR = Path(__file__).parent / "reference"
+from affectlib.files import atomic_write_bytes, atomic_write_text, paper_table
+from affectlib.files import (
+    fingerprint_table as fingerprint_table,  # the notebooks' data fingerprint
+)
+
 _VERSIONED_PACKAGES = (
     "affectlib",
     "torch",
@@ -42,28 +44,6 @@ _VERSIONED_PACKAGES = (
     "matplotlib",
     "papermill",
 )
-
-
-# --- atomic writes -------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --- provenance ----------------------------------------------------------------------------------
@@ -113,21 +93,6 @@ def package_versions(names: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str, st
     return out
 
 
-def fingerprint_files(paths: Iterable[str | Path]) -> str:
-    """SHA-256 (first 16 hex digits) over the names and bytes of ``paths`` in sorted order."""
-    h = hashlib.sha256()
-    for p in sorted(Path(p) for p in paths):
-        h.update(str(p.name).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def fingerprint_table(table: pd.DataFrame) -> str:
-    """SHA-256 (first 16 hex digits) of an annotation table's content (independent of row index)."""
-    values = pd.util.hash_pandas_object(table.reset_index(drop=True), index=False).to_numpy()
-    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
-
-
 # --- tables --------------------------------------------------------------------------------------
 def _fmt(v, floatfmt: str) -> str:
     if isinstance(v, float | np.floating):
@@ -146,15 +111,6 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_fmt(v, floatfmt) for v in row) + " |")
     return "\n".join(lines) + "\n"
-
-
-def paper_table(name: str) -> pd.DataFrame:
-    """One of the papers' published tables (``affectlib/reference/NAME.csv``), unchanged."""
-    path = REFERENCE_DIR / (name if name.endswith(".csv") else f"{name}.csv")
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in REFERENCE_DIR.glob("*.csv")))
-        raise FileNotFoundError(f"no published table {path.name}; known: {known}")
-    return pd.read_csv(path)
 
 
 def beside_paper(

@@ -89,9 +89,10 @@ from affectlib.distributed import (
     seed_everything,
     set_rng_state,
 )
+from affectlib.files import atomic_write_bytes, atomic_write_text
 from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
 from affectlib.methods.base import MethodSpec, StepContext
-from affectlib.results import ResultsWriter, atomic_write_bytes, atomic_write_text
+from affectlib.results import ResultsWriter
 
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 SCHEDULES = ("constant", "cosine")

@@ -404,7 +404,7 @@ def test_rs_variants_sample_the_expression_classes_evenly(name, unlabelled):
 
 
 def test_table1_rows_are_the_papers_rows_and_registered_methods():
-    from affectlib.results import paper_table
+    from affectlib.files import paper_table
 
     paper_rows = set(paper_table("ssmfar_table1")["method"])
     assert [r.paper_row for r in ssmfar.TABLE1] == [

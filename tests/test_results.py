@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectlib import profiles, results
+from affectlib import files, profiles, results
 
 
 def test_table_is_written_as_csv_and_markdown_with_provenance(tmp_path):
@@ -26,22 +26,22 @@ def test_table_is_written_as_csv_and_markdown_with_provenance(tmp_path):
 
 def test_atomic_write_leaves_no_temporary_file_and_replaces_content(tmp_path):
     p = tmp_path / "a.txt"
-    results.atomic_write_text(p, "one")
-    results.atomic_write_text(p, "two")
+    files.atomic_write_text(p, "one")
+    files.atomic_write_text(p, "two")
     assert p.read_text() == "two"
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path, monkeypatch):
     p = tmp_path / "a.txt"
-    results.atomic_write_text(p, "old")
+    files.atomic_write_text(p, "old")
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
-        results.atomic_write_text(p, "new")
+        files.atomic_write_text(p, "new")
     assert p.read_text() == "old"
     assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]
 
@@ -69,15 +69,15 @@ def test_beside_paper_renames_our_keys_to_the_papers_spelling():
 
 def test_unknown_paper_table_lists_the_known_ones():
     with pytest.raises(FileNotFoundError, match="ssmfar_table1"):
-        results.paper_table("nope")
+        files.paper_table("nope")
 
 
 def test_fingerprint_changes_with_content_not_with_index():
     a = pd.DataFrame({"x": [1, 2]})
     b = pd.DataFrame({"x": [1, 2]}, index=[5, 6])
     c = pd.DataFrame({"x": [1, 3]})
-    assert results.fingerprint_table(a) == results.fingerprint_table(b)
-    assert results.fingerprint_table(a) != results.fingerprint_table(c)
+    assert files.fingerprint_table(a) == files.fingerprint_table(b)
+    assert files.fingerprint_table(a) != files.fingerprint_table(c)
 
 
 def test_git_commit_is_dirty_for_a_changed_source_file_but_not_for_rewritten_results(tmp_path):

@@ -27,8 +27,8 @@ from affectlib.data import datasets, generate, study
 from affectlib.data.cache import ImageCache
 from affectlib.data.table import concat_tables
 from affectlib.distributed import Dist, dist_from_env
+from affectlib.files import fingerprint_table
 from affectlib.labels import AU_MISSING
-from affectlib.results import fingerprint_table
 
 
 @dataclass

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .. import labels as L
-from ..results import paper_table
+from ..files import paper_table
 from .render import pose_aus
 
 # --- published statistics ------------------------------------------------------------------------

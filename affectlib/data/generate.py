@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .. import labels as L
 from .. import profiles
-from ..results import atomic_write_text
+from ..files import atomic_write_text
 from . import render as R
 from . import writers
 from .embedded import Story, generate_story

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import labels as L
-from ..results import paper_table
+from ..files import paper_table
 
 TASKS = ("expr", "au", "va")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import labels as L
-from ..results import atomic_write_text
+from ..files import atomic_write_text
 
 TASK_HEADERS = {
     "expr": ",".join(L.EXPRESSIONS),

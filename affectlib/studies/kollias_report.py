@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from affectlib import stats
+from affectlib.files import paper_table
 from affectlib.labels import EXPRESSIONS
-from affectlib.results import paper_table
 from affectlib.studies import task_relatedness
 from affectlib.studies.kollias import (
     ARMS,

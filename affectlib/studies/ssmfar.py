@@ -37,8 +37,8 @@ import pandas as pd
 
 from affectlib import checkpoints, pretraining, train
 from affectlib.data import study, writers
+from affectlib.files import fingerprint_table
 from affectlib.labels import EXPR_MISSING
-from affectlib.results import fingerprint_table
 
 BUILD = Path(__file__).resolve().parents[2] / "build"
 RUNS_DIR = BUILD / "runs" / "03_mfar_ssmfar"

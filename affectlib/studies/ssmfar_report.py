@@ -22,8 +22,9 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from affectlib import metrics, pretraining, stats
+from affectlib.files import paper_table
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
-from affectlib.results import beside_paper, paper_table
+from affectlib.results import beside_paper
 from affectlib.studies.ssmfar import CONTROL, CONTROL_SHARE, SCORES, TABLE1
 
 # our score names -> the columns of affectlib/reference/ssmfar_table1.csv
