@@ -10,11 +10,14 @@ test images. Printed per level and seed: the expression's average accuracy (its 
 1/7, is a constant prediction) and macro F1, the AU F1 (0: no AU predicted), and the runs at
 either floor.
 
-Only the baseline is run: the level is an instrument setting, never chosen by comparing methods.
-The choice for the cpu profile (README, "How learnable"): the highest level (the most realistic
-faces) at which no baseline run sits at a floor.
+Only the baseline is run: the level, the starting weights (``--init``) and the training images
+(``--n-train``) are instrument and budget settings, never chosen by comparing methods. What it
+showed for the cpu profile (README, "How learnable"): from scratch on 600 images, ST sat at a
+floor at every level tried (1.25, 1.0, 0.75), so the level stays 1.25; from the identity
+pretraining on 1,200 images per set, no ST run did, which is notebook 04's budget.
 
-    python benchmarks/stills_calibration.py [--levels 1.25 1.0 0.75] [--seeds 0 1 2]
+    python benchmarks/stills_calibration.py [--levels 1.25 1.0 0.75] [--seeds 0 1 2] \
+        [--init none|identity] [--n-train 600]
 
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
