@@ -111,6 +111,11 @@ def gather(obj: Any, d: Dist) -> list[Any]:
 
 
 # --- precision -----------------------------------------------------------------------------------
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network itself: ``model.module`` when ``model`` is a DistributedDataParallel wrapper."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def autocast(device: torch.device):
     """The forward pass's precision context: bf16 autocast on CUDA, nothing on CPU."""
     # bf16 keeps float32's exponent range: no loss scaling is needed

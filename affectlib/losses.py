@@ -141,6 +141,15 @@ def au_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None) -> 
     (equal to ``F.binary_cross_entropy_with_logits(..., pos_weight=...)`` when no entry is -1);
     0 (graph-attached) when none is labelled.
     """
+    elem, mask = _masked_bce(logits, target, pos_weight)
+    return (elem * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _masked_bce(
+    logits: Tensor, target: Tensor, pos_weight: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Per-entry BCE (B, M) of AU logits against 1 / 0 (or soft) targets, and the mask (B, M) of
+    the labelled entries (target != -1), both in the logits' dtype (float32 at least)."""
     _check_shape("logits", logits, 2)
     if target.shape != logits.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
@@ -150,8 +159,8 @@ def au_bce(logits: Tensor, target: Tensor, pos_weight: Tensor | None = None) -> 
         pos_weight = pos_weight.to(logits.device, logits.dtype)
     elem = F.binary_cross_entropy_with_logits(
         logits, target.to(logits.dtype).clamp(0, 1), pos_weight=pos_weight, reduction="none"
-    )  # (B, M)
-    return (elem * mask).sum() / mask.sum().clamp_min(1)
+    )
+    return elem, mask
 
 
 def au_bce_per_image(logits: Tensor, target: Tensor) -> Tensor:
@@ -163,14 +172,7 @@ def au_bce_per_image(logits: Tensor, target: Tensor) -> Tensor:
     ``logits`` and ``target`` (B, M); target 1 / 0, -1 = no label. Equal to :func:`au_bce` when
     every labelled image has all M AUs labelled. 0 (graph-attached) when none is labelled.
     """
-    _check_shape("logits", logits, 2)
-    if target.shape != logits.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
-    logits = _at_least_f32(logits)
-    mask = (target != -1).to(logits.dtype)
-    elem = F.binary_cross_entropy_with_logits(
-        logits, target.to(logits.dtype).clamp(0, 1), reduction="none"
-    )  # (B, M)
+    elem, mask = _masked_bce(logits, target)  # (B, M) each
     per_image = (elem * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1)  # (B,)
     has = (mask.sum(dim=1) > 0).to(logits.dtype)
     return (per_image * has).sum() / has.sum().clamp_min(1)
@@ -309,9 +311,7 @@ def pseudo_label_ce(
     conf, pseudo = weak.max(dim=1)
     mask = conf >= thresholds.to(weak.device, weak.dtype)[pseudo]
     ce = F.cross_entropy(strong_logits, pseudo, reduction="none")  # (B,)
-    if weight is None:
-        return (ce * mask).sum() / max(strong_logits.shape[0], 1), mask
-    w = weight.to(ce.device, ce.dtype)[pseudo]
+    w = torch.ones_like(ce) if weight is None else weight.to(ce.device, ce.dtype)[pseudo]
     denom = w.sum().clamp_min(EPS) if reduction == "weighted" else max(strong_logits.shape[0], 1)
     return (ce * w * mask).sum() / denom, mask
 

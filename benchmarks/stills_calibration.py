@@ -30,7 +30,7 @@ import time
 
 import pandas as pd
 
-from affectlib import models, pretraining, profiles
+from affectlib import models, profiles
 from affectlib.data import generate
 from affectlib.studies import kollias
 
@@ -75,14 +75,13 @@ def main() -> None:
         t0 = time.perf_counter()
         root = generate.ensure(p, 0)
         gen_s = time.perf_counter() - t0
-        weights = {}
-        if args.init == "identity":
-            pre = p.replace(
-                image_size=args.image_size, epochs=args.pretrain_epochs, backbone=args.backbone
-            )
-            weights[args.backbone] = str(
-                pretraining.pretrained_weights("identity", pre, root, seed=0)
-            )
+        weights = kollias.start_weights(
+            args.init,
+            [args.backbone],
+            p.replace(image_size=args.image_size),
+            root,
+            epochs=args.pretrain_epochs,
+        )
         setting = kollias.affectnet_emotionet(
             root, n_expr=args.n_train, n_au=args.n_train, n_val=args.n_val, seed=0
         )

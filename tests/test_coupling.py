@@ -553,3 +553,20 @@ def test_a_study_run_starts_from_its_backbones_weights_and_others_from_scratch(
     )
     k, v = next(iter(fresh.backbone.named_parameters()))
     assert not torch.equal(v.detach(), state[k])
+
+
+def test_start_weights_pretrain_each_backbone_once_or_none(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(source, profile, root, seed=0):
+        calls.append((source, profile.backbone, profile.epochs, profile.image_size, seed))
+        return tmp_path / f"{profile.backbone}.safetensors"
+
+    monkeypatch.setattr(K.pretraining, "pretrained_weights", fake)
+    p = profiles.get("smoke").replace(image_size=24)
+    got = K.start_weights("identity", ["compact", "compact", "resnet18"], p, tmp_path, epochs=3)
+    assert got == {b: str(tmp_path / f"{b}.safetensors") for b in ("compact", "resnet18")}
+    assert calls == [("identity", "compact", 3, 24, 0), ("identity", "resnet18", 3, 24, 0)]
+    assert K.start_weights("none", ["compact"], p, tmp_path, epochs=3) == {}
+    with pytest.raises(ValueError, match="init"):
+        K.start_weights("imagenet", ["compact"], p, tmp_path, epochs=3)

@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from affectlib import balancing, losses
 from affectlib import relatedness as rel
 from affectlib.data.table import au_columns_of
-from affectlib.distributed import autocast
+from affectlib.distributed import autocast, unwrap
 from affectlib.labels import AU_MISSING, EXPR_MISSING, N_EXPR
 from affectlib.methods.base import Batch, MethodSpec, State, StepContext, register
 
@@ -254,7 +254,7 @@ def _labelled(batch: Batch) -> dict[str, bool]:
 def last_shared_weight(model: nn.Module) -> nn.Parameter:
     """GradNorm's W: the weight of the last layer shared by the tasks, i.e. the last parameter
     of ``model.backbone`` with more than one dimension (a conv or linear weight)."""
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    inner = unwrap(model)
     weights = [p for p in inner.backbone.parameters() if p.ndim > 1]
     if not weights:
         raise ValueError(f"{type(inner).__name__}.backbone has no weight with ndim > 1")
@@ -319,7 +319,7 @@ def mgda_ub_step(
     shared ones (everything before Z) the combination ``sum_t alpha_t g_t``; the returned loss is
     ``sum_t alpha_t L_t``. A task without labels in the batch has no gradient and is left out
     (alpha 0); with one task left, alpha = 1."""
-    inner = net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+    inner = unwrap(net)
     with autocast(ctx.device):
         out = net(batch["weak"])
         terms = task_losses(out, batch)

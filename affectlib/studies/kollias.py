@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from affectlib import distributed, metrics, models, train
+from affectlib import distributed, metrics, models, pretraining, train
 from affectlib import relatedness as rel
 from affectlib.data import assembly, datasets
 from affectlib.data.table import au_columns_of
@@ -313,6 +313,30 @@ class StudyConfig:
     model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     schedule: str = "constant"
     weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+INITS = ("identity", "none")
+
+
+def start_weights(
+    init: str, backbones: Sequence[str], profile, root: str | Path, *, epochs: int, seed: int = 0
+) -> dict[str, str]:
+    """:attr:`StudyConfig.weights` for ``init``: "identity", the embedded identity pretraining
+    (:func:`affectlib.pretraining.pretrained_weights`, cached) of each backbone under ``profile``
+    for ``epochs`` on the embedded set at ``root`` (the paper's networks start from face or
+    ImageNet weights); "none", every run from scratch (an empty mapping)."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "none":
+        return {}
+    return {
+        b: str(
+            pretraining.pretrained_weights(
+                "identity", profile.replace(backbone=b, epochs=epochs), root, seed=seed
+            )
+        )
+        for b in dict.fromkeys(backbones)
+    }
 
 
 def _slug(text: str) -> str:
