@@ -59,8 +59,10 @@ def resolve_device(name: str, d: Dist) -> torch.device:
 
 def configure_runtime(device: torch.device, deterministic: bool) -> None:
     if device.type == "cpu":
-        # the processes of one machine share its cores
+        # the processes of one machine share its cores: torchrun's processes of one run, and the
+        # runs an executor's pool runs side by side (affectlib.executor.PARALLEL_ENV)
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        local *= int(os.environ.get("AFFECTLIB_PARALLEL_RUNS", 1))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     else:
         torch.backends.cudnn.benchmark = not deterministic

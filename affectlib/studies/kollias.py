@@ -33,17 +33,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from affectlib import distributed, metrics, models, pretraining, train
 from affectlib import relatedness as rel
 from affectlib.data import assembly, datasets
 from affectlib.data.table import au_columns_of
+from affectlib.executor import Job, run_plan
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, expr_index
 from affectlib.methods import get as get_method
 from affectlib.methods import resolve_options
 from affectlib.methods.coupling import add_soft_labels
 
+# each run's outputs, and where a rerun of notebook 04 finds the runs that finished
+RUNS_DIR = Path(__file__).resolve().parents[2] / "build" / "runs" / "04_coupling_ablations"
 BASIC = tuple(range(expr_index("Other")))  # ABAW indices of the 7 basic expressions (0..6)
 N_BASIC = len(BASIC)
 POSE_AUS = 51  # EmotioNet's AU51-56 code head pose, not facial action: left out of the study
@@ -430,6 +432,10 @@ def run_study(
     seeds: Sequence[int],
     runs_dir: str | Path | None = None,
     progress: bool = True,
+    *,
+    executor: str = "local",
+    max_parallel: int = 1,
+    fresh: bool = False,
 ) -> pd.DataFrame:
     """Train every run of ``plan`` (:func:`study_plan`) for every seed; one row per (setting,
     backbone, arm, seed) with the :func:`study_scores` on the test split (on validation when the
@@ -440,9 +446,13 @@ def run_study(
     (:func:`relatedness_options`). "ST" is two single-task runs, the setting's ``expr_parts`` and
     ``au_parts``: its expression scores come from the first, its AU scores from the second; they
     are also the teachers of "S-T NC MT" for the same seed and backbone. Every arm of a (setting,
-    backbone) uses the same seeds, so comparisons pair by seed. ``runs_dir``: where each run's
-    configuration, per-epoch metrics and predictions go (None: a temporary folder, removed).
-    """
+    backbone) uses the same seeds, so comparisons pair by seed.
+
+    The arms of one (setting, backbone, seed) are one job of :func:`affectlib.executor.run_plan`
+    (the S-T row needs that group's ST teachers), run on ``executor`` ("local", "pool" with
+    ``max_parallel`` groups at once, "submitit"). ``runs_dir``: where each run's configuration,
+    per-epoch metrics and predictions go, and where a rerun finds the groups that finished under
+    the same inputs and code (reused unless ``fresh``); None: a temporary folder, removed."""
     unknown = sorted(set(plan["arm"]) - set(ARMS))
     if unknown:
         raise KeyError(f"unknown arms {unknown}; known: {', '.join(ARMS)}")
@@ -451,24 +461,28 @@ def run_study(
         raise KeyError(f"plan names settings {missing} that were not built")
     scratch = tempfile.TemporaryDirectory(prefix="coupling-runs-") if runs_dir is None else None
     root = Path(scratch.name if scratch else runs_dir)
-    rows = []
-    bar = tqdm(
-        total=len(plan) * len(seeds), desc="coupling study", unit="run", disable=not progress
-    )
+    jobs = []
+    for (name, backbone), group in plan.groupby(["setting", "backbone"], sort=False):
+        setting, arms = settings[name], list(group["arm"])
+        options = {k: relatedness_options(v, setting.au_columns, k) for k, v in relatedness.items()}
+        for seed in seeds:
+            kwargs = dict(setting=setting, backbone=backbone, arms=arms, relatedness=options)
+            jobs.append(
+                Job(
+                    f"{name}/{backbone}/seed{seed}",
+                    root / _slug(name) / _slug(backbone) / f"seed{seed}",
+                    run_group,
+                    {**kwargs, "seed": int(seed), "cfg": cfg},
+                )
+            )
     try:
-        for (name, backbone), group in plan.groupby(["setting", "backbone"], sort=False):
-            setting, arms = settings[name], list(group["arm"])
-            options = {
-                k: relatedness_options(v, setting.au_columns, k) for k, v in relatedness.items()
-            }
-            for seed in seeds:
-                where = root / _slug(name) / _slug(backbone)
-                rows += _run_group(setting, backbone, arms, options, seed, cfg, where, bar)
+        records = run_plan(
+            jobs, executor=executor, max_parallel=max_parallel, fresh=fresh, progress=progress
+        )
     finally:
-        bar.close()
         if scratch is not None:
             scratch.cleanup()
-    return pd.DataFrame(rows)
+    return pd.DataFrame([row for r in records for row in r["rows"]])
 
 
 def _reported(final: Mapping[str, Any]) -> dict[str, Any]:
@@ -478,24 +492,27 @@ def _reported(final: Mapping[str, Any]) -> dict[str, Any]:
     return {k[5:]: v for k, v in final.items() if k.startswith("test_")} if tested else dict(final)
 
 
-def _run_group(
+def run_group(
+    out_dir: Path,
+    *,
     setting: Setting,
     backbone: str,
     arms: Sequence[str],
     relatedness: Mapping[str, Mapping[str, Any]],
     seed: int,
     cfg: StudyConfig,
-    where: Path,
-    bar,
-) -> list[dict[str, Any]]:
-    """The arms of one (setting, backbone) for one seed; the ST runs first (teachers)."""
+) -> dict[str, list[dict[str, Any]]]:
+    """The arms of one (setting, backbone) for one seed, each run in its folder under
+    ``out_dir``, the ST runs first (teachers): ``{"rows": [one record per arm]}``. An
+    :mod:`affectlib.executor` job of :func:`run_study`."""
+    where = Path(out_dir)
     rows, teachers = [], {}
     key = {"setting": setting.name, "backbone": backbone, "seed": seed}
     if "ST" in arms or "S-T NC MT" in arms:
         scores, wall, images = {}, 0.0, 0
         for task, parts in (("expr", setting.expr_parts), ("au", setting.au_parts)):
             t0 = time.perf_counter()
-            out = where / f"st-{task}" / f"seed{seed}"
+            out = where / f"st-{task}"
             teachers[task], result = _fit_one(setting, parts, backbone, "nc-mt", {}, seed, cfg, out)
             wall += time.perf_counter() - t0
             images += int(result.metrics["last_step"]) * cfg.batch_size
@@ -504,7 +521,6 @@ def _run_group(
             )
         if "ST" in arms:
             rows.append({**key, "arm": "ST", **scores, "wall_s": wall, "train_images": images})
-            bar.update()
     for arm in arms:
         if arm == "ST":
             continue
@@ -520,12 +536,11 @@ def _run_group(
             overrides,
             seed,
             cfg,
-            where / _slug(arm) / f"seed{seed}",
+            where / _slug(arm),
             teachers if method == "st-nc-mt" else None,
         )
         scores = {k: _reported(result.metrics)[k] for k in SCORE_NAMES}
         wall = time.perf_counter() - t0
         images = int(result.metrics["last_step"]) * cfg.batch_size
         rows.append({**key, "arm": arm, **scores, "wall_s": wall, "train_images": images})
-        bar.update()
-    return rows
+    return {"rows": rows}

@@ -10,7 +10,8 @@
   the cost), every k-th validation frame (scored after each epoch), the test split whole;
 - :func:`start_weights`: the weights file each initialisation source gives (a user's file, or the
   embedded pretraining of :mod:`affectlib.pretraining`);
-- :func:`train_rows`: ``train.run`` of every (row, seed), fresh, one record per run;
+- :func:`train_rows`: ``train.run`` of every (row, seed) through :mod:`affectlib.executor`, one
+  record per run;
   :func:`positive_control`: the same for MFAR with fewer expression labels.
 
 The tables, comparisons and figures are :mod:`affectlib.studies.ssmfar_report`.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +37,7 @@ import pandas as pd
 
 from affectlib import checkpoints, pretraining, train
 from affectlib.data import study, writers
+from affectlib.executor import Job, run_plan
 from affectlib.files import fingerprint_table
 from affectlib.labels import EXPR_MISSING
 
@@ -260,6 +261,40 @@ CONTROL_SHARE = 0.25
 
 
 # --- training -------------------------------------------------------------------------------------
+def run_one(
+    out_dir: Path,
+    *,
+    method: str,
+    row: str,
+    profile,
+    seed: int,
+    data_root: str | Path | None,
+) -> dict:
+    """One run of :func:`train_rows`: ``train.run`` into ``out_dir``, its record (the checkpoint is
+    removed after a finished run, to spare the disk). An :mod:`affectlib.executor` job."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # a backbone-only file leaves the heads fresh, as intended: no warning per run
+        warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
+        fit = train.run(method, profile, out_dir, seed, data_root=data_root, progress=False)
+    wall = time.perf_counter() - t0
+    (Path(out_dir) / checkpoints.CHECKPOINT).unlink(missing_ok=True)
+    prov = json.loads((Path(out_dir) / "provenance.json").read_text())
+    tested = f"test_{SCORES[0]}" in fit.metrics
+    return {
+        "method": method,
+        "row": row,
+        "seed": int(seed),
+        "split": "test" if tested else "validation",
+        **{k: float(fit.metrics[f"test_{k}" if tested else k]) for k in SCORES},
+        **{f"val_{k}": float(fit.metrics[k]) for k in SCORES},
+        "epoch": int(fit.metrics["epoch"]),
+        "wall_s": wall,
+        "img_per_s": prov.get("train_images_per_s"),
+        "dir": str(out_dir),
+    }
+
+
 def train_rows(
     rows: Sequence[Table1Row],
     seeds: Sequence[int],
@@ -270,58 +305,51 @@ def train_rows(
     *,
     deep_backbone: str = "resnet50",
     label: str | None = None,
+    executor: str = "local",
+    max_parallel: int = 1,
+    fresh: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> pd.DataFrame:
-    """Train every row with every seed by :func:`affectlib.train.run`, each from scratch in
-    ``runs_dir/<method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``; an
-    earlier run there is removed first, so the wall times are those of fresh runs; the finished
-    run's checkpoint is removed after it, to spare the disk).
+    """Train every row with every seed by :func:`affectlib.train.run`, each in
+    ``runs_dir/<method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``), through
+    :func:`affectlib.executor.run_plan` on ``executor`` ("local", "pool" with ``max_parallel``
+    runs at once, "submitit"): a run that finished there under the same configuration and code is
+    not trained again (its stored record, wall time included, is returned; ``fresh``: train every
+    run anew), an interrupted one continues from its checkpoint.
 
-    One record per run: ``method``, ``row`` (the paper's name, or ``label`` when given: the
-    positive control's row), ``seed``, the four scores on the reported split (``split``: "test"
-    when the data has the held-out split, else "validation", the papers' practice), the same on
-    validation at the selected epoch (``val_<score>``: optimistic, the epoch was chosen there),
-    ``epoch`` (selected on validation overall), ``wall_s`` (the whole ``train.run`` call),
-    ``img_per_s`` (training throughput) and ``dir``."""
+    One record per run, in (row, seed) order whatever the backend: ``method``, ``row`` (the
+    paper's name, or ``label`` when given: the positive control's row), ``seed``, the four scores
+    on the reported split (``split``: "test" when the data has the held-out split, else
+    "validation", the papers' practice), the same on validation at the selected epoch
+    (``val_<score>``: optimistic, the epoch was chosen there), ``epoch`` (selected on validation
+    overall), ``wall_s`` (the whole ``train.run`` call), ``img_per_s`` (training throughput),
+    ``reused`` (True: a finished earlier run) and ``dir``."""
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
-    records = []
+    jobs = []
     for row in rows:
         p = run_profile(row, profile, weights, deep_backbone)
         name = label or row.paper_row
         for seed in seeds:
             out = runs_dir / (name if label else row.method) / f"seed{seed}"
-            shutil.rmtree(out, ignore_errors=True)
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                # a backbone-only file leaves the heads fresh, as intended: no warning per run
-                warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
-                fit = train.run(row.method, p, out, seed, data_root=data_root, progress=progress)
-            wall = time.perf_counter() - t0
-            (out / checkpoints.CHECKPOINT).unlink(missing_ok=True)
-            prov = json.loads((out / "provenance.json").read_text())
-            tested = f"test_{SCORES[0]}" in fit.metrics
-            records.append(
-                {
-                    "method": label or row.method,
-                    "row": name,
-                    "seed": int(seed),
-                    "split": "test" if tested else "validation",
-                    **{k: float(fit.metrics[f"test_{k}" if tested else k]) for k in SCORES},
-                    **{f"val_{k}": float(fit.metrics[k]) for k in SCORES},
-                    "epoch": int(fit.metrics["epoch"]),
-                    "wall_s": wall,
-                    "img_per_s": prov.get("train_images_per_s"),
-                    "dir": str(out),
-                }
+            kwargs = {"method": row.method, "row": name, "profile": p, "seed": int(seed)}
+            jobs.append(
+                Job(f"{label or row.method}/seed{seed}", out, run_one,
+                    {**kwargs, "data_root": data_root})
+            )  # fmt: skip
+    records = run_plan(
+        jobs, executor=executor, max_parallel=max_parallel, fresh=fresh, progress=progress
+    )
+    for r in records:
+        r["method"] = label or r["method"]
+        r.pop("job_wall_s", None)
+        if log is not None:
+            scores = ", ".join(f"{k} {r[k]:.3f}" for k in SCORES)
+            again = " (finished earlier, reused)" if r["reused"] else ""
+            log(
+                f"{r['method']:>12} seed {r['seed']}: {r['split']} {scores} (epoch {r['epoch']}, "
+                f"{r['wall_s']:.1f} s){again}"
             )
-            if log is not None:
-                r = records[-1]
-                scores = ", ".join(f"{k} {r[k]:.3f}" for k in SCORES)
-                log(
-                    f"{r['method']:>12} seed {seed}: {r['split']} {scores} (epoch {r['epoch']}, "
-                    f"{wall:.1f} s)"
-                )
     return pd.DataFrame(records)
 
 
