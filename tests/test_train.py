@@ -175,6 +175,36 @@ def test_two_processes_under_torchrun_train_and_rank_0_writes_the_metrics(tmp_pa
     assert ckpt["config"]["world_size"] == 2
 
 
+def _torchrun(out: Path, script: list[str], *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        *script, "mfar", "--out", str(out), *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_two_processes_killed_and_resumed_under_torchrun_end_with_the_uninterrupted_metrics(
+    tmp_path,
+):
+    # gloo on CPU; 96 faces, 16 per process and step: 3 steps an epoch, 6 in all, checkpoints
+    # after steps 2, 3, 4 and 6. Both processes SIGKILL themselves in step 5 (after the step-4
+    # checkpoint); torchrun stops; the same command resumes both from their saved states.
+    reference = tmp_path / "reference"
+    done = _torchrun(reference, ["-m", "affectlib.cli_train"], *SHORT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+    out = tmp_path / "run"
+    killed = _torchrun(out, [str(killer), "step", "4"], *SHORT)
+    assert killed.returncode != 0 and _step_of(out) == 4
+    assert not (out / "metrics.json").exists()
+    resumed = _torchrun(out, ["-m", "affectlib.cli_train"], *SHORT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for name in ("metrics.json", "metrics.csv"):
+        assert (out / name).read_text() == (reference / name).read_text()
+    assert json.loads((out / "provenance.json").read_text())["resumed_at_step"] == 4
+
+
 # --- pieces ---------------------------------------------------------------------------------------
 def test_score_takes_the_argmax_expression_and_aus_above_one_half():
     pred = {
