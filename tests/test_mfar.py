@@ -354,6 +354,24 @@ def test_ssp_mfar_sa_adds_the_unsupervised_loss_of_every_task_for_all_images():
         METHODS[name].loss(Replay(_ss_outputs(2)), batch, state, _ctx(name))
 
 
+def test_ssp_mfar_sa_without_the_confidence_mask_takes_every_pseudo_label_and_no_kl():
+    batch, state, out = _ss_batch(), _ss_state(), _ss_outputs(4)
+    ctx = StepContext(
+        1, 0, 3, torch.device("cpu"), {**METHODS["ssp-mfar-sa"].options, "confidence_mask": False}
+    )
+    loss, logs = METHODS["ssp-mfar-sa"].loss(Replay(out), batch, state, ctx)
+    t = _ss_by_hand(out, batch, state, epoch=1, everyone=True)
+    assert not t["mask"].all()  # with the mask some pseudo-labels would be dropped
+    z = out["expr"].numpy()
+    p, ps = _softmax(z[:4]), _softmax(z[4:])
+    pseudo, w = p.argmax(axis=1), state["expr_weight"].numpy()
+    l_u = (w[pseudo] * -np.log(ps[np.arange(4), pseudo])).sum() / 4  # all four, weighted
+    assert logs["loss_unsup"].item() == pytest.approx(l_u, rel=1e-6)
+    assert logs["loss_kl"].item() == 0
+    want = 0.5 * t["ce_s"] + l_u + t["au"] + t["va"] + t["au_u"] + t["va_u"]
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+
+
 def test_ss_mfar_on_a_fully_labelled_batch_adds_zero_unsupervised_terms():
     batch, state = _ss_batch(), _ss_state()
     batch["expr"], batch["has_expr"] = torch.tensor([3, 1, 5, 0]), torch.ones(4, dtype=torch.bool)

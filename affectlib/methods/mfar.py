@@ -59,7 +59,11 @@ expression task. Per batch (Algorithm 1, lines 3-8):
   expression pseudo-label CE and KL run over every image of the batch (labelled or not), and
   each other task gets the same weak-to-strong term with its own loss: BCE of the strong-view AU
   logits against the weak view's AU probabilities (soft targets), and the CCC loss of the
-  strong-view VA against the weak-view VA (both targets detached), weighted by lambda_2.
+  strong-view VA against the weak-view VA (both targets detached), weighted by lambda_2. The
+  expression term keeps SS-MFAR's confidence mask (Eq. 4 thresholds; KL on the rest), since the
+  row is SSP-MFAR with the scope widened. The other reading, the pseudo-label CE on every image
+  with no mask (and so no KL), is the option ``confidence_mask=False``
+  (``--set extra.confidence_mask=false``).
 
 Which weights each row of Table 1 starts from is :data:`affectlib.studies.ssmfar.TABLE1` (the
 paper: MS-Celeb-1M for MFAR/SS-MFAR and their ablations, AffectNet for SSP-*, none for
@@ -245,6 +249,8 @@ def ss_mfar_loss(
             gamma=opts["gamma"],
             floor=opts["threshold_floor"],
         )
+    if not opts["confidence_mask"]:  # every pseudo-label counts: no threshold, so no KL either
+        thresholds = torch.zeros_like(thresholds)
     # confident unlabelled images: CE of the strong view on the weak pseudo-label (Algorithm 1, 6-7)
     u_prob = w_prob[idx]  # (U, C)
     # §2.2: the pseudo-label CE takes the Eq. 1 class weights too (none for the -RS rows)
@@ -327,6 +333,7 @@ SS_MFAR = register(
             "gamma": math.e,
             "threshold_floor": 0.8,  # the public code's lower bound (module docstring)
             "unsupervised_on": "unlabelled",
+            "confidence_mask": True,  # Eq. 4's thresholds pick the pseudo-labels (module docstring)
         },
         paper=PAPER + ", §2.2-2.7, Eq. 4-9, Algorithm 1",
     )
