@@ -35,7 +35,8 @@ from affectlib.labels import AU_MISSING, EXPR_MISSING, EXPRESSIONS, N_EXPR, expr
 REFERENCE_CSV = Path(__file__).parent / "reference" / "kollias_table1_relatedness.csv"
 SOURCES = ("domain", "affwild2")
 RULES = ("threshold", "lift", "threshold_and_lift")
-DEFAULT_THRESHOLD = 0.3  # the smallest rate in the paper's Aff-Wild2 column but its two AU7 entries
+# the interval rule's rate: the smallest in the paper's Aff-Wild2 column but its two AU7 entries
+DEFAULT_THRESHOLD = 0.3
 _AU_COLUMN = re.compile(r"AU(\d+)")
 # generic long-form names <- expression/AU names
 _TO_GENERIC = {"expression": "class", "au": "attribute", "n_expr": "n_class"}
@@ -340,6 +341,16 @@ def _empirical_related(long: pd.DataFrame, rule: str, threshold: float) -> np.nd
     lifted = long["lo"].to_numpy(dtype=float) > long["base_rate"].to_numpy(dtype=float)
     chosen = {"threshold": above, "lift": lifted, "threshold_and_lift": above & lifted}[rule]
     return supported & chosen
+
+
+def paper_threshold() -> float:
+    """The rate from which the paper's own reading relates an AU to an expression: the smallest
+    rate printed in its Aff-Wild2 column (Kollias Table 1: "the weights denote percentage of
+    images that the AU was activated"; 0.13, AU7 for sadness). The paper states no rule; observed
+    frequency from this rate on (``rule="threshold"``) is the one threshold rule that keeps every
+    pair it prints, AU7 at 0.13 and 0.2 included, which the interval rule (rate >= 0.3 and an
+    interval above the AU's base rate) cannot produce."""
+    return float(domain_table("affwild2")["weight"].min())
 
 
 # --- the paper's layout --------------------------------------------------------------------------

@@ -336,6 +336,24 @@ def test_paper_layout_lists_related_estimated_aus_highest_rate_first():
     assert layout.loc["Sadness", "Empirical AUs (w)"] == ""
 
 
+def test_the_papers_reading_relates_its_own_au7_rates_that_the_interval_rule_drops():
+    # the paper's Aff-Wild2 column, read as an estimate with tight intervals around its rates
+    paper = rel.domain_table("affwild2")
+    long = paper.drop(columns="kind").assign(
+        p=paper["weight"], lo=paper["weight"] - 0.01, hi=paper["weight"] + 0.01,
+        base_rate=0.2, supported=True,
+    )  # fmt: skip
+    assert rel.paper_threshold() == pytest.approx(0.13)  # AU7 for sadness
+    ours = rel.paper_layout(rel.domain_table(), long, rel.paper_threshold(), rule="threshold")
+    printed = rel.paper_layout(rel.domain_table(), paper)
+    for expression in printed.index:  # every pair the paper prints, highest rate first
+        want = sorted(printed.loc[expression, "Empirical AUs (w)"].split(", "))
+        assert sorted(ours.loc[expression, "Empirical AUs (w)"].split(", ")) == want
+    interval = rel.paper_layout(rel.domain_table(), long, rule="threshold_and_lift")
+    assert "7 (0.13)" not in interval.loc["Sadness", "Empirical AUs (w)"]
+    assert "7 (0.2)" not in interval.loc["Surprise", "Empirical AUs (w)"]
+
+
 def test_compare_with_paper_puts_the_papers_rate_beside_ours():
     paper = rel.domain_table("affwild2")
     ours = paper.rename(columns={"weight": "p"}).assign(
