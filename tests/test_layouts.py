@@ -245,3 +245,20 @@ def test_study_load_dataset_with_format_auto_reads_the_detected_layout(exported,
     assert (
         study.image_root(out / "affwild2-mtl", "auto") == out / "affwild2-mtl" / "cropped_aligned"
     )
+
+
+def test_a_named_folder_layout_overrides_the_detection_rule(tmp_path):
+    _jpeg(tmp_path / "codes" / "train" / "1" / "a.jpg")  # 1..7 only: RAF-DB by default
+    _jpeg(tmp_path / "codes" / "val" / "7" / "b.jpg")
+    assert layouts.resolve(tmp_path / "codes").layout.name == "rafdb-folders"
+    found, result = load(tmp_path / "codes", "affectnet-folders")
+    assert found.layout.name == "affectnet-folders"
+    assert result.table.sort_values("path")["expr"].tolist() == [
+        4,
+        7,
+    ]  # AffectNet 1 Happy, 7 Contempt
+    _jpeg(tmp_path / "names" / "train" / "Surprise" / "c.jpg")  # named: AffectNet's by default
+    _jpeg(tmp_path / "names" / "test" / "neutral" / "d.jpg")
+    assert layouts.resolve(tmp_path / "names").layout.name == "affectnet-folders"
+    found, result = load(tmp_path / "names", "rafdb-folders")
+    assert result.table.sort_values("path")["expr"].tolist() == [0, 6]  # Neutral, Surprise

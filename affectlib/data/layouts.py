@@ -25,7 +25,8 @@ The layouts (``LAYOUTS``; the name is also accepted wherever ``--format`` is):
   here: the folder-per-class code 1..7 is documented by public READMEs (``rafdb/train_set/1``
   "Surprise class" ... ``7`` "Neutral class").
 - ``rafdb-folders``: RAF-DB as one folder per class without a label file: ``SPLIT/LABEL/*.jpg``
-  with LABEL 1..7 (RAF-DB codes, as above), SPLIT one of ``train`` / ``train_set``, ``val`` /
+  with LABEL 1..7 (RAF-DB codes, as above) or a class name (``Surprise`` ... ``Neutral``, any case;
+  read only when the layout is named: detection takes named class folders for AffectNet's), SPLIT one of ``train`` / ``train_set``, ``val`` /
   ``valid`` / ``validation`` / ``val_set``, ``test`` / ``test_set``; under ``DATASET/`` too.
 - ``affectnet-original``: AffectNet's ``training.csv`` / ``validation.csv`` (Mollahosseini et al.
   2017), in the folder or in ``Manually_Annotated_file_lists/``, images under
@@ -101,6 +102,7 @@ from affectlib.labels import (
     RAFDB_CODES,
     RAFDB_TO_ABAW,
     VA_MISSING,
+    expr_index,
 )
 
 __all__ = [
@@ -277,8 +279,14 @@ AFFECTNET_FOLDER_NAMES: dict[int, str] = {
 
 
 def _rafdb_class(name: str) -> int | None:
-    code = int(name) if name.isdigit() else None
-    return RAFDB_TO_ABAW[code] if code in RAFDB_CODES else None
+    if name.isdigit():
+        code = int(name)
+        return RAFDB_TO_ABAW[code] if code in RAFDB_CODES else None
+    try:  # a class name (Surprise ... Neutral; happy, sad, angry accepted)
+        index = expr_index(name)
+    except KeyError:
+        return None
+    return index if EXPRESSIONS[index] in RAFDB_CODES.values() else None
 
 
 def _affectnet_class(name: str) -> int | None:
@@ -288,7 +296,8 @@ def _affectnet_class(name: str) -> int | None:
 
 _CLASS_OF = {"rafdb-folders": _rafdb_class, "affectnet-folders": _affectnet_class}
 _CLASS_RULE = {
-    "rafdb-folders": "RAF-DB codes 1..7",
+    "rafdb-folders": "RAF-DB codes 1..7 or the names Surprise, Fear, Disgust, Happiness, Sadness, "
+    "Anger, Neutral",
     "affectnet-folders": "AffectNet codes 0..7 or the names "
     + ", ".join(sorted(set(_AFFECTNET_NAMES))),
 }
@@ -333,22 +342,15 @@ def _folder_root(root: Path) -> Path:
     return root / "DATASET" if (root / "DATASET").is_dir() and not _split_folders(root) else root
 
 
-def _detect_folders(root: Path) -> Found | None:
+def _detect_folders(root: Path, name: str) -> Found | None:
+    """Layout ``name`` when some class folder's name is one of its classes (see :func:`detect`
+    for the folders both folder layouts would read)."""
     base = _folder_root(root)
     splits = _split_folders(base)
     if not splits:
         return None
     names = _class_names(splits)
-    if not names:
-        return None
-    digits = {n for n in names if n.isdigit()}
-    # RAF-DB numbers its classes 1..7, AffectNet 0..7; class names are AffectNet mirrors' (RAF-DB
-    # mirrors with names exist too: then give --format rafdb-folders... which reads codes only)
-    if digits and digits <= {str(c) for c in RAFDB_CODES} and names == digits:
-        name = "rafdb-folders"
-    elif any(_affectnet_class(n) is not None for n in names):
-        name = "affectnet-folders"
-    else:
+    if not any(_CLASS_OF[name](n) is not None for n in names):
         return None
     parts = [Part(d, name, s) for s, d in splits.items()]
     notes = []
@@ -361,6 +363,11 @@ def _detect_folders(root: Path) -> Found | None:
     if stray:
         notes.append(f"not read (no split folder): {', '.join(stray)}")
     return Found(_BY_NAME[name], root, base, parts, notes)
+
+
+def _rafdb_codes_only(found: Found) -> bool:
+    names = _class_names({p.split or "": p.path for p in found.parts})
+    return bool(names) and names <= {str(c) for c in RAFDB_CODES}
 
 
 def _detect_affectnet_original(root: Path) -> Found | None:
@@ -453,9 +460,9 @@ def _detect_emotionet(root: Path) -> Found | None:
 _DETECTORS: dict[str, Callable[[Path], Found | None]] = {
     "rafdb-original": _detect_rafdb_original,
     "rafdb-csv": _detect_rafdb_csv,
-    "rafdb-folders": _detect_folders,
+    "rafdb-folders": partial(_detect_folders, name="rafdb-folders"),
     "affectnet-original": _detect_affectnet_original,
-    "affectnet-folders": _detect_folders,
+    "affectnet-folders": partial(_detect_folders, name="affectnet-folders"),
     "affwild2-tasks-2020": partial(_detect_tasks, name="affwild2-tasks-2020"),
     "affwild2-tasks": partial(_detect_tasks, name="affwild2-tasks"),
     "affwild2-mtl": _detect_mtl,
@@ -464,7 +471,11 @@ _DETECTORS: dict[str, Callable[[Path], Found | None]] = {
 
 
 def detect(root: str | Path) -> list[Found]:
-    """Every layout of :data:`LAYOUTS` that the folder ``root`` matches (empty: none)."""
+    """Every layout of :data:`LAYOUTS` that the folder ``root`` matches (empty: none).
+
+    Class folders both folder layouts could read: folders named 1..7 only (no 0) are RAF-DB's codes,
+    anything else (a 0, AffectNet's class names) AffectNet's; name the layout to read it otherwise.
+    """
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"{root}: not a folder; --format auto reads a data set's folder")
@@ -473,8 +484,13 @@ def detect(root: str | Path) -> list[Found]:
         hit = _DETECTORS[name](root)
         if hit is not None and hit.layout.name == name:
             found.append(hit)
+    names = {f.layout.name for f in found}
+    if {"rafdb-folders", "affectnet-folders"} <= names:
+        raf = next(f for f in found if f.layout.name == "rafdb-folders")
+        drop = "affectnet-folders" if _rafdb_codes_only(raf) else "rafdb-folders"
+        found = [f for f in found if f.layout.name != drop]
     # the RAF-DB CSV mirror keeps its images in class folders: one data set, not two
-    if any(f.layout.name == "rafdb-csv" for f in found):
+    if "rafdb-csv" in names:
         found = [f for f in found if f.layout.name != "rafdb-folders"]
     return found
 
@@ -491,15 +507,15 @@ def resolve(root: str | Path, format: str = AUTO) -> Found:
         raise LayoutError(f"unknown layout {format!r}; known layouts:\n{known_layouts()}")
     found = detect(root)
     if format != AUTO:
-        hits = [f for f in found if f.layout.name == format]
-        if not hits:
+        hit = _DETECTORS[format](root)
+        if hit is None:
             layout = _BY_NAME[format]
             raise LayoutError(
                 f"{root} is not in layout {format} ({layout.looks_like}); "
                 + (f"found: {', '.join(f.layout.name for f in found)}" if found else "found none")
                 + f"\nknown layouts:\n{known_layouts()}"
             )
-        return hits[0]
+        return hit
     if not found:
         subs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise LayoutError(
