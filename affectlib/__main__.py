@@ -1,4 +1,5 @@
-"""Command line: ``python -m affectlib {reproduce,audit,generate,train,predict,evaluate} ...`` (``--help`` on each)."""
+"""Command line: ``python -m affectlib {reproduce,audit,generate,train,predict,evaluate} ...``
+(``--help`` on each)."""
 
 from __future__ import annotations
 

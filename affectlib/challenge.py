@@ -24,9 +24,10 @@ path: a truth frame without a prediction is an error at the truth's ``FILE:LINE`
   (P_VA, mean CCC of valence and arousal) and ``overall`` = P_MTL = their sum (SS-MFAR Eq. 10,
   :func:`affectlib.metrics.p_mtl`), when the predictions hold all three tasks;
 - per task: ``expr_accuracy``; ``abaw2021_expr`` (0.67 F1 + 0.33 accuracy over the 7 basic
-  classes, :func:`affectlib.metrics.abaw2021_expr_score`, on the frames whose label is one of the 7);
-  ``valence_ccc`` / ``arousal_ccc``; ``per_au_f1``; ``emotionet_final`` ((mean F1 + mean accuracy) / 2
-  over the AUs, the EmotioNet challenge's final score, :func:`affectlib.metrics.emotionet_score`);
+  classes, :func:`affectlib.metrics.abaw2021_expr_score`, on the frames whose label is one of
+  the 7); ``valence_ccc`` / ``arousal_ccc``; ``per_au_f1``; ``emotionet_final`` ((mean F1 + mean
+  accuracy) / 2 over the AUs, the EmotioNet challenge's final score,
+  :func:`affectlib.metrics.emotionet_score`);
 - ``n_expr`` / ``n_au`` / ``n_va``: the frames each task was scored on.
 
 A run's AU decisions: :func:`affectlib.metrics.score`, with which every run of
@@ -142,7 +143,8 @@ def write_task(
         if not np.array_equal(order["frame"].to_numpy(), expected):
             gap = int(np.setdiff1d(expected, order["frame"].to_numpy())[0])
             raise ValueError(
-                f"video {video}: frame {gap} has no image, so its line of {video}.txt has no prediction"
+                f"video {video}: frame {gap} has no image, so its line of {video}.txt has no "
+                "prediction"
             )
         rows = values[order.index.to_numpy()]
         text = [_TASK_HEADER[task]]

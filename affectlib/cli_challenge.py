@@ -4,17 +4,17 @@ submission, and the challenge metrics of a predictions file (:mod:`affectlib.cha
 ``predict RUN_DIR --data ROOT --out FILE [--format F] [--split S] [--task mtl|expr|au|va]``
 rebuilds the model of a run written by :func:`affectlib.train.fit` (``config.json``, and the
 selected epoch's weights in ``checkpoint.pt``), predicts every frame of split ``S`` (default
-``validation``) of the data under ROOT (format ``F``, default the run's; ``auto`` detects the layout)
-in the run's batch size and image size, and writes the ABAW submission: ``--task mtl`` (default) the
-MTL CSV ``image,valence,arousal,expression,aus``, one row per frame; ``--task expr|au|va`` a per-task
-folder ``FILE/VIDEO.txt``. AU decisions at the run's threshold (``challenge.RUN_AU_THRESHOLD``). The
-written file is read back with :func:`affectlib.challenge.read_predictions` and aligned with the
-frames it was written for; any error fails the command.
+``validation``) of the data under ROOT (format ``F``, default the run's; ``auto`` detects the
+layout) in the run's batch size and image size, and writes the ABAW submission: ``--task mtl``
+(default) the MTL CSV ``image,valence,arousal,expression,aus``, one row per frame;
+``--task expr|au|va`` a per-task folder ``FILE/VIDEO.txt``. AU decisions at the run's threshold
+(``challenge.RUN_AU_THRESHOLD``). The written file is read back with
+:func:`affectlib.challenge.read_predictions` and aligned with the frames it was written for; any error fails the command.
 
 ``evaluate PREDICTIONS --truth ANNOTATIONS [--truth-format F] [--split S] [--json]`` reads the
 predictions (MTL CSV or per-task folder), the ground truth (an annotation file or folder in any
-format; ``auto`` guesses from the header or the layout) and prints the challenge metrics. Exit status:
-0 scored; 1 the predictions file is malformed or misaligned (every problem printed as
+format; ``auto`` guesses from the header or the layout) and prints the challenge metrics. Exit
+status: 0 scored; 1 the predictions file is malformed or misaligned (every problem printed as
 ``FILE:LINE: field: reason``: missing frames at the truth's line, extra frames, wrong column
 counts, values out of range), nothing scored; 2 unusable input or bad arguments.
 """
@@ -41,7 +41,7 @@ from affectlib.distributed import configure_runtime
 EXIT_OK, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 
 
-# --- predict ---------------------------------------------------------------------------------------
+# --- predict --------------------------------------------------------------------------------------
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
@@ -154,7 +154,7 @@ def predict_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-# --- evaluate --------------------------------------------------------------------------------------
+# --- evaluate -------------------------------------------------------------------------------------
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:

@@ -125,7 +125,7 @@ def test_a_named_layout_that_does_not_match_says_what_it_expected(embedded):
         layouts.resolve(embedded / "affectnet", "rafdb-original")
 
 
-# --- malformed input in the new layouts -------------------------------------------------------------
+# --- malformed input in the new layouts -----------------------------------------------------------
 
 
 def _jpeg(path: Path) -> None:
@@ -214,7 +214,7 @@ def test_abaw_2020_expression_files_with_seven_classes_are_read(tmp_path):
     assert any("abaw-au" in n for n in found.notes)  # the tasks not annotated are named
 
 
-# --- the command line and the notebooks' loader ----------------------------------------------------
+# --- the command line and the notebooks' loader ---------------------------------------------------
 
 
 def test_audit_format_auto_prints_what_it_found_and_unknown_folders_exit_2(exported, tmp_path):

@@ -1,9 +1,9 @@
 """The embedded data set written again in the other layouts its real counterparts circulate in.
 
-:func:`export_layouts` reads the annotation files the generator wrote (:mod:`affectlib.data.generate`,
-the data sets' original layouts) with the loaders of :mod:`affectlib.data.formats`, so every row is
-validated on the way, and writes each alternative layout of :mod:`affectlib.data.layouts` under
-``OUT/<layout>/``:
+:func:`export_layouts` reads the annotation files the generator wrote
+(:mod:`affectlib.data.generate`, the data sets' original layouts) with the loaders of
+:mod:`affectlib.data.formats`, so every row is validated on the way, and writes each alternative
+layout of :mod:`affectlib.data.layouts` under ``OUT/<layout>/``:
 
 - ``rafdb-csv``: ``train_labels.csv`` / ``test_labels.csv`` (``image,label``, RAF-DB codes 1..7) and
   the images in ``DATASET/{train,test}/CODE/NAME_aligned.jpg``;
@@ -49,7 +49,7 @@ EXPORTED = (
 
 
 def affectnet_folder_name(path: str) -> str:
-    """The file name an AffectNet image gets in the folder-per-class export: ``1/000.jpg`` -> ``1_000.jpg``."""
+    """An AffectNet image's file name in the folder-per-class export: ``1/0.jpg`` -> ``1_0.jpg``."""
     return path.replace("/", "_")
 
 
@@ -66,7 +66,8 @@ def _place(src: Path, dst: Path) -> None:
 def _checked(result: LoadResult, what: str) -> pd.DataFrame:
     if result.errors:
         raise ValueError(
-            f"{what}: {result.rejected} rows rejected, e.g. {result.errors[0]}; export needs clean files"
+            f"{what}: {result.rejected} rows rejected, e.g. {result.errors[0]}; "
+            "export needs clean files"
         )
     return result.table
 

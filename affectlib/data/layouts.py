@@ -11,46 +11,56 @@ the total validation of :mod:`affectlib.data.formats`: every row accepted or rej
 
 The layouts (``LAYOUTS``; the name is also accepted wherever ``--format`` is):
 
-- ``rafdb-original``: RAF-DB basic as released (Li et al. 2017): ``EmoLabel/list_patition_label.txt``
-  (sic) and ``Image/aligned/NAME_aligned.jpg``; read by :mod:`affectlib.data.formats` (``rafdb``).
+- ``rafdb-original``: RAF-DB basic as released (Li et al. 2017):
+  ``EmoLabel/list_patition_label.txt`` (sic) and ``Image/aligned/NAME_aligned.jpg``; read by
+  :mod:`affectlib.data.formats` (``rafdb``).
   Many public loaders read exactly these two paths (e.g. the RafDataSet classes found by searching
   public code for ``EmoLabel/list_patition_label.txt``).
 - ``rafdb-csv``: the RAF-DB mirror with ``train_labels.csv`` / ``test_labels.csv``, header
   ``image,label``, rows ``train_00001_aligned.jpg,5``, and its images in one folder per class,
   ``DATASET/{train,test}/LABEL/NAME`` (``DATASET`` optional: the folder itself when absent). The
   label is RAF-DB's own code 1..7 (1 Surprise ... 7 Neutral, ``labels.RAFDB_CODES``), the same code
-  as the class folder's name; a 0 is rejected with a reason naming the 1..7 convention (copies that
-  were re-indexed to 0..6 exist: public loaders commonly subtract 1 from the original codes, so a
-  0..6 file is refused rather than shifted silently). Not confirmed against a copy of the mirror
-  here: the folder-per-class code 1..7 is documented by public READMEs (``rafdb/train_set/1``
-  "Surprise class" ... ``7`` "Neutral class").
+  as the class folder's name; a 0 is rejected with a reason naming the 1..7 convention (public
+  loaders of the original file commonly subtract 1, so 0..6 copies exist: such a file is refused,
+  never shifted silently). Not confirmed against a copy of this mirror: a search of public code
+  found no loader of these two CSVs; the 1..7 class folders are documented by public READMEs
+  (``rafdb/train_set/1`` "Surprise class" ... ``7`` "Neutral class").
 - ``rafdb-folders``: RAF-DB as one folder per class without a label file: ``SPLIT/LABEL/*.jpg``
-  with LABEL 1..7 (RAF-DB codes, as above) or a class name (``Surprise`` ... ``Neutral``, any case;
-  read only when the layout is named: detection takes named class folders for AffectNet's), SPLIT one of ``train`` / ``train_set``, ``val`` /
-  ``valid`` / ``validation`` / ``val_set``, ``test`` / ``test_set``; under ``DATASET/`` too.
+  with LABEL 1..7 (RAF-DB codes, as above) or a class name (``Surprise`` ... ``Neutral``, any
+  case; read only when the layout is named: detection takes named class folders for AffectNet's),
+  SPLIT one of ``train`` / ``train_set``, ``val`` / ``valid`` / ``validation`` / ``val_set``,
+  ``test`` / ``test_set``; under ``DATASET/`` too.
 - ``affectnet-original``: AffectNet's ``training.csv`` / ``validation.csv`` (Mollahosseini et al.
   2017), in the folder or in ``Manually_Annotated_file_lists/``, images under
   ``Manually_Annotated_Images/``; read by :mod:`affectlib.data.formats` (``affectnet``).
 - ``affectnet-folders``: an AffectNet mirror with one folder per class, ``SPLIT/CLASS/*.jpg``
   (SPLIT as above). Public mirrors name the classes either by AffectNet's code ``0``..``7``
-  (``Data/AffectNet/{train,val,test}/{0..7}``) or by name (``anger``, ``contempt``, ``disgust``,
-  ``fear``, ``happy``, ``neutral``, ``sad``, ``surprise``); both are read, codes through
-  ``labels.AFFECTNET_TO_ABAW``. Such a mirror carries no valence/arousal: every row's VA is the
+  (``Data/AffectNet/{train,val,test}/{0..7}``, UTS-SSTC/Facial-Emotion-Recognition-HCI
+  ``data/affectNet/README.md``) or by name (``{train,val,test}/{anger, contempt, disgust, fear,
+  happy, neutral, sad, surprise}``, the same repository's ``data/processed/README.md``); both are
+  read, codes through ``labels.AFFECTNET_TO_ABAW``. Such a mirror carries no valence/arousal:
+  every row's VA is the
   no-label marker -5 and the description says so; nothing is invented. It keeps only the eight
   expression classes (no None / Uncertain / Non-Face images).
 - ``affwild2-tasks-2020``: Aff-Wild2's per-task annotations of the first two ABAW editions (2020,
-  2021): ``{EXPR,AU,VA}_Set/{Training,Validation}_Set/VIDEO.txt``. The expression files of those
-  editions name 7 classes (``Neutral,...,Surprise``, no ``Other``, codes 0..6, -1 no label); the
-  8-name header of later editions is read too.
+  2021): ``annotations/{EXPR,AU,VA}_Set/{Training,Validation}_Set/VIDEO.txt`` (the paths of public
+  code written for the 2020 release, e.g. ``annotations-20200917.../annotations/EXPR_Set/
+  Training_Set``). The expression files of those editions have 7 classes (``Neutral,...,Surprise``,
+  no ``Other``; public loaders map 0..6 to those names; -1 no label); the 8-name header of later
+  editions is read too.
 - ``affwild2-tasks``: the per-task annotations of ABAW 3 and later:
   ``{EXPR_Classification_Challenge | EXPR_Recognition_Challenge, AU_Detection_Challenge,
   VA_Estimation_Challenge}/{Train_Set,Validation_Set}/VIDEO.txt`` (both expression folder names
-  occur in public code written for the ABAW 3 and ABAW 5/6 releases); read by
+  occur in public code listing the challenge folders with ``Train_Set`` / ``Validation_Set``, the
+  ABAW 3 one beside ``MTL_Challenge``); read by
   :mod:`affectlib.data.formats` (``abaw-expr`` / ``abaw-au`` / ``abaw-va``) and joined with
   :func:`affectlib.data.formats.merge_tasks`.
 - ``affwild2-mtl``: the multi-task-learning files ``{training,validation}_set_annotations.txt``
   (and the embedded set's ``test_set_annotations.txt``) in ``MTL/`` or ``MTL_Challenge/`` (ABAW 3)
   or in the folder itself (ABAW 4's s-Aff-Wild2); read as ``abaw-mtl``.
+
+Not read: AffectNet's later distribution ``{train,val}_set/images/N.jpg`` with
+``annotations/N_exp.npy`` / ``N_val.npy`` / ``N_aro.npy`` (NumPy files per image).
 - ``emotionet-files``: EmotioNet-format ``{training,validation}_annotations.txt`` (the embedded
   set's layout), read as ``emotionet``.
 
@@ -58,7 +68,8 @@ Aff-Wild2 layouts look for their folders in the given folder and in its ``annota
 the images are the first of ``cropped_aligned/`` beside the annotations' folder or in the given one.
 
 For a folder-per-class layout a row is one image file: its ``ann_file`` is the image file and
-``ann_line`` 0 (no line); a file that is not an image, a file directly in a split folder or in a class
+``ann_line`` 0 (no line); a file that is not an image, a file directly in a split folder or in a
+class
 folder with an unknown name is rejected naming that file. Entries of the data set's folder that no
 layout reads (a README, a stray archive) are listed in the description, not read.
 
@@ -220,7 +231,7 @@ class Found:
         return "\n".join(lines)
 
 
-# --- split folder names -----------------------------------------------------------------------------
+# --- split folder names ---------------------------------------------------------------------------
 
 _SPLIT_NAMES = {
     "train": "train",
@@ -247,7 +258,7 @@ def _class_names(split_dirs: dict[str, Path]) -> set[str]:
     return {c.name for d in split_dirs.values() for c in d.iterdir() if c.is_dir()}
 
 
-# --- class folders ------------------------------------------------------------------------------------
+# --- class folders --------------------------------------------------------------------------------
 
 # AffectNet's class names as public folder-per-class mirrors write them, to AffectNet codes
 _AFFECTNET_NAMES = {
@@ -303,7 +314,7 @@ _CLASS_RULE = {
 }
 
 
-# --- detection --------------------------------------------------------------------------------------
+# --- detection ------------------------------------------------------------------------------------
 
 
 def _files(root: Path, names: Sequence[str]) -> list[Path]:
@@ -533,7 +544,7 @@ def resolve(root: str | Path, format: str = AUTO) -> Found:
     return found[0]
 
 
-# --- readers of the new layouts ---------------------------------------------------------------------
+# --- readers of the new layouts -------------------------------------------------------------------
 
 _NO_AUS = (AU_MISSING,) * N_AU
 _RAFDB_CSV_HEADER = ("image", "label")
