@@ -211,3 +211,15 @@ def test_write_mtl_round_trips_float32_values_exactly(tmp_path):
     result, tasks = challenge.read_predictions(f)
     assert tasks == challenge.TASKS and not result.errors
     assert (result.table[["valence", "arousal"]].to_numpy() == va.astype(np.float64)).all()
+
+
+def test_evaluate_against_a_data_set_folder_and_one_split_scores_the_same(run, capsys):
+    root, _, sub = run
+    file_args = [str(sub), "--truth", str(root / MTL_VALIDATION), "--json"]
+    assert evaluate_main(file_args) == 0
+    by_file = json.loads(capsys.readouterr().out)["scores"]
+    folder = root / "affwild2"
+    folder_args = [str(sub), "--truth", str(folder), "--truth-format", "affwild2-mtl",
+                   "--split", "validation", "--json"]  # fmt: skip
+    assert evaluate_main(folder_args) == 0
+    assert json.loads(capsys.readouterr().out)["scores"] == by_file

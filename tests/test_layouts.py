@@ -4,6 +4,7 @@ smoke set exported in each layout (affectlib.data.export_layouts) and on hand-wr
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -262,3 +263,17 @@ def test_a_named_folder_layout_overrides_the_detection_rule(tmp_path):
     assert layouts.resolve(tmp_path / "names").layout.name == "affectnet-folders"
     found, result = load(tmp_path / "names", "rafdb-folders")
     assert result.table.sort_values("path")["expr"].tolist() == [0, 6]  # Neutral, Surprise
+
+
+def test_the_abaw_5_expression_folder_name_is_read_like_the_abaw_3_one(embedded, tmp_path):
+    source = embedded / "affwild2" / "annotations"
+    target = tmp_path / "annotations"
+    for name in ("AU_Detection_Challenge", "VA_Estimation_Challenge"):
+        shutil.copytree(source / name, target / name)
+    shutil.copytree(source / "EXPR_Classification_Challenge", target / "EXPR_Recognition_Challenge")
+    (tmp_path / "cropped_aligned").symlink_to(embedded / "affwild2" / "cropped_aligned")
+    found, result = load(tmp_path)
+    assert found.layout.name == "affwild2-tasks"
+    assert any("EXPR_Recognition_Challenge" in str(p.path) for p in found.parts)
+    original = load(embedded / "affwild2", "affwild2-tasks")[1].table
+    pd.testing.assert_frame_equal(by_key(result.table, str), by_key(original, str))
