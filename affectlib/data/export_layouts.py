@@ -99,7 +99,8 @@ def _affectnet(root: Path, out: Path, report: dict[str, dict[str, int]]) -> None
     base = out / "affectnet-folders"
     written = 0
     split_folder = {"train": "train", "validation": "val", "test": "test"}
-    for path, split, expr in zip(table["path"], table["split"], table["expr"], strict=True):
+    rows = zip(table["path"], table["split"], table["expr"], strict=True)
+    for path, split, expr in tqdm(rows, total=len(table), desc="AffectNet layout", leave=False):
         if expr < 0:
             continue  # no class folder for None / Uncertain / Non-Face
         name = layouts.AFFECTNET_FOLDER_NAMES[ABAW_TO_AFFECTNET[int(expr)]]
@@ -137,7 +138,7 @@ def _affwild2(root: Path, out: Path, report: dict[str, dict[str, int]]) -> None:
     tasks = layouts.resolve(root / "affwild2", "affwild2-tasks")
     base = out / "affwild2-tasks-2020"
     rows = 0
-    for part in tasks.parts:
+    for part in tqdm(tasks.parts, desc="Aff-Wild2 per-task layout", leave=False):
         result = formats.load(part.path, part.reader, split=part.split)
         table = _checked(result, str(part.path))
         folder = base / "annotations" / _TASK_2020[part.reader] / _SET_2020[part.split]
