@@ -1,4 +1,5 @@
-"""Command line: ``python -m affectlib {reproduce,audit,generate} ...`` (``--help`` on each)."""
+"""Command line: ``python -m affectlib {reproduce,audit,generate,train,predict,evaluate} ...``
+(``--help`` on each)."""
 
 from __future__ import annotations
 
@@ -99,7 +100,26 @@ def _train(argv: list[str]) -> int:
     return train_main(argv)
 
 
-COMMANDS = {"reproduce": _reproduce, "audit": _audit, "generate": _generate, "train": _train}
+def _predict(argv: list[str]) -> int:
+    from .cli_challenge import predict_main  # deferred: torch, for this command only
+
+    return predict_main(argv)
+
+
+def _evaluate(argv: list[str]) -> int:
+    from .cli_challenge import evaluate_main  # deferred: the command's own modules only
+
+    return evaluate_main(argv)
+
+
+COMMANDS = {
+    "reproduce": _reproduce,
+    "audit": _audit,
+    "generate": _generate,
+    "train": _train,
+    "predict": _predict,
+    "evaluate": _evaluate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             "  reproduce  run the notebooks headless (papermill) and write results/\n"
             "  audit      validate an annotation file in a real format and summarise it\n"
             "  generate   write the embedded default data set\n"
-            "  train      train one method (python -m affectlib train --help)\n",
+            "  train      train one method (python -m affectlib train --help)\n"
+            "  predict    write a trained run's predictions in the ABAW submission format\n"
+            "  evaluate   score a predictions file against the ground truth (challenge metrics)\n",
             file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2

@@ -64,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         help="override a profile field, or extra.KEY=VALUE for a model/loop/method setting",
     )
     ap.add_argument("--data-root", default=None, help="data folder (default: the embedded set)")
-    ap.add_argument("--format", default="abaw-mtl", help="annotation format (default: abaw-mtl)")
+    ap.add_argument(
+        "--format",
+        default="abaw-mtl",
+        help="annotation format, or auto / a layout name to detect the layout (default: abaw-mtl)",
+    )
     ap.add_argument("--data-seed", type=int, default=0, help="seed of the embedded data set")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap

@@ -17,6 +17,12 @@ stdout: ``rows``, ``accepted``, ``rejected``, ``valid`` and ``invalid`` (``{"exp
 counts among accepted rows), ``presence`` (accepted rows per label combination, keys like
 ``expr+au+va``, ``au``, ``none``), ``none``, ``splits``, ``rejected_by_field``, ``files``,
 ``format``, ``status`` and ``errors`` (a list of ``{"file", "line", "field", "reason"}``).
+
+``--format auto`` (or a layout name of :mod:`affectlib.data.layouts`): PATH is a data set's folder;
+its data set and layout are detected and printed (data set, layout, files, splits), every file of it
+is read, and ``--images ROOT`` replaces the detected image folder. No layout, or several, is
+unusable input (exit 2) with a message listing the known layouts. The JSON then also holds
+``layout``, ``dataset``, ``images`` and ``notes``.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import json
 import sys
 from collections import Counter
 from itertools import product
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 
+from affectlib.data import layouts
 from affectlib.data.formats import FORMATS, SPLITS, load
 from affectlib.data.parsing import LoadResult, RowError, UnusableInputError
 from affectlib.data.table import au_columns_of
@@ -126,7 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate an annotation file or folder and report what it holds.",
     )
     p.add_argument("path", help="annotation file, or a per-task folder of per-video .txt files")
-    p.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=(*FORMATS, layouts.AUTO, *(x.name for x in layouts.LAYOUTS)),
+        help="annotation format, or auto / a layout name to read a data set's folder",
+    )
     p.add_argument("--images", metavar="ROOT", help="also check every accepted row's image")
     p.add_argument("--split", choices=SPLITS, help="split of every row (else inferred)")
     p.add_argument("--strict", action="store_true", help="stop at the first rejected row")
@@ -144,10 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:  # argparse exits on bad arguments or --help; report, don't exit
         return int(e.code) if isinstance(e.code, int) else EXIT_UNUSABLE
+    found = None
     try:
         # --strict stops at the first rejected row; the counts then cover the rows up to it
-        result = load(args.path, args.format, split=args.split, images=args.images)
-    except (UnusableInputError, OSError) as e:
+        if layouts.is_layout(args.format):
+            if args.split:
+                raise UnusableInputError("--split: a layout's splits come from its own files")
+            found = layouts.resolve(args.path, args.format)
+            if args.images:
+                found.images = Path(args.images)
+            result = layouts.load_found(found, check_images=bool(args.images))
+        else:
+            result = load(args.path, args.format, split=args.split, images=args.images)
+    except (UnusableInputError, layouts.LayoutError, OSError) as e:
         # an OSError that escaped the loader (a folder that cannot be listed) is unusable input too
         print(f"unusable input: {e}", file=sys.stderr)
         if args.json:
@@ -168,6 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and result.errors:
         result = _until_first_rejection(result)
     summary = summarize(result)
+    if found is not None:
+        summary.update(
+            layout=found.layout.name,
+            dataset=found.layout.dataset,
+            images=str(found.images),
+            notes=found.notes,
+        )
+        if not args.json:
+            print(found.describe(result) + "\n")
     if args.json:
         _emit_json(summary, sys.stdout)
     else:

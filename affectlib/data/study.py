@@ -2,14 +2,16 @@
 
 The embedded data set (``affectlib.data.generate``) uses the real releases' folder layouts, so the same
 default locations serve it and a real copy laid out as distributed; any other layout is given
-explicitly with ``annotations``.
+explicitly with ``annotations``. ``format="auto"`` (or a layout name of
+:mod:`affectlib.data.layouts`) detects the data set and its layout under ``data_root`` instead,
+prints what it found, and reads it with :func:`affectlib.data.layouts.load_found`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import formats
+from . import formats, layouts
 from .parsing import LoadResult
 from .table import concat_tables
 
@@ -70,6 +72,8 @@ def annotation_paths(data_root: str | Path, format: str, annotations: str = "") 
 
 
 def image_root(data_root: str | Path, format: str, images: str = "") -> Path:
+    if layouts.is_layout(format) and not images:
+        return layouts.resolve(data_root, format).images
     return Path(data_root) / (images or DEFAULT_IMAGES[format])
 
 
@@ -83,7 +87,18 @@ def load_dataset(
     """Load every annotation file of a data set into one :class:`affectlib.data.parsing.LoadResult`.
 
     Rows read, accepted and rejected are summed over the files; errors keep their own file and line.
+    ``format`` ``auto`` or a layout name: the layout found under ``data_root`` (printed), whose
+    own files are read (``annotations`` and ``images`` must then be empty).
     """
+    if layouts.is_layout(format):
+        if annotations or images:
+            raise ValueError(
+                f"format {format!r} finds its own files: leave annotations/images empty"
+            )
+        found = layouts.resolve(data_root, format)
+        result = layouts.load_found(found, check_images=check_images)
+        print(found.describe(result))
+        return result
     results = [
         formats.load(
             p, format, images=image_root(data_root, format, images) if check_images else None
