@@ -23,13 +23,13 @@ attributes are 1 (active) / 0 (inactive) / ``-1`` (no label).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from affectlib.data.table import au_columns_of, au_number
 from affectlib.labels import AU_MISSING, EXPR_MISSING, EXPRESSIONS, N_EXPR, expr_index
 
 REFERENCE_CSV = Path(__file__).parent / "reference" / "kollias_table1_relatedness.csv"
@@ -37,7 +37,6 @@ SOURCES = ("domain", "affwild2")
 RULES = ("threshold", "lift", "threshold_and_lift")
 # the interval rule's rate: the smallest in the paper's Aff-Wild2 column but its two AU7 entries
 DEFAULT_THRESHOLD = 0.3
-_AU_COLUMN = re.compile(r"AU(\d+)")
 # generic long-form names <- expression/AU names
 _TO_GENERIC = {"expression": "class", "au": "attribute", "n_expr": "n_class"}
 
@@ -559,17 +558,10 @@ def _group_codes(groups: np.ndarray, n_rows: int) -> np.ndarray:
 
 def au_columns_in(annotations: pd.DataFrame, au_columns: Sequence[str] | None) -> list[str]:
     if au_columns is None:
-        au_columns = [c for c in annotations.columns if _AU_COLUMN.fullmatch(str(c))]
+        au_columns = list(au_columns_of(annotations))
         if not au_columns:
             raise KeyError("annotation table has no AU<n> columns")
     missing = [c for c in au_columns if c not in annotations.columns]
     if missing:
         raise KeyError(f"annotation table lacks AU columns {missing}")
     return list(au_columns)
-
-
-def au_number(column: str) -> int:
-    match = _AU_COLUMN.fullmatch(column)
-    if match is None:
-        raise ValueError(f"AU column {column!r} is not named AU<n>")
-    return int(match.group(1))

@@ -11,7 +11,14 @@ from PIL import Image
 
 from affectlib.data.formats import FORMATS, load, merge_tasks
 from affectlib.data.parsing import AnnotationError, LoadResult, UnusableInputError
-from affectlib.data.table import build_table, concat_tables, empty_table, table_columns
+from affectlib.data.table import (
+    au_columns_of,
+    au_number,
+    build_table,
+    concat_tables,
+    empty_table,
+    table_columns,
+)
 from affectlib.labels import AU_COLUMNS, EMOTIONET_AUS
 
 MTL_HEADER = "image,valence,arousal,expression,aus"
@@ -621,3 +628,12 @@ def test_every_format_name_is_loadable_and_a_missing_path_is_unusable(tmp_path):
     for name in FORMATS:
         with pytest.raises(UnusableInputError):
             load(tmp_path / "missing_train", name)
+
+
+def test_au_number_is_the_one_parser_of_au_column_names():
+    assert au_number("AU12") == 12 and au_number("AU1") == 1
+    for bad in ("AU0", "AU", "au12", "AU12a", "valence"):
+        with pytest.raises(ValueError, match="not named AU<n>"):
+            au_number(bad)
+    table = pd.DataFrame(columns=["path", "AU2", "AU10", "AUx", "valence"])
+    assert au_columns_of(table) == ("AU2", "AU10")

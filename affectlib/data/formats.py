@@ -113,7 +113,7 @@ from affectlib.data.parsing import (
     unusable_file,
     video_frame,
 )
-from affectlib.data.table import AU_NAME, build_table
+from affectlib.data.table import AU_NAME, au_number, build_table
 from affectlib.labels import (
     AFFECTNET_CODES,
     AFFECTNET_TO_ABAW,
@@ -322,7 +322,7 @@ def _emotionet_layout(file: Path, first: list[str]) -> tuple[tuple[int, ...], bo
     """(AU number of each field after the first two, whether line 1 is a header)."""
     names = first[2:]
     if names and all(AU_NAME.fullmatch(n.upper()) for n in names):
-        numbers = tuple(int(n[2:]) for n in names)
+        numbers = tuple(au_number(n.upper()) for n in names)
         if len(set(numbers)) != len(numbers):
             raise unusable_file(file, "header", f"an AU is named twice: {names}")
         return numbers, True

@@ -11,12 +11,13 @@ import pandas as pd
 
 from .. import labels as L
 from ..files import paper_table
+from .table import au_columns_of, au_number
 
 TASKS = ("expr", "au", "va")
 
 
 def au_columns(table: pd.DataFrame) -> list[str]:
-    return [c for c in table.columns if c.startswith("AU") and c[2:].isdigit()]
+    return list(au_columns_of(table))
 
 
 def task_valid(table: pd.DataFrame) -> pd.DataFrame:
@@ -187,7 +188,7 @@ def plot_au_base_rates(rates: pd.DataFrame):
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     piv = rates.pivot(index="AU", columns="split", values="base rate")
-    piv = piv.loc[sorted(piv.index, key=lambda c: int(c[2:]))]
+    piv = piv.loc[sorted(piv.index, key=au_number)]
     fig, ax = plt.subplots(figsize=(7, 3))
     piv.plot.bar(ax=ax)
     ax.set_ylabel("share active")

@@ -80,8 +80,17 @@ def empty_table(au_columns: Sequence[str] = AU_COLUMNS) -> pd.DataFrame:
 
 
 def au_columns_of(table: pd.DataFrame) -> tuple[str, ...]:
-    """The ``AU<n>`` columns of a table, in table order."""
+    """The ``AU<n>`` columns of a table, in table order: the one parser of AU column names
+    (:data:`AU_NAME`) every module uses."""
     return tuple(c for c in table.columns if AU_NAME.fullmatch(str(c)))
+
+
+def au_number(column: str) -> int:
+    """The ``n`` of an ``AU<n>`` column name (``"AU12"`` -> 12); a ValueError names any other."""
+    match = AU_NAME.fullmatch(str(column))
+    if match is None:
+        raise ValueError(f"AU column {column!r} is not named AU<n>")
+    return int(match.group(1))
 
 
 def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -92,7 +101,7 @@ def concat_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """
     if not tables:
         raise ValueError("concat_tables needs at least one table")
-    aus = sorted({c for t in tables for c in au_columns_of(t)}, key=lambda c: int(c[2:]))
+    aus = sorted({c for t in tables for c in au_columns_of(t)}, key=au_number)
     filled = [t.assign(**{c: AU_MISSING for c in aus if c not in t.columns}) for t in tables]
     columns = table_columns(aus)
     merged = pd.concat([t[columns] for t in filled], ignore_index=True)

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from affectlib import balancing, losses
 from affectlib import relatedness as rel
-from affectlib.data.table import au_columns_of
+from affectlib.data.table import au_columns_of, au_number
 from affectlib.distributed import autocast, unwrap
 from affectlib.labels import AU_MISSING, EXPR_MISSING, N_EXPR
 from affectlib.methods.base import Batch, MethodSpec, State, StepContext, register
@@ -128,7 +128,7 @@ def coupling_state(train_table: pd.DataFrame, options: Mapping[str, Any]) -> Sta
                 f"c-mt: relatedness {options['relatedness']!r} needs explicit 'relation' and "
                 "'au_weights' matrices (only 'domain' has a default)"
             )
-        aus = [int(c[2:]) for c in au_columns_of(train_table)]
+        aus = [au_number(c) for c in au_columns_of(train_table)]
         table = rel.domain_table()
         relation = rel.relation_matrix(table, range(N_EXPR), aus)
         weights = rel.weight_matrix(table, range(N_EXPR), aus)

@@ -37,7 +37,7 @@ from torch import nn
 from affectlib import distributed, metrics, models, pretraining, train
 from affectlib import relatedness as rel
 from affectlib.data import assembly, datasets
-from affectlib.data.table import au_columns_of
+from affectlib.data.table import au_columns_of, au_number
 from affectlib.executor import Job, run_plan
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, expr_index
 from affectlib.methods import get as get_method
@@ -146,8 +146,8 @@ def affectnet_emotionet(
     au = assembly.load_part(root, "emotionet", "emotionet")
     au_columns = tuple(
         sorted(
-            (c for c in au_columns_of(au.train) if int(c[2:]) < POSE_AUS),
-            key=lambda c: int(c[2:]),
+            (c for c in au_columns_of(au.train) if au_number(c) < POSE_AUS),
+            key=au_number,
         )
     )
 
@@ -201,7 +201,7 @@ def relatedness_options(
     (:func:`relatedness.relation_matrix`) and Eq. 4 (:func:`relatedness.weight_matrix`) from
     ``source`` — :func:`relatedness.domain_table` or an :func:`relatedness.empirical` estimate
     (rule and threshold: the relatedness module's defaults, as notebook 02) — as nested lists."""
-    aus = [int(c[2:]) for c in au_columns]
+    aus = [au_number(c) for c in au_columns]
     return {
         "relatedness": label,
         "relation": rel.relation_matrix(source, BASIC, aus).tolist(),

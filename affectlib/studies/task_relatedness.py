@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from affectlib.data.table import au_number
 from affectlib.labels import ABAW_AUS, AU_MISSING, EXPR_MISSING, EXPRESSIONS, N_EXPR, expr_index
 from affectlib.relatedness import (
     au_columns_in,
-    au_number,
     cell_counts,
     check_attributes,
     check_expressions,
