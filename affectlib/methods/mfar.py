@@ -46,8 +46,14 @@ expression task. Per batch (Algorithm 1, lines 3-8):
 **The variants** (§3.4, Table 1), each a ``dataclasses.replace`` of MFAR or SS-MFAR:
 
 - ``mfar-rs`` / ``ss-mfar-rs``: re-sampling instead of re-weighting: plain CE (no Eq. 1 weights)
-  and a class-balanced sampler (every expression class equally often per epoch; ``ss-mfar-rs``
-  also draws every unlabelled image once per epoch);
+  and a class-balanced sampler over the expression-labelled images (every expression class equally
+  often per epoch) beside every image without an expression label once per epoch
+  (``class-balanced+unlabelled``). The text names re-sampling only; re-sampling the labelled
+  images alone (``sampler="class-balanced"``) would also take from the AU and VA losses the
+  images that lack an expression label (36% of s-Aff-Wild2's), so the row would mix two effects.
+  With the unlabelled images beside the balanced stream, an epoch holds as many images as MFAR's
+  and every image feeds the AU and VA losses (a majority-class image in some epochs only: its class
+  is subsampled per epoch, in shuffled passes over its images);
 - ``ss-mfar-nokl``: no consistency term (``consistency`` off: no KL is computed or logged);
 - ``ss-mfar-50``: a ResNet-50 backbone from scratch (``backbone`` option; the run's model must be
   a ResNet-50, which the loss checks, since the loop builds the model from the profile);
@@ -312,7 +318,7 @@ MFAR_RS = register(
     dataclasses.replace(
         MFAR,
         name="mfar-rs",
-        options={**MFAR.options, "expr_weights": False, "sampler": "class-balanced"},
+        options={**MFAR.options, "expr_weights": False, "sampler": "class-balanced+unlabelled"},
         paper=PAPER + ", §3.4 (MFAR-RS)",
     )
 )
