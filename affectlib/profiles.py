@@ -56,8 +56,8 @@ class Profile:
     # optim
     epochs: int = 3
     batch_size: int = 128
-    lr_backbone: float = 1e-3  # SS-MFAR §3.3
-    lr_heads: float = 1e-2  # SS-MFAR §3.3
+    lr_backbone: float = 1e-3  # SS-MFAR §3.2 (Adam: 1e-3 for the base network)
+    lr_heads: float = 1e-2  # SS-MFAR §3.2 (1e-2 for the classification layers)
     lr_schedule: str = "constant"  # SS-MFAR gives none; "cosine" decays to 0 over the run
     seeds: tuple[int, ...] = (0, 1, 2)
     # run
@@ -122,17 +122,19 @@ PROFILES: dict[str, Profile] = {
         num_workers=8,
         checkpoint_every=1000,
     ),
+    # the papers' settings for real data on a GPU; each setting's source beside it (SS-MFAR: Gera
+    # et al. 2022; their public code: github.com/1980x/ABAW2022DMACS, main_ssl_with_reweights.py)
     "paper": Profile(
         name="paper",
-        image_size=224,  # SS-MFAR §3.3: cropped-aligned images resized to 224x224
-        small_input=False,
-        epochs=20,
-        batch_size=256,  # SS-MFAR §3.3
-        seeds=(0, 1, 2),
+        image_size=224,  # SS-MFAR §3.2: cropped-aligned images resized to 224x224
+        small_input=False,  # the standard ImageNet stem of a ResNet-18 at 224 px (SS-MFAR §3.2)
+        epochs=50,  # SS-MFAR gives no epoch count; the public code trains 50 (--epochs default)
+        batch_size=256,  # SS-MFAR §3.2
+        seeds=(0, 1, 2),  # ours: three paired seeds for intervals (the paper reports one run)
         device="cuda",
-        num_workers=8,
+        num_workers=8,  # runtime choices, not results: loader processes, checkpoint interval
         checkpoint_every=1000,
-        extra={"feature_scale": 1.0},
+        extra={"feature_scale": 1.0},  # the normalised features unscaled, as SS-MFAR §3.2
     ),
 }
 
