@@ -393,16 +393,29 @@ def compare_with_paper(empirical_long: pd.DataFrame) -> pd.DataFrame:
     """Our rate beside the paper's Aff-Wild2 rate, for each (expression, AU) the paper lists.
 
     Columns: ``expression_name``, ``au``, ``paper_affwild2_p`` (Kollias Table 1, the paper's
-    number), ``ours_p``, ``ours_lo``, ``ours_hi``, ``ours_n_expr``, ``delta_ours_minus_paper``, and
-    ``paper_in_our_interval``. Pairs absent from ``empirical_long`` get NaN for ours.
+    number), ``ours_p``, ``ours_lo``, ``ours_hi``, ``ours_n_expr``, ``ours_supported`` (the
+    estimate's support flag, False without one), ``has_estimate``, ``delta_ours_minus_paper`` and
+    ``paper_in_our_interval``. Pairs absent from ``empirical_long`` (an AU the data do not
+    annotate) or without a rate get NaN for ours and ``has_estimate`` False: count them apart, not
+    as misses.
     """
     paper = domain_table("affwild2")[["expression", "expression_name", "au", "weight"]]
-    ours = empirical_long[["expression", "au", "p", "lo", "hi", "n_expr"]].rename(
-        columns={"p": "ours_p", "lo": "ours_lo", "hi": "ours_hi", "n_expr": "ours_n_expr"}
+    ours = empirical_long.assign(
+        supported=empirical_long.get("supported", pd.Series(True, index=empirical_long.index))
+    )[["expression", "au", "p", "lo", "hi", "n_expr", "supported"]].rename(
+        columns={
+            "p": "ours_p",
+            "lo": "ours_lo",
+            "hi": "ours_hi",
+            "n_expr": "ours_n_expr",
+            "supported": "ours_supported",
+        }
     )
     table = paper.rename(columns={"weight": "paper_affwild2_p"}).merge(
         ours, on=["expression", "au"], how="left", validate="one_to_one"
     )
+    table["ours_supported"] = table["ours_supported"].fillna(False).astype(bool)
+    table["has_estimate"] = table["ours_p"].notna()
     table["delta_ours_minus_paper"] = table["ours_p"] - table["paper_affwild2_p"]
     table["paper_in_our_interval"] = table["paper_affwild2_p"].between(
         table["ours_lo"], table["ours_hi"]

@@ -365,7 +365,10 @@ def test_compare_with_paper_puts_the_papers_rate_beside_ours():
     assert {"paper_affwild2_p", "ours_p", "delta_ours_minus_paper"} <= set(table.columns)
     happy12 = table[(table["expression_name"] == "Happiness") & (table["au"] == 12)].iloc[0]
     assert happy12["paper_affwild2_p"] == pytest.approx(0.82) and np.isnan(happy12["ours_p"])
+    assert not happy12["has_estimate"] and not happy12["ours_supported"]
+    assert table["has_estimate"].sum() == len(paper) - 1
     rest = table.dropna(subset=["ours_p"])
+    assert rest["ours_supported"].all()  # no support flag given: every estimate counts
     np.testing.assert_allclose(rest["delta_ours_minus_paper"], 0.05)
     assert rest["paper_in_our_interval"].all()
 
