@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PROFILE ?= cpu
 
-.PHONY: venv data reproduce test lint format bench clean-data
+.PHONY: venv data reproduce test lint format bench clean-data lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 	AFFECTLIB_PROFILE=smoke AFFECTLIB_RESULTS=$(CURDIR)/build/test-results \
 	$(BIN)/python -m pytest tests notebooks --nbval-lax \
 	  --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
+
+# the notebooks in JupyterLab, with the project's environment as their kernel (installs the `lab` extra)
+lab: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,lab]'
+	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check affectlib tests benchmarks notebooks
