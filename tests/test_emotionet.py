@@ -298,3 +298,40 @@ def test_selection_bias_is_the_gain_on_b_minus_the_gain_on_test_paired_by_seed()
     assert row["compared with"] == "baseline" and row["B: verdict"] == "A higher"
     assert row["paper: gain"] == pytest.approx(0.8361 - 0.8259)
     assert t1.loc["Ensemble", "ours"].startswith("not reproduced")
+
+
+# --- train.fit keeps every epoch's predictions when asked ------------------------------------------
+def test_fit_writes_every_epochs_predictions_on_validation_and_test(tmp_path):
+    import pandas as pd
+
+    from affectlib import train
+    from affectlib.data import assembly, datasets
+
+    n = 8
+    table = pd.DataFrame(
+        {
+            "expr": -1,
+            "AU1": [1, 0, 1, 0, 1, 0, 0, 0],
+            "AU2": [0, 0, 1, 1, 0, 1, 0, 0],
+            "valence": -5.0,
+            "arousal": -5.0,
+        }
+    )
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    loader = lambda s: datasets.BatchLoader(table, images, s, 4)  # noqa: E731
+    data = assembly.TrainData(
+        train=datasets.BatchLoader(table, images, datasets.RandomSampler(n, 0), 4, drop_last=True),
+        val=loader(datasets.SequentialSampler(n)),
+        test=loader(datasets.SequentialSampler(n)),
+        train_table=table,
+        score=E.b_scores,
+        select="final",
+    )
+    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False, epoch_predictions=True)
+    train.fit(_net(n_au=2), get("tal-mvcr"), data, cfg, tmp_path / "run")
+    run = E.read_epochs(tmp_path / "run", 2, ("AU1", "AU2"))
+    assert run.probs_b.shape == run.probs_test.shape == (2, n, 2)
+    np.testing.assert_array_equal(run.true_b, table[["AU1", "AU2"]].to_numpy())
+    # validation and test are the same images here: one model per epoch predicts both alike
+    np.testing.assert_allclose(run.probs_b, run.probs_test)
+    assert not np.allclose(run.probs_b[0], run.probs_b[1])
