@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from affectlib import stats
 from affectlib.files import paper_table
@@ -275,7 +276,8 @@ def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | N
     for name, y, color, lw in lines:
         ax.plot(epochs, y, color=color, lw=lw, label=name)
         best = au_selection._argmax_first(y)
-        ax.plot(epochs[best], y[best], marker="*", color="black", ms=13, zorder=5)
+        ax.plot(epochs[best], y[best], marker="*", color=color, mec="black", ms=14, zorder=5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("final score on dataset-B, (F1 + accuracy) / 2")
     missing = [c for c in PAPER_FIG2_AUS if c not in run.columns]
@@ -295,6 +297,7 @@ def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | N
     ax.set_yticks(np.arange(len(run.columns)), run.columns, fontsize=7)
     ax.set_xlabel("epoch chosen on B (dashed: the average's best)")
     ax.set_xlim(0.5, curves.shape[0] + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("each AU's best epoch, every seed")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
