@@ -244,3 +244,14 @@ def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
         pred["va_true"],
         pred["va_pred"],
     )
+
+
+# ---- TAL EmotioNet 2020 ----
+def emotionet_per_au(au_true: ArrayLike, au_pred: ArrayLike) -> np.ndarray:
+    """The EmotioNet challenge final score of each AU, ``(F1_j + accuracy_j) / 2`` (Wang et al.
+    2020, §3; the per-AU curves of their Figure 2), entries labelled -1 skipped per column.
+    F1 follows :func:`per_au_f1` (``zero_division=0``: an AU never present and never predicted
+    scores F1 0, so its final score is its accuracy / 2). NaN for a column without any labelled
+    entry. Returns (M,) floats; their mean over the AUs is :func:`emotionet_score` when every
+    column has labels."""
+    return 0.5 * (per_au_f1(au_true, au_pred) + per_au_accuracy(au_true, au_pred))

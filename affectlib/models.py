@@ -400,3 +400,72 @@ def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) ->
             stacklevel=2,
         )
     return LoadReport(common, missing, unexpected)
+
+
+# ---- TAL EmotioNet 2020 ----
+class AUView(nn.Module):
+    """One view of :class:`MultiViewAUNet` (Wang et al. 2020 §2.2): a backbone of
+    :data:`BACKBONES`, the feature path of :class:`MultiTaskNet` (pool -> dropout -> L2 normalise
+    -> ``feature_scale``), an optional linear projection to ``width`` features, and one linear
+    classifier per AU (``au_head``: weights (n_au, width), biases (n_au,)), ``p_ij = sigmoid(w_ij^T
+    f_i + b_ij)``. The projection exists only when the backbone's width differs from ``width``:
+    the multi-view loss compares the two views' classifier weights, which needs one width (the
+    paper's two views are one architecture, so it has none)."""
+
+    def __init__(self, cfg: ModelConfig, width: int | None = None) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.cfg = cfg
+        self.backbone, dim = BACKBONES[cfg.backbone](cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.width = width or dim
+        self.project = nn.Linear(dim, self.width) if self.width != dim else nn.Identity()
+        self.au_head = nn.Linear(self.width, cfg.n_au)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images (B, 3, H, W) -> AU logits (B, n_au)."""
+        pooled = self.backbone(normalise_images(x, self.mean, self.std))  # (B, D)
+        feat = F.normalize(self.dropout(pooled), dim=1) * self.cfg.feature_scale
+        return self.au_head(self.project(feat))
+
+
+class MultiViewAUNet(nn.Module):
+    """Two (or more) :class:`AUView` s on the same image, Wang et al. 2020 §2.2: the output
+    probability of each AU is the mean of the views' probabilities, ``p = (p_1 + p_2) / 2``.
+
+    ``forward(x)`` returns ``{"au_views": (B, V, n_au) logits of each view, "au": (B, n_au) the
+    logit of the mean probability (so that ``sigmoid(out["au"]) = p``), "expr": (B, 1) zeros,
+    "va": (B, 2) zeros}``: there is no expression or VA head; the constant outputs keep
+    :func:`affectlib.train.predict`'s contract. ``cfgs``: one :class:`ModelConfig` per view (its
+    ``backbone``, ``n_au``, ``weights``, ...; one ``n_au`` for all); the views share the width of
+    the first view's backbone (:class:`AUView`). Each view's ``weights`` load into its backbone.
+    """
+
+    def __init__(self, cfgs: list[ModelConfig]) -> None:
+        super().__init__()
+        if len(cfgs) < 2:
+            raise ValueError(f"a multi-view network needs at least 2 views, got {len(cfgs)}")
+        if len({c.n_au for c in cfgs}) != 1:
+            raise ValueError(f"the views disagree on n_au: {[c.n_au for c in cfgs]}")
+        first = AUView(cfgs[0])
+        self.views = nn.ModuleList([first, *(AUView(c, width=first.width) for c in cfgs[1:])])
+        for view, c in zip(self.views, cfgs, strict=True):
+            if c.weights is not None:
+                load_weights(view.backbone, c.weights, strict=False)
+
+    def classifiers(self) -> list[tuple[Tensor, Tensor]]:
+        """``(weights (n_au, width), biases (n_au,))`` of each view's AU classifiers."""
+        return [(v.au_head.weight, v.au_head.bias) for v in self.views]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        logits = torch.stack([v(x) for v in self.views], dim=1)  # (B, V, n_au)
+        p = logits.float().sigmoid().mean(dim=1).clamp(1e-7, 1 - 1e-7)  # (B, n_au)
+        b = x.shape[0]
+        return {
+            "au_views": logits,
+            "au": torch.log(p) - torch.log1p(-p),
+            "expr": logits.new_zeros(b, 1),
+            "va": logits.new_zeros(b, 2),
+        }

@@ -135,6 +135,10 @@ class TrainConfig:
     checkpoints:      write ``checkpoint.pt`` (off: no resume; for the many seconds-long runs of a
                       study, where a ResNet-18 checkpoint with its Adam moments, ~135 MB per epoch,
                       costs more than rerunning).
+    epoch_predictions: also write every epoch's predictions, ``epochs/val_NNN.npz`` and, when the
+                      data has a test split, ``epochs/test_NNN.npz`` (:func:`predict`'s dict), for
+                      studies of the selection itself (per-AU epochs, Wang et al. 2020 §2.4); the
+                      loop's own selection never reads the test files.
     """
 
     epochs: int
@@ -147,6 +151,7 @@ class TrainConfig:
     progress: bool = True
     checkpoints: bool = True
     schedule: str = "constant"
+    epoch_predictions: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -174,7 +179,7 @@ class TrainConfig:
 
     def record(self) -> dict[str, Any]:
         """The fields that decide the result (``progress`` and ``checkpoints`` do not)."""
-        skip = ("progress", "checkpoints")
+        skip = ("progress", "checkpoints", "epoch_predictions")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -364,6 +369,20 @@ def _write_outputs(
         atomic_write_text(out / "metrics.json", json.dumps(final, indent=2) + "\n")
 
 
+def _write_epoch_predictions(
+    out: Path, epoch: int, pred: Mapping[str, np.ndarray], test, model: nn.Module, device
+) -> None:
+    """``TrainConfig.epoch_predictions``: this epoch's validation predictions and, when there is a
+    test loader, the test predictions of the same model, as ``epochs/{val,test}_NNN.npz``."""
+    splits = {"val": pred}
+    if test is not None:
+        splits["test"] = predict(model, test, device)
+    for split, p in splits.items():
+        buf = io.BytesIO()
+        np.savez(buf, **p)
+        atomic_write_bytes(out / "epochs" / f"{split}_{epoch:03d}.npz", buf.getvalue())
+
+
 def fit(
     model: nn.Module,
     method: MethodSpec,
@@ -536,6 +555,8 @@ def _fit(
             if data.select is not None and data.select not in scores:
                 raise ValueError(f"select {data.select!r} is none of the scores {sorted(scores)}")
             history.append({"epoch": epochs_done, "step": step, **means, **scores})
+            if cfg.epoch_predictions:
+                _write_epoch_predictions(out, epochs_done, pred, data.test, model, device)
             value = history[-1][data.select] if data.select else epochs_done
             value = value if math.isfinite(value) else -math.inf
             # a NaN score never beats a finite one; ties keep the earlier epoch, except that with

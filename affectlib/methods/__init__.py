@@ -25,10 +25,11 @@ owns its backward pass carries its own ``MethodSpec.step`` (``coupling.py``: Gra
 One module per paper, each registering its methods on import; this is the one place that imports
 every one of them: ``mfar.py`` (MFAR, SS-MFAR and the variants of SS-MFAR Table 1),
 ``pretrain.py`` (the identity and AffectNet-format pretraining objectives), ``coupling.py``
-(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB).
+(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB), ``emotionet.py`` (Wang et al.
+2020, TAL EmotioNet: the multi-view co-regularised network and its Table 3 ablations).
 """
 
-from affectlib.methods import coupling, mfar, pretrain  # noqa: F401  (they register themselves)
+from affectlib.methods import coupling, emotionet, mfar, pretrain  # noqa: F401  (they register themselves)
 from affectlib.methods.base import (
     METHODS,
     Batch,
@@ -56,6 +57,7 @@ __all__ = [
     "StepContext",
     "StepFn",
     "coupling",
+    "emotionet",
     "get",
     "mfar",
     "no_state",
