@@ -551,3 +551,17 @@ def rmse_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
     p, t = _at_least_f32(pred), _at_least_f32(target)
     rmse = ((p - t).pow(2).mean(dim=0) + EPS).sqrt().mean()
     return rmse + ccc
+
+
+def au_intensity_loss(logits: Tensor, target: Tensor, max_intensity: float = 5.0) -> Tensor:
+    """Squared error of AU intensities, Bulat et al. supplement §1.2 (AU intensity estimation;
+    the paper states no loss: the l2 its landmark heads use): the head's ``logits`` (B, M) map to
+    intensities ``max_intensity * sigmoid(logits)`` in [0, 5], compared with ``target`` (B, M),
+    0..5; mean over every entry. Empty batch: 0, graph-attached."""
+    _check_shape("logits", logits, 2)
+    if target.shape != logits.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != logits {tuple(logits.shape)}")
+    if logits.shape[0] == 0:
+        return _zero(logits)
+    pred = max_intensity * torch.sigmoid(_at_least_f32(logits))
+    return (pred - _at_least_f32(target)).pow(2).mean()

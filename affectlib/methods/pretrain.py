@@ -311,3 +311,24 @@ FINETUNE_AFFECT = register(
         paper=BULAT + ", supplement §4.1 (AffectNet fine-tuning, Table 3)",
     )
 )
+
+
+def au_intensity_finetune_loss(
+    model: nn.Module, batch: Batch, state: State, ctx: StepContext
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """AU intensity regression on the weak view (Bulat et al. supplement Table 1, DISFA): the
+    network's linear AU head as ``5 sigmoid(z)`` against the 0-5 intensities
+    (:func:`affectlib.losses.au_intensity_loss`); the batch carries ``intensity``
+    (:class:`affectlib.data.disfa.IntensityLoader`). Every DISFA AU is bilateral: a flip keeps
+    the labels."""
+    loss = losses.au_intensity_loss(model(batch["weak"])["au"], batch["intensity"])
+    return loss, {"loss_intensity": loss.detach()}
+
+
+# not registered: its batches need ``intensity`` (the DISFA-format loader's)
+FINETUNE_AU_INTENSITY = MethodSpec(
+    name="finetune-au-intensity",
+    loss=au_intensity_finetune_loss,
+    views=("weak",),
+    paper=BULAT + ", supplement §1.2 and Table 1 (AU intensity, DISFA)",
+)

@@ -37,12 +37,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from affectlib import distributed, metrics, models, pretraining, train
-from affectlib.data import assembly
+from affectlib.data import assembly, datasets, disfa
+from affectlib.data.cache import ImageCache
 from affectlib.labels import EXPR_MISSING, N_EXPR, VA_MISSING
-from affectlib.methods.pretrain import FINETUNE_AFFECT, LinearAffectNet
+from affectlib.methods.pretrain import FINETUNE_AFFECT, FINETUNE_AU_INTENSITY, LinearAffectNet
 
 FRACTIONS = (1.0, 0.1, 0.02)  # supplement §1.3: 100%, 10%, 2% of the training labels
 # our initialisations: key -> (pretraining source of affectlib.pretraining, or None: random)
@@ -211,7 +213,9 @@ def budget(n_rows: int, cfg: StudyConfig) -> tuple[int, int]:
     """(batch size, epochs) for a training subset of ``n_rows``: the configured batch, or
     ``n_rows // 3`` (at least 2) when the subset holds fewer than three batches; ``cfg.epochs``,
     raised until the run takes at least ``cfg.min_steps`` optimiser steps. The same for every
-    initialisation: the budget depends on the subset's size only."""
+    initialisation: the budget depends on the subset's size only. Fewer than 2 rows: an error."""
+    if n_rows < 2:
+        raise ValueError(f"a training subset of {n_rows} row(s) cannot make a batch of 2")
     batch = cfg.batch_size if n_rows >= 3 * cfg.batch_size else max(2, n_rows // 3)
     steps = max(1, n_rows // batch)
     return batch, max(cfg.epochs, math.ceil(cfg.min_steps / steps))
@@ -335,3 +339,140 @@ def run_study(
         if scratch is not None:
             scratch.cleanup()
     return pd.DataFrame(rows)
+
+
+# --- Table 1: AU intensity on the DISFA-format export ---------------------------------------------
+@dataclass(frozen=True)
+class DisfaSetting:
+    """The DISFA-format set, read by its loader: per split the accepted frames, their intensities
+    (N, 12) and the image cache at the study's size."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    intensity: Mapping[str, np.ndarray]
+    caches: Mapping[str, Any]
+    rows_read: int
+    rejected: int
+
+
+def disfa_setting(root: str | Path, *, image_size: int, n_val: int, seed: int) -> DisfaSetting:
+    """The embedded set's DISFA-format export (:func:`affectlib.data.disfa.export`, written once)
+    read back by :func:`affectlib.data.disfa.load`; its subject-disjoint splits; ``n_val``
+    validation frames drawn with ``seed`` (each run scores them every epoch), every test frame."""
+    folder = disfa.export(root)
+    loaded = disfa.load(folder)
+    table, level = loaded.table, loaded.intensity
+    parts, inten, caches = {}, {}, {}
+    for split in ("train", "validation", "test"):
+        rows = np.flatnonzero(table["split"].to_numpy() == split)
+        if split == "validation" and 0 < n_val < len(rows):
+            rows = np.sort(np.random.default_rng([seed, 19, 2]).choice(rows, n_val, replace=False))
+        if len(rows) == 0:
+            raise ValueError(f"{folder}: no {split!r} frame")
+        parts[split] = table.iloc[rows].reset_index(drop=True)
+        inten[split] = level[rows]
+        caches[split] = ImageCache.build(
+            parts[split], folder / disfa.IMAGES, size=image_size, progress=False
+        )
+    return DisfaSetting(parts["train"], parts["validation"], parts["test"], inten, caches,
+                        loaded.rows_read, loaded.rejected)  # fmt: skip
+
+
+def intensity_scores(intensity: np.ndarray):
+    """The score function of a loader over frames with these true ``intensity`` (N, 12): the
+    network's AU probabilities times 5 are its intensities; ``icc`` is the mean ICC(3,1) over AUs
+    (:func:`affectlib.metrics.per_au_icc`; an AU constant in the split is NaN and left out),
+    ``icc_AU<n>`` per AU. Rows are matched by the predictions' ``index``."""
+
+    def score(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
+        icc = metrics.per_au_icc(intensity[pred["index"]], disfa.MAX_INTENSITY * pred["au_prob"])
+        mean = float(np.nanmean(icc)) if np.isfinite(icc).any() else math.nan
+        return {
+            "icc": mean,
+            **{f"icc_{c}": float(v) for c, v in zip(disfa.AU_COLUMNS, icc, strict=True)},
+        }
+
+    return score
+
+
+def run_au_one(
+    setting: DisfaSetting, rows: np.ndarray, init: str, seed: int, cfg: StudyConfig, out: Path
+) -> dict[str, Any]:
+    """One AU-intensity fine-tuning run on the training frames ``rows``: the trunk of ``init``
+    with a fresh linear AU head (:class:`~affectlib.models.MultiTaskNet`'s), the epoch selected
+    on the validation frames' mean ICC, then every test frame scored once."""
+    batch, epochs = budget(len(rows), cfg)
+    rows = np.sort(rows)
+    train_table = setting.train.iloc[rows].reset_index(drop=True)
+    # the subset's images, copied out of the training cache (few: it is a low-label regime)
+    train_cache = np.ascontiguousarray(setting.caches["train"].images[rows])
+    loaders = {
+        "train": disfa.IntensityLoader(train_table, train_cache,
+                                       datasets.RandomSampler(len(rows), seed), batch,
+                                       setting.intensity["train"][rows], drop_last=True),
+        "validation": disfa.IntensityLoader(setting.validation, setting.caches["validation"],
+                                            datasets.SequentialSampler(len(setting.validation)),
+                                            64, setting.intensity["validation"]),
+        "test": disfa.IntensityLoader(setting.test, setting.caches["test"],
+                                      datasets.SequentialSampler(len(setting.test)), 64,
+                                      setting.intensity["test"]),
+    }  # fmt: skip
+    data = assembly.TrainData(
+        train=loaders["train"],
+        val=loaders["validation"],
+        train_table=train_table,
+        source={"format": "disfa", "train_rows": len(rows)},
+        score=intensity_scores(setting.intensity["validation"]),
+        select="icc",
+    )
+    model_cfg = dataclasses.replace(
+        cfg.model, n_au=len(disfa.AU_COLUMNS), weights=cfg.weights.get(init)
+    )
+    distributed.seed_everything(seed)
+    model = models.build_model(model_cfg)
+    tcfg = train.TrainConfig(epochs=epochs, lr_backbone=cfg.lr_backbone, lr_heads=cfg.lr_heads,
+                             seed=seed, device=cfg.device, deterministic=cfg.device == "cpu",
+                             progress=False, checkpoints=False, schedule=cfg.schedule,
+                             betas=tuple(cfg.betas))  # fmt: skip
+    record = {"method": FINETUNE_AU_INTENSITY.name, "options": {}, "seed": seed, "init": init,
+              "model": dataclasses.asdict(model_cfg), "train": tcfg.record(),
+              "data": data.source}  # fmt: skip
+    t0 = time.perf_counter()
+    result = train.fit(model, FINETUNE_AU_INTENSITY, data, tcfg, out, record)
+    test_pred = train.predict(model, loaders["test"], torch.device(cfg.device))
+    test = intensity_scores(setting.intensity["test"])(test_pred)
+    return {**test, "val_icc": result.metrics["icc"], "epoch": result.metrics["epoch"],
+            "epochs": epochs, "batch_size": batch, "train_rows": len(rows),
+            "wall_s": time.perf_counter() - t0}  # fmt: skip
+
+
+def run_au_study(
+    setting: DisfaSetting,
+    rows: np.ndarray,
+    inits: Sequence[str],
+    seeds: Sequence[int],
+    cfg: StudyConfig,
+    runs_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Every (initialisation, seed) on the training frames ``rows`` (one subset, drawn once):
+    one row with the test ICC per AU and their mean, the budget and the wall time."""
+    scratch = (
+        tempfile.TemporaryDirectory(prefix="face-pretraining-au-") if runs_dir is None else None
+    )
+    root = Path(scratch.name if scratch else runs_dir)
+    out = []
+    bar = tqdm(total=len(inits) * len(seeds), desc="AU intensity", unit="run", disable=not progress)
+    try:
+        for init in inits:
+            for seed in seeds:
+                where = root / "au" / init.replace(" ", "-") / f"seed{seed}"
+                out.append({"init": init, "seed": seed,
+                            **run_au_one(setting, rows, init, seed, cfg, where)})  # fmt: skip
+                bar.update()
+    finally:
+        bar.close()
+        if scratch is not None:
+            scratch.cleanup()
+    return pd.DataFrame(out)

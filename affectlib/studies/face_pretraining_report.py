@@ -1,5 +1,5 @@
 """Tables, figure and computed verdicts of the face-pretraining study (notebook 07, Bulat et al.
-2022, supplementary Table 3), from the runs of
+2022, supplementary Tables 3 and 1), from the runs of
 :func:`affectlib.studies.face_pretraining.run_study`.
 
 Our numbers are means over seeds with a 95% Student-t interval (:func:`affectlib.stats.mean_ci`),
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from affectlib import stats
+from affectlib.data.disfa import AU_COLUMNS as DISFA_AU_COLUMNS
 from affectlib.files import paper_table
 from affectlib.studies.face_pretraining import (
     INITS,
@@ -253,3 +254,57 @@ def pretraining_table(weights: Mapping[str, str | None], read_record) -> pd.Data
             "labels used": init != SSL and path is not None,
         })  # fmt: skip
     return pd.DataFrame(out)
+
+
+# --- Table 1: AU intensity (DISFA) ----------------------------------------------------------------
+TABLE1 = "bulat_table1_disfa_au_intensity"
+ICC_COLUMNS = ("icc", *(f"icc_{c}" for c in DISFA_AU_COLUMNS))
+
+
+def table1(au_runs: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """Table 1's layout: per initialisation, mean [95% interval] over seeds of the test ICC(3,1)
+    of each AU and their mean (``avg``), beside the paper's rows (``source = paper``: every method
+    of its table, on DISFA)."""
+    s = stats.summarize_runs(au_runs, "init", ICC_COLUMNS)
+    out = []
+    for _, r in s.iterrows():
+        row = {"method": r["init"], "data amount": _pct(fraction), "source": "ours"}
+        for c in ICC_COLUMNS:
+            name = "avg" if c == "icc" else c.removeprefix("icc_")
+            row[name] = stats.format_ci(r[c], r[f"{c} lo"], r[f"{c} hi"])
+        out.append(row)
+    paper = paper_table(TABLE1)
+    for _, p in paper.iterrows():
+        row = {"method": p["method"], "data amount": p["data_amount"], "source": "paper"}
+        for c in ICC_COLUMNS:
+            name = "avg" if c == "icc" else c.removeprefix("icc_")
+            row[name] = f"{float(p[name]):.3f}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def au_verdicts(au_runs: pd.DataFrame) -> pd.DataFrame:
+    """Self-supervised minus each other initialisation on the mean test ICC, paired by seed;
+    untestable when either side's interval reaches 0 (the ICC of a label-blind constant)."""
+    out = []
+    a = au_runs[au_runs["init"] == SSL].set_index("seed")["icc"]
+    lo_a = stats.mean_ci(a)[1]
+    for other in [i for i in dict.fromkeys(au_runs["init"]) if i != SSL]:
+        b = au_runs[au_runs["init"] == other].set_index("seed")["icc"]
+        seeds = sorted(set(a.index) & set(b.index))
+        mean, lo, hi = stats.mean_ci((a.loc[seeds] - b.loc[seeds]).to_numpy(float))
+        floor = stats.reaches_floor(lo_a, 0.0) or stats.reaches_floor(stats.mean_ci(b)[1], 0.0)
+        found = stats.verdict(lo, hi, len(seeds), at_floor=floor)
+        out.append({"a": SSL, "b": other, "metric": "mean ICC(3,1)", "seeds": len(seeds),
+                    "diff": mean, "diff lo": lo, "diff hi": hi, "found": found,
+                    "claim": stats.claim_verdict("above", found)})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def au_claim_lines(au_claims: pd.DataFrame) -> list[str]:
+    """One sentence per row of :func:`au_verdicts`."""
+    return [
+        f"Claim 'self-supervised >= {r['b']}' on AU intensity (mean ICC(3,1)): {r['claim']} "
+        f"({r['diff']:+.3f} [{r['diff lo']:+.3f}, {r['diff hi']:+.3f}])"
+        for _, r in au_claims.iterrows()
+    ]
