@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from affectlib import losses, metrics, models, train
-from affectlib.data import disfa
+from affectlib import losses, metrics, models, pretraining, profiles, train
+from affectlib.data import disfa, generate
 from affectlib.data.parsing import AnnotationError
 from affectlib.methods import pretrain
 from affectlib.methods.base import StepContext
@@ -327,3 +327,25 @@ def test_au_intensity_loss_is_the_squared_error_of_five_sigmoids():
     y = np.array([[2.0, 5.0], [0.0, 3.0]])
     want = np.mean((5 / (1 + np.exp(-z)) - y) ** 2)
     assert losses.au_intensity_loss(torch.tensor(z), torch.tensor(y)).item() == pytest.approx(want)
+
+
+# --- the two pretraining sources, end to end on the smoke identity set ----------------------------
+@pytest.mark.parametrize("source", ["swav", "cosface"])
+def test_swav_and_cosface_pretrain_through_fit_and_export_a_loadable_trunk(source, tmp_path):
+    root = generate.ensure(profiles.get("smoke"))
+    p = profiles.get("smoke", backbone="compact")
+    path = pretraining.pretrained_weights(source, p, root, cache_dir=tmp_path)
+    record = pretraining.read_record(path)
+    assert record["settings"]["source"] == source
+    assert 0.0 <= record["metrics"]["val_knn_identity_accuracy"] <= 1.0
+    model = models.MultiTaskNet(models.ModelConfig(backbone="compact"))
+    with pytest.warns(UserWarning, match="missing"):
+        loaded = models.load_weights(model, path, strict=False)
+    assert loaded.loaded and all("head" in k for k in loaded.missing)
+    # the SwAV settings are the supplement's
+    if source == "swav":
+        opts = record["settings"]["options"]
+        assert (opts["temperature"], opts["epsilon"], opts["n_global"], opts["n_small"]) == (
+            0.1, 0.05, 2, 6)  # fmt: skip
+        assert pretraining.read_record(path) == record  # cached: a second call reuses the file
+        assert pretraining.pretrained_weights(source, p, root, cache_dir=tmp_path) == path
