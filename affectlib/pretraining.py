@@ -309,7 +309,8 @@ def train_swav(
     """SwAV on the identity set's training images, labels unused, through :func:`train.fit`
     (Bulat et al. supplement §1.1): one learning rate for the trunk and the heads
     (``profile.lr_backbone``), a linear warm-up over the first epoch then the profile's schedule,
-    Adam (LARS under the ``paper`` profile); the last epoch is kept. Returns the final loss and
+    Adam (LARS under the ``paper`` profile, at the profile's ``lr_backbone``: the supplement's
+    4.8 for batch 4096 must be given there); the last epoch is kept. Returns the final loss and
     the label-free probe :func:`knn_identity_accuracy` on the validation images."""
     data = identity_data(profile, root, seed, progress=progress)
     options = {**SWAV.options, "crop_seed": int(seed)}
