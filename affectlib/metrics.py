@@ -255,3 +255,43 @@ def emotionet_per_au(au_true: ArrayLike, au_pred: ArrayLike) -> np.ndarray:
     entry. Returns (M,) floats; their mean over the AUs is :func:`emotionet_score` when every
     column has labels."""
     return 0.5 * (per_au_f1(au_true, au_pred) + per_au_accuracy(au_true, au_pred))
+
+
+# ---- Bulat et al. 2022 (face pretraining): AU intensity ----
+def icc_3_1(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Intra-class correlation ICC(3,1) of Shrout & Fleiss (1979), the AU intensity metric of
+    DISFA work (Bulat et al. 2022, supplementary Table 1): two-way mixed, consistency, single
+    rater, with the label and the prediction as the k = 2 "raters" of N targets.
+
+    With ``Y`` (N, 2): ``MSR = k sum_i (mean_i - mean)^2 / (N - 1)`` (between targets),
+    ``MSE = (SST - SSR - SSC) / ((N - 1)(k - 1))`` (residual, after the rater means),
+    ``ICC(3,1) = (MSR - MSE) / (MSR + (k - 1) MSE)``. In [-1, 1]; a constant offset between the
+    raters does not lower it (consistency). NaN when it is undefined: fewer than 2 targets, or
+    MSR + MSE = 0 (both raters constant). Raises on unequal-length or non-finite input."""
+    a, b = _vectors(y_true, y_pred, ("y_true", "y_pred"))
+    n, k = a.size, 2
+    if n < 2:
+        return float("nan")
+    y = np.stack([a, b], axis=1)  # (N, k)
+    grand = y.mean()
+    ss_rows = k * np.sum((y.mean(axis=1) - grand) ** 2)
+    ss_cols = n * np.sum((y.mean(axis=0) - grand) ** 2)
+    ss_err = np.sum((y - grand) ** 2) - ss_rows - ss_cols
+    msr = ss_rows / (n - 1)
+    mse = ss_err / ((n - 1) * (k - 1))
+    denom = msr + (k - 1) * mse
+    return float((msr - mse) / denom) if denom > 0 else float("nan")
+
+
+def per_au_icc(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
+    """:func:`icc_3_1` per column of (N, M) intensity arrays; rows whose label is negative (no
+    label) are left out of that column; NaN for a column with fewer than 2 labelled rows."""
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if t.ndim != 2 or t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must be (N, M) of one shape: {t.shape}, {p.shape}")
+    out = np.full(t.shape[1], np.nan)
+    for j in range(t.shape[1]):
+        keep = t[:, j] >= 0
+        if keep.sum() >= 2:
+            out[j] = icc_3_1(t[keep, j], p[keep, j])
+    return out

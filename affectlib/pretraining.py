@@ -25,7 +25,21 @@ changed renderer or setting trains anew and anything else reuses the file. A use
 (the ``paper`` profile: real MS-Celeb-1M / AffectNet weights) is given by path instead and never
 trained here.
 
-Command line: ``python -m affectlib.pretraining identity|affectnet [--profile cpu]
+Bulat et al. 2022 (notebook 07) adds two sources on the same identity-set images:
+
+- ``swav`` (self-supervised faces, the paper's VGG-Face SwAV): SwAV
+  (:data:`affectlib.methods.pretrain.SWAV`) on the identity set's training images with their
+  identity labels unused; Adam (``LARS`` under the ``paper`` profile, as the supplement §1.1),
+  a linear warm-up over the first epoch (the paper: 10 of 200) then the cosine decay;
+- ``cosface`` (supervised face recognition, the paper's ``vggface`` row): CosFace with margin
+  0.35 (:data:`affectlib.methods.pretrain.IDENTITY_COSFACE`) on the same images and labels as
+  ``identity``.
+
+Both record, besides their own numbers, a label-free probe of the representation:
+:func:`knn_identity_accuracy`, leave-one-out 1-nearest-neighbour identification on the identity
+set's validation images with the exported trunk's features.
+
+Command line: ``python -m affectlib.pretraining identity|affectnet|swav|cosface [--profile cpu]
 [--image-size 32] [--epochs 3]`` prints the path of the (cached) weights.
 """
 
@@ -35,6 +49,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -53,11 +68,19 @@ from affectlib.data.cache import ImageCache
 from affectlib.data.table import build_table
 from affectlib.files import atomic_write_text, fingerprint_table
 from affectlib.labels import AU_COLUMNS, EXPR_MISSING, VA_MISSING
-from affectlib.methods.pretrain import AFFECTNET, IDENTITY, IdentityNet
+from affectlib.methods.pretrain import (
+    AFFECTNET,
+    IDENTITY,
+    IDENTITY_COSFACE,
+    SWAV,
+    IdentityNet,
+    SwAVNet,
+)
 from affectlib.train import TrainData
 
 PRETRAIN_VERSION = 1
-SOURCES = ("identity", "affectnet")
+SOURCES = ("identity", "affectnet", "swav", "cosface")
+IDENTITY_SET_SOURCES = ("identity", "swav", "cosface")  # the sources that read celeb/
 CACHE_DIR = Path(__file__).resolve().parents[1] / "build" / "pretrained"
 WEIGHTS_FILE = "backbone.safetensors"
 RECORD_FILE = "pretrain.json"
@@ -211,7 +234,123 @@ def train_affectnet(
     }
 
 
-TRAINERS = {"identity": train_identity, "affectnet": train_affectnet}
+@torch.no_grad()
+def knn_identity_accuracy(model: torch.nn.Module, loader: IdentityLoader) -> float:
+    """Leave-one-out 1-nearest-neighbour identification (cosine similarity of the model's ``feat``
+    output) over the loader's images: how well the trunk's features separate people whom no
+    training step saw labelled in that split. NaN with fewer than 2 images."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    feats, ids = [], []
+    for batch in loader:
+        feats.append(model(batch["image"].to(device))["feat"].float().cpu())
+        ids.append(batch["identity"])
+    model.train(was)
+    f = torch.nn.functional.normalize(torch.cat(feats), dim=1)
+    y = torch.cat(ids)
+    if len(y) < 2:
+        return float("nan")
+    sim = f @ f.T
+    sim.fill_diagonal_(-math.inf)
+    return float((y[sim.argmax(dim=1)] == y).float().mean())
+
+
+def knn_probe(weights: str | Path | None, profile, root: str | Path) -> float:
+    """:func:`knn_identity_accuracy` of a trunk on the identity set's validation images: the
+    ``weights`` file loaded into the profile's network, or (None) the network as initialised with
+    seed 0 — the probe's floor for a representation that learnt nothing."""
+    data = identity_data(profile, root, seed=0)
+    distributed.seed_everything(0)
+    model = models.build_model(models.ModelConfig.from_profile(profile, weights=weights))
+    return knn_identity_accuracy(model, data.val)
+
+
+def train_cosface(
+    profile, root: str | Path, out_dir: str | Path, seed: int = 0, progress: bool = False
+) -> dict:
+    """CosFace (margin 0.35) identity classification on the identity set through
+    :func:`train.fit` (Bulat et al. supplement §1.2); returns the final metrics with the
+    validation identification accuracies (cosine to the class weights, and 1-NN)."""
+    data = identity_data(profile, root, seed, progress=progress)
+    n_ids = int(max(data.train.identity.max(), data.val.identity.max())) + 1
+    cfg = train.TrainConfig.from_profile(profile, seed, progress=progress)
+    model_cfg = models.ModelConfig.from_profile(profile, weights=None)  # from scratch
+    distributed.seed_everything(seed)
+    model = IdentityNet(model_cfg, n_ids)
+    record = {
+        "method": IDENTITY_COSFACE.name,
+        "options": dict(IDENTITY_COSFACE.options),
+        "seed": seed,
+        "image_size": profile.image_size,
+        "batch_size": profile.batch_size,
+        "model": dataclasses.asdict(model_cfg),
+        "identities": n_ids,
+        "train": cfg.record(),
+        "data": {k: v for k, v in data.source.items() if k != "root"},
+    }
+    train.fit(model, IDENTITY_COSFACE, data, cfg, out_dir, record)
+    # CosFace classifies by the cosine to each identity's weight vector (no bias)
+    head = model.identity_head
+    with torch.no_grad():
+        head.bias.zero_()
+        head.weight.copy_(torch.nn.functional.normalize(head.weight, dim=1))
+    return {
+        "identities": n_ids,
+        "train_images": len(data.train_table),
+        "val_identity_accuracy": identity_accuracy(model, data.val),
+        "val_knn_identity_accuracy": knn_identity_accuracy(model, data.val),
+    }
+
+
+def train_swav(
+    profile, root: str | Path, out_dir: str | Path, seed: int = 0, progress: bool = False
+) -> dict:
+    """SwAV on the identity set's training images, labels unused, through :func:`train.fit`
+    (Bulat et al. supplement §1.1): one learning rate for the trunk and the heads
+    (``profile.lr_backbone``), a linear warm-up over the first epoch then the profile's schedule,
+    Adam (LARS under the ``paper`` profile, at the profile's ``lr_backbone``: the supplement's
+    4.8 for batch 4096 must be given there); the last epoch is kept. Returns the final loss and
+    the label-free probe :func:`knn_identity_accuracy` on the validation images."""
+    data = identity_data(profile, root, seed, progress=progress)
+    options = {**SWAV.options, "crop_seed": int(seed)}
+    cfg = train.TrainConfig.from_profile(
+        profile,
+        seed,
+        progress=progress,
+        lr_heads=profile.lr_backbone,
+        warmup_steps=len(data.train),
+        optimizer="lars" if profile.name == "paper" else "adam",
+    )
+    model_cfg = models.ModelConfig.from_profile(profile, weights=None)  # from scratch
+    distributed.seed_everything(seed)
+    model = SwAVNet(model_cfg, options["n_prototypes"], options["proj_dim"])
+    record = {
+        "method": SWAV.name,
+        "options": options,
+        "seed": seed,
+        "image_size": profile.image_size,
+        "batch_size": profile.batch_size,
+        "model": dataclasses.asdict(model_cfg),
+        "train": cfg.record(),
+        "data": {k: v for k, v in data.source.items() if k != "root"},
+        "labels_used": False,
+    }
+    result = train.fit(model, SWAV, data, cfg, out_dir, record)
+    return {
+        "train_images": len(data.train_table),
+        "final_loss_swav": float(result.history["train_loss_swav"].iloc[-1]),
+        "val_knn_identity_accuracy": knn_identity_accuracy(model, data.val),
+    }
+
+
+TRAINERS = {
+    "identity": train_identity,
+    "affectnet": train_affectnet,
+    "swav": train_swav,
+    "cosface": train_cosface,
+}
+OBJECTIVES = {"affectnet": AFFECTNET, "swav": SWAV, "cosface": IDENTITY_COSFACE}
 
 
 def _affectnet_table(root: str | Path, split: str | None = None) -> pd.DataFrame:
@@ -244,7 +383,7 @@ def export_backbone(checkpoint: str | Path, dest: str | Path) -> Path:
 def data_fingerprint(source: str, root: str | Path, image_size: int) -> dict[str, str]:
     """What a pretraining reads: the fingerprint of its annotation table and of the bytes of every
     image it decodes (at ``image_size``), so a re-rendered data set gives another key."""
-    if source == "identity":
+    if source in IDENTITY_SET_SOURCES:
         table = identity_table(root)[0]
         images = Path(root) / IDENTITY_IMAGES
     elif source == "affectnet":
@@ -269,7 +408,7 @@ def settings(source: str, profile, seed: int = 0) -> dict[str, Any]:
         "seed": int(seed),
         **{k: getattr(profile, k) for k in (*keys, "lr_heads", "extra")},
         # the loss's options (MFAR's for the AffectNet-format source): a changed option retrains
-        "options": dict(AFFECTNET.options) if source == "affectnet" else {},
+        "options": dict(OBJECTIVES[source].options) if source in OBJECTIVES else {},
     }
 
 
@@ -288,7 +427,7 @@ def pretrained_weights(
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> Path:
-    """The backbone weights of ``source`` ("identity" or "affectnet") pretrained under
+    """The backbone weights of ``source`` (one of :data:`SOURCES`) pretrained under
     ``profile`` (its image size, epochs, batch size, learning rates, backbone) on the embedded set
     at ``root``: read from the cache when a run with the same key finished, else trained now.
 

@@ -96,6 +96,7 @@ from affectlib.results import ResultsWriter
 
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "lars")
 # keys of a profile's ``extra`` read by the loop (those of the model: models.MODEL_EXTRA); every
 # other key is a method option
 TRAIN_EXTRA = ("deterministic",)
@@ -139,6 +140,13 @@ class TrainConfig:
                       data has a test split, ``epochs/test_NNN.npz`` (:func:`predict`'s dict), for
                       studies of the selection itself (per-AU epochs, Wang et al. 2020 §2.4); the
                       loop's own selection never reads the test files.
+    betas:            Adam's (beta1, beta2); Bulat et al. fine-tune with (0.5, 0.99).
+    warmup_steps:     steps of a linear warm-up from 0 to each group's rate before the schedule
+                      (SwAV pretraining, Bulat et al. supplement §1.1: 10 epochs); 0: none.
+    optimizer:        "adam", or "lars" (You et al. 2017, SwAV's large-batch optimiser, Bulat et
+                      al. §1.1: momentum 0.9, weight decay 1e-6), lightly's implementation.
+    The last three are recorded only when they differ from their defaults, so the records (and
+    checkpoints) of runs that do not use them stay as they were.
     """
 
     epochs: int
@@ -152,8 +160,15 @@ class TrainConfig:
     checkpoints: bool = True
     schedule: str = "constant"
     epoch_predictions: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.epochs < 1:
@@ -180,7 +195,18 @@ class TrainConfig:
     def record(self) -> dict[str, Any]:
         """The fields that decide the result (``progress`` and ``checkpoints`` do not)."""
         skip = ("progress", "checkpoints", "epoch_predictions")
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        defaults = {"betas": (0.9, 0.999), "warmup_steps": 0, "optimizer": "adam"}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self).items()
+            if k not in skip and not (k in defaults and _same(v, defaults[k]))
+        }
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` with lists and tuples alike (a record read back from JSON holds lists)."""
+    norm = lambda x: tuple(x) if isinstance(x, list | tuple) else x  # noqa: E731
+    return norm(a) == norm(b)
 
 
 @dataclass
@@ -249,12 +275,31 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
     ``cfg.schedule`` "constant": the configured rates throughout (SS-MFAR §3.2 gives no
     schedule); "cosine": ``lr * (1 + cos(pi * t / T)) / 2`` at step t of T (Loshchilov & Hutter
     2017, SGDR without restarts), from the configured rate down to near 0 at the last step.
-    Computed up front, so a resumed run continues the same curve."""
-    base = np.tile([cfg.lr_backbone, cfg.lr_heads], (total_steps, 1))
+    Computed up front, so a resumed run continues the same curve. ``cfg.warmup_steps`` > 0: the
+    first W steps rise linearly, ``lr * (t + 1) / W``, and the schedule runs over the remaining
+    steps (SwAV's warm-up then cosine, Bulat et al. supplement §1.1)."""
+    warm = min(cfg.warmup_steps, total_steps)
+    rest = total_steps - warm
+    base = np.tile([cfg.lr_backbone, cfg.lr_heads], (rest, 1))
     if cfg.schedule == "cosine":
-        t = np.arange(total_steps) / max(total_steps, 1)
+        t = np.arange(rest) / max(rest, 1)
         base = base * ((1 + np.cos(np.pi * t)) / 2)[:, None]
+    if warm:
+        ramp = (np.arange(warm) + 1) / warm
+        base = np.concatenate([np.outer(ramp, [cfg.lr_backbone, cfg.lr_heads]), base])
     return base
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of :func:`fit` over :func:`models.param_groups`: Adam with ``cfg.betas``,
+    or LARS (``cfg.optimizer`` "lars"; momentum 0.9, weight decay 1e-6, SwAV's)."""
+    groups = models.param_groups(model, cfg.lr_backbone, cfg.lr_heads)
+    if cfg.optimizer == "lars":
+        # deferred: lightly is imported only by the runs that ask for LARS (it takes seconds)
+        from lightly.utils.lars import LARS
+
+        return LARS(groups, lr=cfg.lr_backbone, momentum=0.9, weight_decay=1e-6)
+    return torch.optim.Adam(groups, betas=tuple(cfg.betas))
 
 
 def _batch_to(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -433,7 +478,7 @@ def _fit(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(models.param_groups(model, cfg.lr_backbone, cfg.lr_heads))
+    optimizer = build_optimizer(model, cfg)
     steps_per_epoch = len(data.train)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batch (fewer images than one batch?)")
