@@ -400,3 +400,43 @@ def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) ->
             stacklevel=2,
         )
     return LoadReport(common, missing, unexpected)
+
+
+# --- teacher-student (ABAW 2021): expression logits and valence / arousal bins ---------------------
+class VABinsNet(MultiTaskNet):
+    """The two-output network of the ABAW 2021 teacher-student paper (Vu et al., §2.1: "our model
+    has only two outputs, EXPR and VA"): the :class:`MultiTaskNet` trunk and expression head, and
+    a VA head with ``n_bins`` logits for each of valence and arousal (Deng et al. 2020's
+    classification of discretised VA; 20 bins in both groups' code).
+
+    ``forward(x)`` returns ``{"expr": (B, n_expr) logits, "va_bins": (B, 2, n_bins) logits,
+    "va": (B, 2)`` the expectation of the bin centres over [-1, 1] (Eq. 2's read-out), ``"au":
+    (B, 0)`` (no AU output, so that :func:`affectlib.train.predict` runs unchanged), ``"feat"}``.
+    ``cfg.n_au`` is ignored."""
+
+    def __init__(self, cfg: ModelConfig, n_bins: int = 20) -> None:
+        super().__init__(cfg)
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+        self.n_bins = n_bins
+        h = cfg.head_hidden
+        del self.au_head
+        self.va_head = nn.Sequential(
+            nn.Linear(self.feat_dim, h), nn.ReLU(inplace=True), nn.Linear(h, 2 * n_bins)
+        )
+        edges = torch.linspace(-1.0, 1.0, n_bins + 1)
+        self.register_buffer("centres", (edges[1:] + edges[:-1]) / 2, persistent=False)
+
+    def heads(self, feat: Tensor) -> dict[str, Tensor]:
+        bins = self.va_head(feat).view(-1, 2, self.n_bins)  # (B, 2, n_bins)
+        va = (bins.float().softmax(dim=-1) * self.centres).sum(dim=-1)  # (B, 2)
+        empty = feat.new_zeros(feat.shape[0], 0)
+        return {"expr": self.expr_head(feat), "va_bins": bins, "va": va, "au": empty}
+
+
+def build_va_bins_model(cfg: ModelConfig, n_bins: int = 20) -> VABinsNet:
+    """Build a :class:`VABinsNet`; load ``cfg.weights`` if set (its heads may be absent)."""
+    model = VABinsNet(cfg, n_bins)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights, strict=False)
+    return model

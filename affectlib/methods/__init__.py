@@ -25,10 +25,16 @@ owns its backward pass carries its own ``MethodSpec.step`` (``coupling.py``: Gra
 One module per paper, each registering its methods on import; this is the one place that imports
 every one of them: ``mfar.py`` (MFAR, SS-MFAR and the variants of SS-MFAR Table 1),
 ``pretrain.py`` (the identity and AffectNet-format pretraining objectives), ``coupling.py``
-(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB).
+(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB), ``teacher_student.py`` (the
+ABAW 2021 teacher and student, Eq. 7-10).
 """
 
-from affectlib.methods import coupling, mfar, pretrain  # noqa: F401  (they register themselves)
+from affectlib.methods import (  # noqa: F401  (they register themselves)
+    coupling,
+    mfar,
+    pretrain,
+    teacher_student,
+)
 from affectlib.methods.base import (
     METHODS,
     Batch,
@@ -62,4 +68,5 @@ __all__ = [
     "pretrain",
     "register",
     "resolve_options",
+    "teacher_student",
 ]
