@@ -620,7 +620,9 @@ def teacher_student_loss(
     ce_e = torch.zeros(expr_logits.shape[0], device=expr_logits.device, dtype=zero.dtype)
     ce_v = ce_e.clone()
     if sup_expr.any():
-        ce_e = ce_e.index_put((sup_expr,), expr_ce_per_sample(expr_logits[sup_expr], expr[sup_expr]))
+        ce_e = ce_e.index_put(
+            (sup_expr,), expr_ce_per_sample(expr_logits[sup_expr], expr[sup_expr])
+        )
     if sup_va.any():
         ce_v = ce_v.index_put((sup_va,), va_bins_ce_per_sample(va_logits[sup_va], va[sup_va]))
     sup = sup + lam * (ce_e.sum() + ce_v.sum()) / n

@@ -211,3 +211,179 @@ def test_teacher_student_loss_backpropagates_to_both_outputs():
     )
     out.total.backward()
     assert ze.grad.abs().sum() > 0 and zv.grad.abs().sum() > 0
+
+
+# --- ExpW and AFEW-VA loaders ---------------------------------------------------------------------
+from affectlib.data import formats_expw_afew as F  # noqa: E402
+from affectlib.data.parsing import AnnotationError, UnusableInputError  # noqa: E402
+
+
+def _expw(tmp_path, lines):
+    f = tmp_path / "label.lst"
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def test_expw_loader_maps_codes_to_abaw_and_rejects_a_malformed_line_with_its_number(tmp_path):
+    f = _expw(
+        tmp_path,
+        [
+            "angry_actor_1.jpg 0 28 113 226 141 22.9 0",
+            "happy_kid_7.jpg 1 10 10 90 90 47.1 3",
+            "bad_box.jpg 0 50 10 90 40 12.0 6",  # bottom 40 above top 50
+            "neutral_x.jpg 0 5 5 25 25 3.3",  # 7 fields
+            "angry_actor_1.jpg 0 28 113 226 141 22.9 0",  # the same face twice
+            "sad_y.jpg 0 5 5 25 25 3.3 9",  # code outside 0..6
+        ],
+    )
+    r = F.load_expw(f)
+    assert r.rows_read == 6 and r.accepted == 2 and r.rejected == 4
+    assert r.table["expr"].tolist() == [1, 4]  # angry -> Anger (1), happy -> Happiness (4)
+    assert (r.table["valence"] == -5).all() and (r.table["split"] == "train").all()
+    got = [(e.line, e.field) for e in r.errors]
+    assert got == [(3, "bottom"), (4, "fields"), (5, "image"), (6, "label")]
+    assert str(r.errors[0]).startswith(f"{f}:3: bottom:")
+
+
+def test_expw_strict_mode_raises_on_the_first_rejected_line(tmp_path):
+    f = _expw(tmp_path, ["a.jpg 0 0 0 10 10 1.0 6", "b.jpg 0 0 0 10 10 1.0 x"])
+    with pytest.raises(AnnotationError, match=r"label.lst:2: label"):
+        F.load_expw(f, strict=True)
+
+
+def _afew(tmp_path, frames_text, clip="001"):
+    d = tmp_path / "AFEW-VA" / clip
+    d.mkdir(parents=True)
+    (d / f"{clip}.json").write_text(
+        '{\n  "actor": "a",\n  "frames": {\n'
+        + frames_text
+        + '\n  },\n  "video_id": "'
+        + clip
+        + '"\n}\n'
+    )
+    return tmp_path / "AFEW-VA"
+
+
+LM = "[" + ", ".join(["[1.0, 2.0]"] * 68) + "]"
+
+
+def test_afew_va_loader_scales_to_minus_one_one_and_rejects_a_frame_with_its_line(tmp_path):
+    root = _afew(
+        tmp_path,
+        ",\n".join(
+            [
+                f'    "00000": {{"valence": 5, "arousal": -10, "landmarks": {LM}}}',
+                f'    "00001": {{"valence": 11, "arousal": 0, "landmarks": {LM}}}',
+                '    "00002": {"valence": 1, "arousal": 0, "landmarks": [[1, 2]]}',
+                f'    "00003": {{"valence": 0.5, "arousal": 0, "landmarks": {LM}}}',
+            ]
+        ),
+    )
+    r = F.load_afew_va(root)
+    assert r.rows_read == 4 and r.accepted == 1
+    row = r.table.iloc[0]
+    assert (row["path"], row["video"], row["frame"]) == ("001/00000.png", "001", 1)
+    assert (row["valence"], row["arousal"], row["expr"]) == (0.5, -1.0, -1)
+    assert [(e.line, e.field) for e in r.errors] == [
+        (5, "valence"),
+        (6, "landmarks"),
+        (7, "valence"),
+    ]
+    assert str(r.errors[0]).startswith(f"{root / '001' / '001.json'}:5: valence:")
+
+
+def test_afew_va_file_that_is_not_json_is_unusable_and_named(tmp_path):
+    d = tmp_path / "AFEW-VA" / "002"
+    d.mkdir(parents=True)
+    (d / "002.json").write_text('{"frames": {\n  "00000": \n')
+    with pytest.raises(UnusableInputError, match="002.json"):
+        F.load_afew_va(tmp_path / "AFEW-VA")
+
+
+def test_embedded_export_is_read_back_by_the_loaders_without_a_rejection(tmp_path):
+    from affectlib import profiles
+    from affectlib.data import embedded_expw_afew as E
+
+    p = profiles.get("smoke")
+    root = E.ensure(p, 0, n_expw=12, n_clips=2, frames_per_clip=6, root=tmp_path / "x")
+    ex = F.load_expw(root / E.EXPW_LABELS, images=root / E.EXPW_IMAGES)
+    af = F.load_afew_va(root / E.AFEW_VA, images=root / E.AFEW_VA)
+    assert ex.accepted == 12 and not ex.errors
+    assert af.accepted == af.rows_read > 0 and not af.errors
+    assert set(ex.table["expr"]) <= set(range(7))
+    assert E.ensure(p, 0, n_expw=12, n_clips=2, frames_per_clip=6, root=tmp_path / "x") == root
+
+
+# --- three-part batches ---------------------------------------------------------------------------
+from affectlib.data import three_parts  # noqa: E402
+
+
+def test_part_sampler_gives_n_rows_of_each_part_in_every_batch():
+    part = np.array([1] * 7 + [2] * 3 + [3] * 20)
+    s = three_parts.PartSampler(part, per_part=4, steps=5, seed=1)
+    order = s.indices(0)
+    assert len(order) == len(s) == 5 * 3 * 4
+    for b in order.reshape(5, 12):
+        assert part[b].tolist() == [1] * 4 + [2] * 4 + [3] * 4
+    # a small part repeats only after a full pass: 20 draws of 3 rows, each used 6 or 7 times
+    counts = np.bincount(order[part[order] == 2], minlength=10)[7:10]
+    assert counts.min() >= 6 and counts.max() <= 7
+    assert not np.array_equal(order, s.indices(1))
+
+
+# --- the model and the methods --------------------------------------------------------------------
+import pandas as pd  # noqa: E402
+
+from affectlib import models  # noqa: E402
+from affectlib.methods import get as get_method  # noqa: E402
+from affectlib.methods import teacher_student as ts_method  # noqa: E402
+from affectlib.methods.base import StepContext  # noqa: E402
+
+
+def test_va_bins_net_outputs_expr_logits_bins_and_their_expectation():
+    net = models.build_va_bins_model(models.ModelConfig(backbone="compact", n_expr=7), 20)
+    out = net(torch.randint(0, 255, (3, 3, 32, 32), dtype=torch.uint8))
+    assert out["expr"].shape == (3, 7) and out["va_bins"].shape == (3, 2, 20)
+    assert out["au"].shape == (3, 0)
+    torch.testing.assert_close(out["va"], losses.va_expectation(out["va_bins"]).float())
+
+
+def _table():
+    return pd.DataFrame(
+        {
+            "part": [1, 1, 2, 2, 3, 3],
+            "expr": [0, 3, 5, -1, 1, 2],
+            "valence": [0.3, -5.0, 0.1, -0.4, 0.5, -0.2],
+            "arousal": [0.1, -5.0, 0.0, 0.6, 0.2, 0.3],
+        }
+    )
+
+
+@pytest.mark.parametrize("sharing", [False, True])
+def test_student_state_supervises_secondary_labels_only_with_sharing(sharing):
+    spec = get_method("ts-student")
+    t = _table()
+    t = ts_method.add_teacher(t, np.zeros((6, 7)), np.zeros((6, 2, 20)))
+    state = spec.init_state(t, {**spec.options, "sharing": sharing})
+    # row 0 (part 1) has VA, row 2 (part 2) has an expression: the shared annotations
+    assert state["sup_expr"].tolist() == [True, True, sharing, False, True, True]
+    assert state["sup_va"].tolist() == [sharing, False, True, True, True, True]
+    assert state["teacher_va"].shape == (6, 2, 20)
+
+
+def test_teacher_step_runs_and_logs_every_part():
+    spec = get_method("ts-teacher")
+    t = _table()
+    state = spec.init_state(t, spec.options)
+    net = models.build_va_bins_model(models.ModelConfig(backbone="compact", n_expr=7), 20)
+    batch = {
+        "weak": torch.randint(0, 255, (6, 3, 32, 32), dtype=torch.uint8),
+        "index": torch.arange(6),
+        "expr": torch.tensor(t["expr"].to_numpy()),
+        "va": torch.tensor(t[["valence", "arousal"]].to_numpy(), dtype=torch.float32),
+    }
+    ctx = StepContext(1, 0, 1, torch.device("cpu"), spec.options)
+    loss, logs = spec.loss(net, batch, state, ctx)
+    loss.backward()
+    assert torch.isfinite(loss) and {"part1", "part2", "part3"} <= set(logs)
+    assert float(logs["distillation"]) == 0.0

@@ -83,7 +83,9 @@ def _landmarks(size: int) -> list[list[float]]:
     t = np.linspace(0, 1, 68)
     x = 0.5 + 0.35 * np.cos(2 * np.pi * t)
     y = 0.55 + 0.35 * np.sin(2 * np.pi * t)
-    return [[round(float(a) * size, 1), round(float(b) * size, 1)] for a, b in zip(x, y, strict=True)]
+    return [
+        [round(float(a) * size, 1), round(float(b) * size, 1)] for a, b in zip(x, y, strict=True)
+    ]
 
 
 def _render(plan, rows: np.ndarray, size: int, seed: int, au_gain: float) -> np.ndarray:

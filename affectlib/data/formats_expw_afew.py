@@ -52,7 +52,6 @@ from affectlib.data.parsing import (
     parse_int,
     read_lines,
     require_file,
-    unusable_file,
 )
 from affectlib.labels import EXPR_MISSING, expr_index
 
@@ -101,7 +100,8 @@ def _expw_row(line: str, claim: Claim, *, split: str) -> Row:
         raise Reject("face_id", f"face id {face} < 0")
     claim(f"{name}#{face}")
     top, left, right, bottom = (
-        parse_int(t, n) for t, n in zip(fields[2:6], ("top", "left", "right", "bottom"), strict=True)
+        parse_int(t, n)
+        for t, n in zip(fields[2:6], ("top", "left", "right", "bottom"), strict=True)
     )
     if min(top, left) < 0:
         raise Reject("top" if top < 0 else "left", f"negative box coordinate ({top}, {left})")
@@ -226,9 +226,7 @@ def load_afew_va(
         seen: set[str] = set()
         for key, line_no in key_lines:
             if key in seen:
-                collector.add(
-                    str(file), line_no, "", partial(_duplicate_key, key=key)
-                )  # noqa: B023
+                collector.add(str(file), line_no, "", partial(_duplicate_key, key=key))
                 continue
             seen.add(key)
             parse = partial(_afew_row, clip=clip, key=key, frame=frames[key], split=split)
@@ -248,8 +246,3 @@ def load_afew_va(
 
 def _duplicate_key(line: str, claim: Claim, *, key: str) -> Row:
     raise Reject("frame", f"frame key {key!r} written twice (JSON keeps the last)")
-
-
-def expw_unusable(file: Path, reason: str) -> UnusableInputError:
-    """An :class:`UnusableInputError` naming ``file`` (for callers that check a layout first)."""
-    return unusable_file(file, "file", reason)

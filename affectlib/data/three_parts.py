@@ -173,9 +173,12 @@ class PartSampler(datasets.ItemSampler):
             passes = -(-need // len(rows))
             drawn.append(np.concatenate([rng.permutation(rows) for _ in range(passes)])[:need])
         # (steps, parts, N) -> one block of N per part per step
-        return np.stack(drawn).reshape(len(self.rows), self.steps, self.per_part).transpose(
-            1, 0, 2
-        ).reshape(-1)
+        return (
+            np.stack(drawn)
+            .reshape(len(self.rows), self.steps, self.per_part)
+            .transpose(1, 0, 2)
+            .reshape(-1)
+        )
 
 
 def combine(parts: Mapping[int, Sequence[DataPart]]) -> tuple[pd.DataFrame, Path]:
@@ -243,19 +246,6 @@ def build_part_data(
     return data, record
 
 
-def sharing_table(table: pd.DataFrame, sharing: bool) -> pd.DataFrame:
-    """The labels a run may read: with ``sharing`` every label of a row; without it (Eq. 7, Eq. 9)
-    a part 1 row keeps its expression only and a part 2 row its VA only (part 3 keeps both)."""
-    if sharing:
-        return table
-    part = table["part"].to_numpy()
-    return table.assign(
-        expr=np.where(part == 2, EXPR_MISSING, table["expr"].to_numpy()),
-        valence=np.where(part == 1, VA_MISSING, table["valence"].to_numpy()),
-        arousal=np.where(part == 1, VA_MISSING, table["arousal"].to_numpy()),
-    )
-
-
 __all__ = [
     "PARTS",
     "AffWild2Tasks",
@@ -264,6 +254,5 @@ __all__ = [
     "basic_only",
     "build_part_data",
     "combine",
-    "sharing_table",
     "training_parts",
 ]

@@ -45,7 +45,9 @@ def teacher_columns(n_bins: int) -> tuple[list[str], list[str]]:
     return expr, va
 
 
-def add_teacher(table: pd.DataFrame, expr_logits: np.ndarray, va_logits: np.ndarray) -> pd.DataFrame:
+def add_teacher(
+    table: pd.DataFrame, expr_logits: np.ndarray, va_logits: np.ndarray
+) -> pd.DataFrame:
     """``table`` with the teacher's logits (N, 7) and (N, 2, n_bins) as columns (row order kept)."""
     if len(expr_logits) != len(table) or len(va_logits) != len(table):
         raise ValueError(f"{len(expr_logits)} teacher outputs for a table of {len(table)} rows")

@@ -45,8 +45,16 @@ ARMS: dict[str, dict[str, Any]] = {
     # arm -> method, options, parts trained on, the paper's table and row
     "teacher {1,2}": {"method": "ts-teacher", "options": {}, "parts": (1, 2)},
     "teacher {1,2,3}": {"method": "ts-teacher", "options": {}, "parts": (1, 2, 3)},
-    "student, no sharing": {"method": "ts-student", "options": {"sharing": False}, "parts": (1, 2, 3)},
-    "student, with sharing": {"method": "ts-student", "options": {"sharing": True}, "parts": (1, 2, 3)},
+    "student, no sharing": {
+        "method": "ts-student",
+        "options": {"sharing": False},
+        "parts": (1, 2, 3),
+    },
+    "student, with sharing": {
+        "method": "ts-student",
+        "options": {"sharing": True},
+        "parts": (1, 2, 3),
+    },
 }
 PAPER_ROWS = {
     "teacher {1,2}": ("1 teacher CNN", "Multitask tasks {1;2}"),
@@ -61,7 +69,8 @@ SCORES = ("expr_score", "expr_f1", "expr_acc", "valence", "arousal", "va", "sele
 class Budget:
     """image_size; n_expw, n_clips, frames_per_clip: the ExpW / AFEW-VA exports; per_part: N
     images of each part in a batch; steps: batches per epoch; epochs: the most epochs of a run
-    (the best on validation is kept); lr: Adam's rate (backbone and heads)."""
+    (the best on validation is kept); lr: Adam's rate (backbone and heads); backbone: the CNN
+    (the paper's ResNet-50; the compact CNN of notebooks 03-04 on CPU)."""
 
     image_size: int
     n_expw: int
@@ -71,6 +80,7 @@ class Budget:
     steps: int
     epochs: int
     lr: float
+    backbone: str = "compact"
 
 
 BUDGETS = {
@@ -78,8 +88,8 @@ BUDGETS = {
     # paper: §3.1 (batch 64 in all, Adam 1e-4, at most 40 epochs), sizes of the real sets' scale
     "smoke": Budget(32, 48, 4, 12, 4, 3, 1, 1e-3),
     "cpu": Budget(48, 1500, 40, 40, 16, 60, 5, 1e-3),
-    "gpu": Budget(112, 20000, 400, 60, 21, 500, 40, 1e-4),
-    "paper": Budget(224, 20000, 600, 60, 21, 2000, 40, 1e-4),
+    "gpu": Budget(112, 20000, 400, 60, 21, 500, 40, 1e-4, "resnet18"),
+    "paper": Budget(224, 20000, 600, 60, 21, 2000, 40, 1e-4, "resnet50"),
 }
 
 
@@ -89,7 +99,9 @@ def budget(profile, **overrides: Any) -> Budget:
     base = BUDGETS.get(profile.name, BUDGETS["cpu"])
     unknown = sorted(set(overrides) - set(Budget.__dataclass_fields__))
     if unknown:
-        raise KeyError(f"unknown budget setting(s) {unknown}; known: {list(Budget.__dataclass_fields__)}")
+        raise KeyError(
+            f"unknown budget setting(s) {unknown}; known: {list(Budget.__dataclass_fields__)}"
+        )
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v})
 
 
@@ -272,14 +284,18 @@ def run_study(
     scratch = tempfile.TemporaryDirectory(prefix="ts-runs-") if runs_dir is None else None
     root = Path(scratch.name if scratch else runs_dir)
     rows, hist, soft = [], [], {}
-    bar = tqdm(total=len(ARMS) * len(seeds), desc="teacher-student", unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(ARMS) * len(seeds), desc="teacher-student", unit="run", disable=not progress
+    )
     try:
         for seed in seeds:
             teacher_table = None
             for arm in ARMS:
                 t0 = time.perf_counter()
                 table = data.train if arm.startswith("teacher") else teacher_table
-                model, result = _fit(data, arm, seed, cfg, root / arm.replace(" ", "_") / f"seed{seed}", table)
+                model, result = _fit(
+                    data, arm, seed, cfg, root / arm.replace(" ", "_") / f"seed{seed}", table
+                )
                 if arm == "teacher {1,2,3}":
                     teacher_table = _teacher_logits(model, data, cfg)
                     soft[seed] = teacher_table
