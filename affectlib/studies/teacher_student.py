@@ -121,19 +121,20 @@ class StudyData:
     extra_root: Path
 
 
-def study_data(root: str | Path, profile, b: Budget, seed: int = 0) -> StudyData:
-    """The study's data under the embedded (or real) root ``root``; the ExpW / AFEW-VA exports
-    are written (once) beside it for ``profile`` and ``seed``."""
+def study_data(
+    root: str | Path, profile, b: Budget, seed: int = 0, extra_root: str | Path | None = None
+) -> StudyData:
+    """The study's data under the embedded (or real) root ``root``; ExpW and AFEW-VA from
+    ``extra_root`` (``ExpW/label/label.lst``, ``ExpW/image/origin/``, ``AFEW-VA/``), by default
+    the embedded exports, written (once) beside the embedded set for ``profile`` and ``seed``."""
     aw = three_parts.affwild2_tasks(root)
     if aw.test is None:
         raise ValueError(f"{root}: no held-out test split (abaw-mtl test file)")
-    extra = embedded_expw_afew.ensure(
-        profile,
-        seed,
-        n_expw=b.n_expw,
-        n_clips=b.n_clips,
-        frames_per_clip=b.frames_per_clip,
-    )
+    extra = Path(extra_root) if extra_root else None
+    if extra is None:
+        extra = embedded_expw_afew.ensure(
+            profile, seed, n_expw=b.n_expw, n_clips=b.n_clips, frames_per_clip=b.frames_per_clip
+        )
     parts = three_parts.training_parts(aw, root, extra)
     table, train_root = three_parts.combine(parts)
     return StudyData(
