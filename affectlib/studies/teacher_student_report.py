@@ -130,7 +130,9 @@ def plot_learning_curves(history: pd.DataFrame):
     """Per arm: the training loss of each part per epoch (mean over seeds) and the validation
     EXPR score and VA CCC."""
     arms = list(dict.fromkeys(history["arm"]))
-    fig, axes = plt.subplots(2, len(arms), figsize=(3.6 * len(arms), 5.6), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(arms), figsize=(3.6 * len(arms), 5.6), squeeze=False, sharey="row"
+    )
     for j, arm in enumerate(arms):
         h = history[history["arm"] == arm].groupby("epoch").mean(numeric_only=True)
         ax = axes[0, j]
@@ -139,6 +141,7 @@ def plot_learning_curves(history: pd.DataFrame):
             if col in h and h[col].notna().any():
                 ax.plot(h.index, h[col], marker="o", label=f"part {p}: {name}")
         ax.set_title(arm, fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         if j == 0:
             ax.set_ylabel("training loss (per part)")
@@ -146,6 +149,7 @@ def plot_learning_curves(history: pd.DataFrame):
         ax = axes[1, j]
         ax.plot(h.index, h["expr_score"], marker="o", label="EXPR score")
         ax.plot(h.index, h["va"], marker="s", label="VA mean CCC")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         if j == 0:
             ax.set_ylabel("validation")
@@ -156,12 +160,12 @@ def plot_learning_curves(history: pd.DataFrame):
 
 
 def soft_label_examples(table: pd.DataFrame, n: int = 3, seed: int = 0) -> pd.DataFrame:
-    """``n`` training images of each part (drawn with ``seed``) with their ground truth and the
+    """``n`` training images of each data set of each part (drawn with ``seed``) with their ground truth and the
     teacher's soft labels (softmax at temperature 1): expression probabilities, predicted VA."""
     rng = np.random.default_rng(seed)
     picks = []
-    for p in (1, 2, 3):
-        rows = np.flatnonzero(table["part"].to_numpy() == p)
+    for name in dict.fromkeys(table["set"]):  # every data set of every part, in part order
+        rows = np.flatnonzero(table["set"].to_numpy() == name)
         picks += list(rng.choice(rows, min(n, len(rows)), replace=False))
     sub = table.iloc[picks].reset_index(drop=True)
     logits = sub[[f"teacher_expr_{c}" for c in range(7)]].to_numpy()
@@ -195,7 +199,7 @@ def plot_soft_labels(examples: pd.DataFrame, images: np.ndarray):
         gt_e = EXPRESSIONS[int(r["expr"])] if r["expr"] >= 0 else "-"
         gt_v = f"{r['valence']:.2f},{r['arousal']:.2f}" if r["valence"] != VA_MISSING else "-"
         ax.set_title(
-            f"part {int(r['part'])}\nGT: {gt_e}\nVA {gt_v}\nT: {r['teacher_valence']:.2f},{r['teacher_arousal']:.2f}",
+            f"part {int(r['part'])}: {r['set']}\nGT: {gt_e}\nVA {gt_v}\nT: {r['teacher_valence']:.2f},{r['teacher_arousal']:.2f}",
             fontsize=7,
         )
         ax = axes[1, i]
