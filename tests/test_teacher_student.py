@@ -387,3 +387,38 @@ def test_teacher_step_runs_and_logs_every_part():
     loss.backward()
     assert torch.isfinite(loss) and {"part1", "part2", "part3"} <= set(logs)
     assert float(logs["distillation"]) == 0.0
+
+
+def test_study_data_on_the_smoke_set_gives_batches_of_n_images_of_each_part():
+    from affectlib import profiles
+    from affectlib.data import generate
+    from affectlib.studies import teacher_student as study
+
+    p = profiles.get("smoke")
+    b = study.budget(p)
+    d = study.study_data(generate.ensure(p), p, b)
+    assert set(d.train["part"]) == {1, 2, 3}
+    assert set(d.train["set"]) == {"affwild2-expr", "expw", "affwild2-va", "afew-va", "affectnet"}
+    # Other is no basic expression; part 1 rows all have one, part 2 rows all have VA
+    assert d.train["expr"].max() <= 6 and d.validation["expr"].max() <= 6
+    assert (d.train.loc[d.train["part"] == 1, "expr"] >= 0).all()
+    assert (d.train.loc[d.train["part"] == 2, "valence"] != -5).all()
+    assert 0 < d.shared_videos <= d.videos
+    td, _ = three_parts.build_part_data(
+        d.train,
+        d.root,
+        {"validation": (d.validation, d.images), "test": (d.test, d.images)},
+        image_size=b.image_size,
+        per_part=b.per_part,
+        steps=b.steps,
+        seed=0,
+        score=study.study_scores,
+        select="select",
+    )
+    part = d.train["part"].to_numpy()
+    batches = list(td.train)
+    assert len(batches) == b.steps
+    for batch in batches:
+        assert (
+            np.bincount(part[batch["index"].numpy()], minlength=4)[1:].tolist() == [b.per_part] * 3
+        )

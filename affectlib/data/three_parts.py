@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from affectlib.data import datasets, study
+from affectlib.data import datasets, formats, study
 from affectlib.data.assembly import DataPart, TrainData, combine_parts
 from affectlib.data.cache import ImageCache
-from affectlib.data.formats import merge_tasks
 from affectlib.data.formats_expw_afew import load_afew_va, load_expw
 from affectlib.data.parsing import LoadResult
 from affectlib.files import fingerprint_table
@@ -84,17 +83,18 @@ class AffWild2Tasks:
 
 def affwild2_tasks(root: str | Path) -> AffWild2Tasks:
     """Read the ``abaw-expr`` and ``abaw-va`` per-task files under ``root`` and join them per
-    frame and split; the test rows from the ``abaw-mtl`` test file when it exists."""
+    frame and split; the test rows from the embedded set's ``abaw-mtl`` test file when it exists
+    (None otherwise). A rejected row stops the study, naming its file and line."""
     expr = study.load_dataset(root, "abaw-expr")
     va = study.load_dataset(root, "abaw-va")
     _checked(expr, "abaw-expr")
     _checked(va, "abaw-va")
-    merged = basic_only(_strip_aus(merge_tasks(expr, None, va)))
+    merged = basic_only(_strip_aus(formats.merge_tasks(expr, None, va)))
     test = None
-    mtl = study.load_dataset(root, "abaw-mtl")
-    t = _checked(mtl, "abaw-mtl")
-    t = t[t["split"] == "test"]
-    if len(t):
+    # the embedded set's held-out split (real ABAW releases publish no test labels)
+    test_files = [Path(root) / f for f in study.OPTIONAL_ANNOTATIONS["abaw-mtl"]]
+    for file in (f for f in test_files if f.exists()):
+        t = _checked(formats.load(file, "abaw-mtl", split="test"), "abaw-mtl test")
         test = basic_only(_strip_aus(t)).reset_index(drop=True)
     return AffWild2Tasks(
         merged[merged["split"] == "train"].reset_index(drop=True),

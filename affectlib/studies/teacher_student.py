@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,9 +232,12 @@ def _fit(
         select="select",
     )
     distributed.seed_everything(seed)
-    model = models.build_va_bins_model(
-        dataclasses.replace(cfg.model, n_expr=N_BASIC), options["n_bins"]
-    )
+    with warnings.catch_warnings():
+        # the start weights hold the backbone only: both heads start fresh in every run
+        warnings.filterwarnings("ignore", r".*; missing \[expr_head", UserWarning)
+        model = models.build_va_bins_model(
+            dataclasses.replace(cfg.model, n_expr=N_BASIC), options["n_bins"]
+        )
     tcfg = train.TrainConfig(
         epochs=b.epochs,
         lr_backbone=b.lr,
