@@ -422,3 +422,90 @@ def test_study_data_on_the_smoke_set_gives_batches_of_n_images_of_each_part():
         assert (
             np.bincount(part[batch["index"].numpy()], minlength=4)[1:].tolist() == [b.per_part] * 3
         )
+
+
+# --- the study's scores and floors ----------------------------------------------------------------
+def test_study_scores_follow_the_abaw2021_definitions():
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from affectlib.studies import teacher_student as study
+
+    et = np.array([0, 1, 2, 2, -1, 4])
+    prob = np.eye(7)[[0, 2, 2, 1, 3, 4]]
+    va_t = np.array([[0.1, 0.2], [0.3, -0.1], [-5, -5], [0.5, 0.4], [0.0, 0.1], [-0.2, 0.0]])
+    va_p = np.array([[0.0, 0.1], [0.2, 0.0], [0.9, 0.9], [0.4, 0.3], [0.1, 0.1], [-0.1, 0.1]])
+    got = study.study_scores({"expr_true": et, "expr_prob": prob, "va_true": va_t, "va_pred": va_p})
+    lab = et >= 0
+    t, p = et[lab], prob.argmax(1)[lab]
+    f1 = f1_score(t, p, labels=range(7), average="macro", zero_division=0)
+    np.testing.assert_allclose(got["expr_score"], 0.67 * f1 + 0.33 * accuracy_score(t, p))
+    keep = va_t[:, 0] != -5
+    v = _ccc(va_p[keep, 0], va_t[keep, 0])
+    a = _ccc(va_p[keep, 1], va_t[keep, 1])
+    np.testing.assert_allclose([got["valence"], got["arousal"], got["va"]], [v, a, (v + a) / 2])
+    np.testing.assert_allclose(got["select"], (got["expr_score"] + got["va"]) / 2)
+
+
+def test_floors_score_the_majority_class_and_a_prior_guess():
+    from affectlib.studies import teacher_student as study
+
+    train = pd.DataFrame({"expr": [0, 0, 0, 4, -1]})
+    test = pd.DataFrame({"expr": [0, 0, 4, 5]})
+    f = study.floors(train, test)
+    # all Neutral: F1 of Neutral 2*2/(2+4) = 2/3, others 0 -> macro 2/21; accuracy 1/2
+    np.testing.assert_allclose(f["expr_majority"], 0.67 * (2 / 3) / 7 + 0.33 * 0.5)
+    assert f["expr_floor"] == max(f["expr_majority"], f["expr_prior"]) and f["va_floor"] == 0.0
+
+
+# --- the temporal stage ---------------------------------------------------------------------------
+def _frames():
+    # two videos of 6 frames in part 1, the second video also in part 2 (a shared video)
+    rows = [("a", f, 1) for f in range(1, 7)] + [("b", f, 1) for f in range(1, 7)]
+    rows += [("b", f, 2) for f in range(1, 7)]
+    t = pd.DataFrame(rows, columns=["video", "frame", "part"])
+    t["path"] = [f"{v}/{f:05d}.jpg" for v, f, _ in rows]
+    t["expr"] = np.arange(len(t)) % 7
+    t["valence"] = np.where(t["part"] == 2, 0.5, -5.0)
+    t["arousal"] = np.where(t["part"] == 2, -0.5, -5.0)
+    return t
+
+
+def test_part_clips_stay_within_one_video_of_one_part():
+    t = _frames()
+    clips, part = three_parts.part_clips(t, 3)
+    assert clips.shape == (6, 3) and part.tolist() == [1, 1, 1, 1, 2, 2]
+    for c, p in zip(clips, part, strict=True):
+        assert t["video"].iloc[c].nunique() == 1 and set(t["part"].iloc[c]) == {p}
+        assert t["frame"].iloc[c].tolist() == sorted(t["frame"].iloc[c])
+
+
+def test_feature_clip_loader_flattens_labels_in_clip_order():
+    from affectlib.data import datasets
+
+    t = _frames()
+    feats = np.arange(len(t) * 4, dtype=np.float32).reshape(len(t), 4)
+    clips, part = three_parts.part_clips(t, 3)
+    loader = three_parts.FeatureClipLoader(
+        t, feats, clips, three_parts.PartSampler(part, 1, 2, seed=0), 2, drop_last=True
+    )
+    batches = list(loader)
+    assert len(batches) == len(loader) == 2
+    for b in batches:
+        assert b["image"].shape == (2, 3, 4)
+        rows = b["index"].numpy().reshape(2, 3)
+        np.testing.assert_array_equal(b["image"].numpy(), feats[rows])
+        np.testing.assert_array_equal(b["expr"].numpy(), t["expr"].to_numpy()[rows.reshape(-1)])
+        assert (
+            b["has_va"].numpy().tolist() == (t["part"].to_numpy()[rows.reshape(-1)] == 2).tolist()
+        )
+        assert sorted(t["part"].to_numpy()[rows[:, 0]]) == [1, 2]  # one clip of each part
+    seq = three_parts.FeatureClipLoader(t, feats, clips, datasets.SequentialSampler(len(clips)), 4)
+    assert len(seq) == 2 and sum(b["image"].shape[0] for b in seq) == len(clips)
+
+
+def test_sequence_model_flattens_frames_and_reads_va_from_its_bins():
+    net = models.SequenceVABins(4, hidden=8, n_expr=7, n_bins=20)
+    out = net(torch.randn(2, 3, 4))
+    assert out["expr"].shape == (6, 7) and out["va_bins"].shape == (6, 2, 20)
+    torch.testing.assert_close(out["va"], losses.va_expectation(out["va_bins"]).float())
+    assert models.param_groups(net)[0]["name"] == "backbone"

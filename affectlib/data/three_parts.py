@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from affectlib.data import datasets, formats, study
 from affectlib.data.assembly import DataPart, TrainData, combine_parts
@@ -246,13 +247,98 @@ def build_part_data(
     return data, record
 
 
+# --- the temporal stage (§2.4): sequences of per-frame features ------------------------------------
+class FeatureClipLoader:
+    """Batches of feature sequences for the temporal stage, in the training loop's loader protocol
+    (``__len__``, ``set_epoch``, ``state_dict`` / ``load_state_dict``, iteration).
+
+    ``features`` (N, D) float32, row i the frozen CNN's features of table row i; ``clips``
+    (n_clips, T) table rows (:func:`affectlib.data.datasets.video_clips`); ``sampler`` orders clip
+    numbers (a :class:`PartSampler` over the clips' parts for training, sequential for
+    evaluation). A batch: ``image`` (B, T, D) the features, and every label of the data contract
+    for the B*T frames flattened in clip order (``expr`` (B*T,), ``va`` (B*T, 2), the masks,
+    ``index`` the frames' table rows), as :class:`affectlib.models.SequenceVABins` flattens its
+    outputs. The last, smaller batch is kept unless ``drop_last``."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        features: np.ndarray,
+        clips: np.ndarray,
+        sampler: datasets.ItemSampler,
+        batch_size: int,
+        *,
+        drop_last: bool = False,
+    ) -> None:
+        if len(features) != len(table):
+            raise ValueError(f"{len(features)} feature rows for a table of {len(table)} rows")
+        clips = np.asarray(clips, np.int64)
+        if clips.ndim != 2 or (clips.size and (clips.min() < 0 or clips.max() >= len(table))):
+            raise ValueError("clips must be (n_clips, T) rows of the table")
+        self.features = np.ascontiguousarray(features, np.float32)
+        self.labels = datasets.TaskLabels.from_table(table, ())
+        self.clips, self.sampler, self.batch_size = clips, sampler, int(batch_size)
+        self.drop_last = drop_last
+        self.epoch, self.position = 0, 0
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = int(epoch), 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+    def __iter__(self):
+        order = self.sampler.indices(self.epoch)
+        while self.position < len(self):
+            lo = self.position * self.batch_size
+            self.position += 1
+            rows = self.clips[order[lo : lo + self.batch_size]]  # (B, T)
+            batch = datasets.make_batch(
+                self.features[:, None, None, :], self.labels, rows.reshape(-1)
+            )
+            batch["image"] = torch.from_numpy(self.features[rows])  # (B, T, D)
+            yield batch
+        self.epoch, self.position = self.epoch + 1, 0
+
+
+def part_clips(
+    table: pd.DataFrame, length: int, *, stride: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clips of ``length`` frames within one video of each part of ``table`` (its ``part``
+    column; each part's rows taken on their own, so a video of two parts gives clips to both),
+    and the part of each clip. Frame gaps are allowed (the AFEW-VA-format clips hold only their
+    annotated frames); a video shorter than ``length`` gives none."""
+    clips, parts = [], []
+    for p in sorted(set(table["part"])):
+        rows = np.flatnonzero(table["part"].to_numpy() == p)
+        sub = table.iloc[rows]
+        try:
+            c = datasets.video_clips(sub, length, stride, allow_gaps=True)
+        except ValueError:
+            continue  # no clip fits in this part
+        clips.append(rows[c])
+        parts.append(np.full(len(c), p))
+    if not clips:
+        raise ValueError(f"no clip of {length} frames fits in any part")
+    return np.concatenate(clips), np.concatenate(parts)
+
+
 __all__ = [
     "PARTS",
     "AffWild2Tasks",
     "PartSampler",
     "affwild2_tasks",
     "basic_only",
+    "FeatureClipLoader",
     "build_part_data",
     "combine",
+    "part_clips",
     "training_parts",
 ]

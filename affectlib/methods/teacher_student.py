@@ -6,6 +6,8 @@ network :class:`affectlib.models.VABinsNet` and the three-part batches of
 - ``ts-teacher`` (Eq. 7): ground truth only, each image supervised by its own part's task(s)
   (part 1 expressions, part 2 VA, part 3 both); trained on parts {1, 2} or {1, 2, 3} (Table 1) —
   the data decide which.
+- ``ts-gru-teacher`` / ``ts-gru-student``: the same on sequences of frozen CNN features (§2.4,
+  Table 3; :class:`affectlib.models.SequenceVABins`), without image views.
 - ``ts-student`` (Eq. 8-10): ``lambda * supervision + (1 - lambda) * distillation`` where a task
   is supervised, distillation alone where it is not, from the frozen teacher's outputs at
   temperature T. ``sharing`` False: Eq. 9 (a part 1 / part 2 image is supervised by its part's
@@ -23,6 +25,7 @@ terms and each part's share of the total (``part1`` ...), for per-part learning 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -98,7 +101,8 @@ def _init_state(table: pd.DataFrame, options: Mapping[str, Any]) -> State:
 
 
 def _loss(model: nn.Module, batch: Batch, state: State, ctx: StepContext) -> tuple[Tensor, dict]:
-    out = model(batch["weak"])
+    # images: the augmented view; the temporal stage's feature sequences: as they come
+    out = model(batch["weak"] if "weak" in batch else batch["image"])
     idx = batch["index"]
     part, sup_e, sup_v = state["part"][idx], state["sup_expr"][idx], state["sup_va"][idx]
     student = ctx.options["student"]
@@ -158,4 +162,12 @@ STUDENT = register(
         },
         paper=PAPER + " (student, Eq. 8-10)",
     )
+)
+# the temporal stage (§2.4, Table 3): the same losses on frozen CNN features in sequences, which
+# carry no image view to augment
+GRU_TEACHER = register(
+    replace(TEACHER, name="ts-gru-teacher", views=(), paper=PAPER + " (§2.4, GRU teacher, Eq. 7)")
+)
+GRU_STUDENT = register(
+    replace(STUDENT, name="ts-gru-student", views=(), paper=PAPER + " (§2.4, GRU student, Eq. 10)")
 )

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from affectlib import distributed, metrics, models, train
 from affectlib.data import datasets, embedded_expw_afew, three_parts
+from affectlib.data.assembly import TrainData
 from affectlib.data.cache import ImageCache
 from affectlib.labels import EXPR_MISSING, VA_MISSING
 from affectlib.methods import get as get_method
@@ -71,7 +72,9 @@ class Budget:
     """image_size; n_expw, n_clips, frames_per_clip: the ExpW / AFEW-VA exports; per_part: N
     images of each part in a batch; steps: batches per epoch; epochs: the most epochs of a run
     (the best on validation is kept); lr: Adam's rate (backbone and heads); backbone: the CNN
-    (the paper's ResNet-50; the compact CNN of notebooks 03-04 on CPU)."""
+    (the paper's ResNet-50; the compact CNN of notebooks 03-04 on CPU); seq_len, seq_per_part,
+    seq_steps, seq_epochs: the temporal stage (§2.4: 32-frame sequences, batch 16): frames per
+    sequence, sequences of each part per batch, batches per epoch, most epochs."""
 
     image_size: int
     n_expw: int
@@ -82,16 +85,20 @@ class Budget:
     epochs: int
     lr: float
     backbone: str = "compact"
+    seq_len: int = 32
+    seq_per_part: int = 4
+    seq_steps: int = 20
+    seq_epochs: int = 4
 
 
 BUDGETS = {
     # smoke: seconds; cpu: chosen with the {1, 2, 3} teacher alone (one seed, 5 epochs of 60
     # steps: its validation score levelled off after the 4th epoch), ~10 min for 12 runs on 2 cores;
     # paper: §3.1 (batch 64 in all, Adam 1e-4, at most 40 epochs), sizes of the real sets' scale
-    "smoke": Budget(32, 48, 4, 12, 4, 3, 1, 1e-3),
+    "smoke": Budget(32, 48, 4, 12, 4, 3, 1, 1e-3, "compact", 8, 2, 3, 1),
     "cpu": Budget(48, 1500, 40, 40, 16, 60, 4, 1e-3),
-    "gpu": Budget(112, 20000, 400, 60, 21, 500, 40, 1e-4, "resnet18"),
-    "paper": Budget(224, 20000, 600, 60, 21, 2000, 40, 1e-4, "resnet50"),
+    "gpu": Budget(112, 20000, 400, 60, 21, 500, 40, 1e-4, "resnet18", 32, 8, 200, 40),
+    "paper": Budget(224, 20000, 600, 60, 21, 2000, 40, 1e-4, "resnet50", 32, 8, 500, 40),
 }
 
 
@@ -111,7 +118,9 @@ def budget(profile, **overrides: Any) -> Budget:
 class StudyData:
     """train: the three parts in one table (``part``, ``set`` columns), relative to ``root``;
     validation / test: the Aff-Wild2-like frames (7 basic expressions, VA), under ``images``;
-    shared_videos: training videos with frames labelled for both EXPR and VA."""
+    shared_videos: training videos with frames labelled for both EXPR and VA; affwild2_train:
+    every frame of the Aff-Wild2-like training videos (labels where present; the temporal
+    stage's sequences)."""
 
     train: pd.DataFrame
     root: Path
@@ -121,6 +130,7 @@ class StudyData:
     shared_videos: int
     videos: int
     extra_root: Path
+    affwild2_train: pd.DataFrame
 
 
 def study_data(
@@ -148,6 +158,7 @@ def study_data(
         aw.shared_videos(),
         int(aw.train["video"].nunique()),
         extra,
+        aw.train,
     )
 
 
@@ -281,27 +292,28 @@ def run_study(
     seeds: Sequence[int],
     runs_dir: str | Path | None = None,
     progress: bool = True,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, pd.DataFrame]]:
-    """Every arm of :data:`ARMS` for every seed. Returns (runs, history, soft): ``runs`` one row
-    per (arm, seed) with the test scores of the epoch selected on validation (:data:`SCORES`),
-    ``epoch``, ``wall_s``, ``train_images``; ``history`` the per-epoch training losses (per part)
-    and validation scores of every run; ``soft`` per seed the training table with the {1, 2, 3}
-    teacher's logits (the student's soft labels)."""
+    temporal: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, pd.DataFrame], pd.DataFrame]:
+    """Every arm of :data:`ARMS` for every seed, then (``temporal``) Table 3's
+    :func:`run_temporal` on that seed's student with sharing. Returns (runs, history, soft,
+    temporal): ``runs`` one row per (arm, seed) with the test scores of the epoch selected on
+    validation (:data:`SCORES`), ``epoch``, ``wall_s``, ``train_images``; ``history`` the
+    per-epoch training losses (per part) and validation scores of every run (the temporal ones
+    included); ``soft`` per seed the training table with the {1, 2, 3} teacher's logits (the
+    student's soft labels); ``temporal`` one row per (Table 3 arm, seed)."""
     scratch = tempfile.TemporaryDirectory(prefix="ts-runs-") if runs_dir is None else None
     root = Path(scratch.name if scratch else runs_dir)
-    rows, hist, soft = [], [], {}
-    bar = tqdm(
-        total=len(ARMS) * len(seeds), desc="teacher-student", unit="run", disable=not progress
-    )
+    rows, hist, soft, temporal_rows = [], [], {}, []
+    total = (len(ARMS) + (2 if temporal else 0)) * len(seeds)
+    bar = tqdm(total=total, desc="teacher-student", unit="run", disable=not progress)
     try:
         for seed in seeds:
             teacher_table = None
             for arm in ARMS:
                 t0 = time.perf_counter()
                 table = data.train if arm.startswith("teacher") else teacher_table
-                model, result = _fit(
-                    data, arm, seed, cfg, root / arm.replace(" ", "_") / f"seed{seed}", table
-                )
+                where = root / arm.replace(" ", "_").replace(",", "") / f"seed{seed}"
+                model, result = _fit(data, arm, seed, cfg, where, table)
                 if arm == "teacher {1,2,3}":
                     teacher_table = _teacher_logits(model, data, cfg)
                     soft[seed] = teacher_table
@@ -320,8 +332,149 @@ def run_study(
                 )
                 hist.append(result.history.assign(arm=arm, seed=seed))
                 bar.update()
+            if temporal:
+                t_rows, t_hist = run_temporal(data, model, seed, cfg, root / "temporal")
+                temporal_rows += t_rows
+                hist += t_hist
+                bar.update(2)
     finally:
         bar.close()
         if scratch is not None:
             scratch.cleanup()
-    return pd.DataFrame(rows), pd.concat(hist, ignore_index=True), soft
+    history = pd.concat(hist, ignore_index=True)
+    return pd.DataFrame(rows), history, soft, pd.DataFrame(temporal_rows)
+
+
+# --- the temporal stage (§2.4, Table 3) -------------------------------------------------------------
+TEMPORAL_ARMS = ("CNN student, same frames", "GRU teacher", "GRU student")
+SEQ_COLUMNS = ["path", "video", "frame", "expr", "valence", "arousal", "part"]
+
+
+@torch.no_grad()
+def frame_features(
+    model: torch.nn.Module, table: pd.DataFrame, root: Path, image_size: int, device: str
+) -> np.ndarray:
+    """The frozen CNN's per-frame features (N, D) of ``table``'s images (eval mode: no dropout,
+    no augmentation)."""
+    cache = ImageCache.build(table, root, size=image_size, progress=False)
+    loader = datasets.BatchLoader(
+        table, cache, datasets.SequentialSampler(len(table)), 256, au_columns=()
+    )
+    was = model.training
+    model.eval()
+    feats = [model.features(b["image"].to(device)).float().cpu().numpy() for b in loader]
+    model.train(was)
+    return np.concatenate(feats)
+
+
+def sequence_data(data: StudyData) -> tuple[pd.DataFrame, list[tuple[pd.DataFrame, Path]]]:
+    """The temporal stage's training frames: part 1 every frame of the Aff-Wild2-like training
+    videos with an expression label, part 2 every frame of those with VA and the AFEW-VA-format
+    frames (labels where present). The still-image sets (ExpW, AffectNet) form no sequence, so
+    part 3 has none here (the paper does not say how its stills entered the GRU). Returned as the
+    frame table (:data:`SEQ_COLUMNS`) and its pieces with their image folders, in order."""
+    aw = data.affwild2_train
+    pieces = []
+    for p, col, marker in ((1, "expr", EXPR_MISSING), (2, "valence", VA_MISSING)):
+        videos = aw.loc[aw[col] != marker, "video"].unique()
+        rows = aw[aw["video"].isin(videos)].assign(part=p)
+        pieces.append((rows[SEQ_COLUMNS].reset_index(drop=True), data.images))
+    afew = data.train[data.train["set"] == "afew-va"]
+    pieces.append((afew[SEQ_COLUMNS].reset_index(drop=True), data.root))
+    table = pd.concat([t for t, _ in pieces], ignore_index=True)
+    return table, pieces
+
+
+def _seq_loader(table, feats, clips, sampler, batch, drop_last=False):
+    return three_parts.FeatureClipLoader(table, feats, clips, sampler, batch, drop_last=drop_last)
+
+
+def run_temporal(
+    data: StudyData,
+    cnn: torch.nn.Module,
+    seed: int,
+    cfg: StudyConfig,
+    out: Path,
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    """Table 3 for one seed: the student CNN ``cnn`` frozen, its per-frame features in sequences of
+    ``seq_len`` frames within a video, a bidirectional GRU trained as teacher (Eq. 7) and as
+    student with the shared annotations (Eq. 10) from that teacher; each selects its epoch on the
+    validation sequences and is scored on the test frames the sequences cover (non-overlapping
+    sequences: a video's last frames short of a full sequence are not scored), beside the CNN
+    student's scores on the same frames."""
+    b, dev = cfg.budget, cfg.device
+    table, pieces = sequence_data(data)
+    feats = np.concatenate([frame_features(cnn, t, root, b.image_size, dev) for t, root in pieces])
+    clips, clip_part = three_parts.part_clips(table, b.seq_len, stride=b.seq_len // 2)
+    evaluation = {}
+    for name, t in (("validation", data.validation), ("test", data.test)):
+        t = t.assign(part=0)[SEQ_COLUMNS]
+        f = frame_features(cnn, t, data.images, b.image_size, dev)
+        c = datasets.video_clips(t, b.seq_len)
+        evaluation[name] = (t, f, c)
+    n_parts = len(set(clip_part.tolist()))
+
+    def loaders(train_table):
+        sampler = three_parts.PartSampler(clip_part, b.seq_per_part, b.seq_steps, seed)
+        ev = {
+            k: _seq_loader(t, f, c, datasets.SequentialSampler(len(c)), 64)
+            for k, (t, f, c) in evaluation.items()
+        }
+        train_loader = _seq_loader(
+            train_table, feats, clips, sampler, b.seq_per_part * n_parts, drop_last=True
+        )
+        return TrainData(
+            train=train_loader,
+            val=ev["validation"],
+            train_table=train_table,
+            source={"clips": len(clips), "seq_len": b.seq_len},
+            score=study_scores,
+            select="select",
+            test=ev["test"],
+        )
+
+    tcfg = train.TrainConfig(
+        epochs=b.seq_epochs,
+        lr_backbone=b.lr,
+        lr_heads=b.lr,
+        seed=seed,
+        device=dev,
+        deterministic=dev == "cpu",
+        progress=False,
+        checkpoints=False,
+        schedule=cfg.schedule,
+    )
+    rows, hist = [], []
+    # the CNN student on the frames the test sequences cover
+    t_test, _, c_test = evaluation["test"]
+    covered = np.unique(c_test.reshape(-1))
+    cache = ImageCache.build(data.test, data.images, size=b.image_size, progress=False)
+    loader = datasets.BatchLoader(
+        data.test, cache, datasets.SequentialSampler(len(data.test)), 256, au_columns=()
+    )
+    pred = train.predict(cnn, loader, torch.device(dev))
+    keep = np.isin(pred["index"], covered)
+    cnn_scores = study_scores({k: v[keep] for k, v in pred.items()})
+    rows.append({"arm": TEMPORAL_ARMS[0], "seed": seed, **cnn_scores, "epoch": 0})
+    teacher_table = None
+    for arm, method in ((TEMPORAL_ARMS[1], "ts-gru-teacher"), (TEMPORAL_ARMS[2], "ts-gru-student")):
+        spec = get_method(method)
+        options = resolve_options(spec, {"sharing": method == "ts-gru-student"})
+        train_table = table if teacher_table is None else teacher_table
+        distributed.seed_everything(seed)
+        model = models.SequenceVABins(feats.shape[1], n_expr=N_BASIC, n_bins=options["n_bins"])
+        rec = {"method": method, "options": options, "seed": seed, "train": tcfg.record()}
+        result = train.fit(
+            model, spec, loaders(train_table), tcfg, out / method / f"seed{seed}", rec
+        )
+        if method == "ts-gru-teacher":
+            seq = _seq_loader(table, feats, clips, datasets.SequentialSampler(len(clips)), 64)
+            o = outputs(model, seq, torch.device(dev))
+            te = np.zeros((len(table), N_BASIC), np.float32)
+            tv = np.zeros((len(table), 2, options["n_bins"]), np.float32)
+            te[o["index"]], tv[o["index"]] = o["expr"], o["va_bins"]
+            teacher_table = add_teacher(table, te, tv)
+        m = result.metrics
+        rows.append({"arm": arm, "seed": seed, **_reported(m), "epoch": int(m["epoch"])})
+        hist.append(result.history.assign(arm=arm, seed=seed))
+    return rows, hist
