@@ -93,7 +93,8 @@ class Budget:
 
 BUDGETS = {
     # smoke: seconds; cpu: chosen with the {1, 2, 3} teacher alone (one seed, 5 epochs of 60
-    # steps: its validation score levelled off after the 4th epoch), ~10 min for 12 runs on 2 cores;
+    # steps: its validation score levelled off after the 4th epoch); the temporal stage's fields
+    # (seq_*) were set by cost alone;
     # paper: §3.1 (batch 64 in all, Adam 1e-4, at most 40 epochs), sizes of the real sets' scale
     "smoke": Budget(32, 48, 4, 12, 4, 3, 1, 1e-3, "compact", 8, 2, 3, 1),
     "cpu": Budget(48, 1500, 40, 40, 16, 60, 4, 1e-3),

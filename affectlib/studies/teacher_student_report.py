@@ -264,7 +264,8 @@ def plot_soft_labels(examples: pd.DataFrame, images: np.ndarray):
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=6)
     fig.suptitle(
-        "Teacher {1,2,3} soft labels (bars; orange: the ground-truth class) vs ground truth",
+        "Teacher {1,2,3} soft labels (bars; orange: the ground-truth class; T: its valence, "
+        "arousal) vs the ground truth (GT, VA)",
         fontsize=9,
     )
     fig.tight_layout()
