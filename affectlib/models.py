@@ -469,3 +469,74 @@ class MultiViewAUNet(nn.Module):
             "expr": logits.new_zeros(b, 1),
             "va": logits.new_zeros(b, 2),
         }
+
+
+# --- teacher-student (ABAW 2021): expression logits and valence / arousal bins ---------------------
+class VABinsNet(MultiTaskNet):
+    """The two-output network of the ABAW 2021 teacher-student paper (Vu et al., §2.1: "our model
+    has only two outputs, EXPR and VA"): the :class:`MultiTaskNet` trunk and expression head, and
+    a VA head with ``n_bins`` logits for each of valence and arousal (Deng et al. 2020's
+    classification of discretised VA; 20 bins in both groups' code).
+
+    ``forward(x)`` returns ``{"expr": (B, n_expr) logits, "va_bins": (B, 2, n_bins) logits,
+    "va": (B, 2)`` the expectation of the bin centres over [-1, 1] (Eq. 2's read-out), ``"au":
+    (B, 0)`` (no AU output, so that :func:`affectlib.train.predict` runs unchanged), ``"feat"}``.
+    ``cfg.n_au`` is ignored."""
+
+    def __init__(self, cfg: ModelConfig, n_bins: int = 20) -> None:
+        super().__init__(cfg)
+        if n_bins < 2:
+            raise ValueError(f"n_bins must be >= 2, got {n_bins}")
+        self.n_bins = n_bins
+        h = cfg.head_hidden
+        del self.au_head
+        self.va_head = nn.Sequential(
+            nn.Linear(self.feat_dim, h), nn.ReLU(inplace=True), nn.Linear(h, 2 * n_bins)
+        )
+        edges = torch.linspace(-1.0, 1.0, n_bins + 1)
+        self.register_buffer("centres", (edges[1:] + edges[:-1]) / 2, persistent=False)
+
+    def heads(self, feat: Tensor) -> dict[str, Tensor]:
+        bins = self.va_head(feat).view(-1, 2, self.n_bins)  # (B, 2, n_bins)
+        va = (bins.float().softmax(dim=-1) * self.centres).sum(dim=-1)  # (B, 2)
+        empty = feat.new_zeros(feat.shape[0], 0)
+        return {"expr": self.expr_head(feat), "va_bins": bins, "va": va, "au": empty}
+
+
+def build_va_bins_model(cfg: ModelConfig, n_bins: int = 20) -> VABinsNet:
+    """Build a :class:`VABinsNet`; load ``cfg.weights`` if set (its heads may be absent)."""
+    model = VABinsNet(cfg, n_bins)
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights, strict=False)
+    return model
+
+
+class SequenceVABins(nn.Module):
+    """The temporal stage of the ABAW 2021 teacher-student paper (Vu et al., §2.4): per-frame
+    features of a frozen CNN, in sequences, through a bidirectional GRU with the two outputs of
+    :class:`VABinsNet` on every frame.
+
+    ``forward(x)``: features (B, T, D) -> per-frame outputs flattened to B*T rows (the batch's
+    labels are flattened the same way, so the losses and :func:`affectlib.train.predict` see
+    frames): ``{"expr": (B*T, n_expr), "va_bins": (B*T, 2, n_bins), "va": (B*T, 2), "au": (B*T, 0),
+    "feat": (B*T, 2*hidden)}``. The GRU is the submodule called ``backbone`` (its learning-rate
+    group in :func:`param_groups`)."""
+
+    def __init__(self, in_dim: int, hidden: int = 128, n_expr: int = 7, n_bins: int = 20) -> None:
+        super().__init__()
+        self.n_bins = n_bins
+        self.backbone = nn.GRU(in_dim, hidden, batch_first=True, bidirectional=True)
+        self.expr_head = nn.Linear(2 * hidden, n_expr)
+        self.va_head = nn.Linear(2 * hidden, 2 * n_bins)
+        edges = torch.linspace(-1.0, 1.0, n_bins + 1)
+        self.register_buffer("centres", (edges[1:] + edges[:-1]) / 2, persistent=False)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        if x.ndim != 3:
+            raise ValueError(f"sequences must have shape (B, T, D), got {tuple(x.shape)}")
+        seq, _ = self.backbone(x.float())  # (B, T, 2H)
+        flat = seq.reshape(-1, seq.shape[-1])  # (B*T, 2H)
+        bins = self.va_head(flat).view(-1, 2, self.n_bins)
+        va = (bins.float().softmax(dim=-1) * self.centres).sum(dim=-1)
+        empty = flat.new_zeros(flat.shape[0], 0)
+        return {"expr": self.expr_head(flat), "va_bins": bins, "va": va, "au": empty, "feat": flat}

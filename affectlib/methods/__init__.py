@@ -25,11 +25,18 @@ owns its backward pass carries its own ``MethodSpec.step`` (``coupling.py``: Gra
 One module per paper, each registering its methods on import; this is the one place that imports
 every one of them: ``mfar.py`` (MFAR, SS-MFAR and the variants of SS-MFAR Table 1),
 ``pretrain.py`` (the identity and AffectNet-format pretraining objectives), ``coupling.py``
-(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB), ``emotionet.py`` (Wang et al.
-2020, TAL EmotioNet: the multi-view co-regularised network and its Table 3 ablations).
+(Kollias et al. 2024: NC MT, C MT, S-T NC MT, GradNorm, MGDA-UB), ``teacher_student.py`` (the
+ABAW 2021 teacher and student, Eq. 7-10), ``emotionet.py`` (Wang et al. 2020, TAL EmotioNet: the
+multi-view co-regularised network and its Table 3 ablations).
 """
 
-from affectlib.methods import coupling, emotionet, mfar, pretrain  # noqa: F401  (they register themselves)
+from affectlib.methods import (  # noqa: F401  (they register themselves)
+    coupling,
+    emotionet,
+    mfar,
+    pretrain,
+    teacher_student,
+)
 from affectlib.methods.base import (
     METHODS,
     Batch,
@@ -64,4 +71,5 @@ __all__ = [
     "pretrain",
     "register",
     "resolve_options",
+    "teacher_student",
 ]
