@@ -94,7 +94,7 @@ class Budget:
 BUDGETS = {
     # smoke: seconds; cpu: with the {1, 2, 3} teacher alone (one seed, 5 epochs of 60 steps) the
     # validation score rose through the 4th epoch and levelled off; 3 epochs of 40 steps (half
-    # that budget) keep the 12 runs within the shared 2-core machine's time; the temporal stage's
+    # that budget) keep the 12 runs within the cpu profile's time on 2 cores; the temporal stage's
     # fields (seq_*) were set by cost alone;
     # paper: §3.1 (batch 64 in all, Adam 1e-4, at most 40 epochs), sizes of the real sets' scale
     "smoke": Budget(32, 48, 4, 12, 4, 3, 1, 1e-3, "compact", 8, 2, 3, 1),
