@@ -179,6 +179,18 @@ class TrainConfig:
             raise ValueError(f"learning rates must be > 0, got {self.lr_backbone}, {self.lr_heads}")
 
     @classmethod
+    def for_study(cls, *, device: str, **fields: Any) -> TrainConfig:
+        """The configuration of one of a study's many short runs: quiet (no progress bars), no
+        checkpoints (rerunning costs less than writing them), deterministic on CPU."""
+        return cls(
+            device=device,
+            deterministic=device == "cpu",
+            progress=False,
+            checkpoints=False,
+            **fields,
+        )
+
+    @classmethod
     def from_profile(cls, profile, seed: int, **overrides: Any) -> TrainConfig:
         fields = {
             "epochs": profile.epochs,

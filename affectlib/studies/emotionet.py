@@ -228,15 +228,12 @@ def fit_run(
     )
     distributed.seed_everything(seed)  # the initialisation
     model = build_model(cfg, len(columns))
-    tcfg = train.TrainConfig(
+    tcfg = train.TrainConfig.for_study(
         epochs=cfg.epochs,
         lr_backbone=cfg.lr_backbone,
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
-        deterministic=cfg.device == "cpu",
-        progress=False,
-        checkpoints=False,
         schedule=cfg.schedule,
         epoch_predictions=True,
     )

@@ -263,15 +263,12 @@ def run_one(
     model_cfg = dataclasses.replace(cfg.model, n_expr=N_EXPR, weights=cfg.weights.get(init))
     distributed.seed_everything(seed)  # the initialisation of the head (and of random trunks)
     model = LinearAffectNet(model_cfg)
-    tcfg = train.TrainConfig(
+    tcfg = train.TrainConfig.for_study(
         epochs=epochs,
         lr_backbone=cfg.lr_backbone,
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
-        deterministic=cfg.device == "cpu",
-        progress=False,
-        checkpoints=False,
         schedule=cfg.schedule,
         betas=tuple(cfg.betas),
     )
@@ -431,10 +428,15 @@ def run_au_one(
     )
     distributed.seed_everything(seed)
     model = models.build_model(model_cfg)
-    tcfg = train.TrainConfig(epochs=epochs, lr_backbone=cfg.lr_backbone, lr_heads=cfg.lr_heads,
-                             seed=seed, device=cfg.device, deterministic=cfg.device == "cpu",
-                             progress=False, checkpoints=False, schedule=cfg.schedule,
-                             betas=tuple(cfg.betas))  # fmt: skip
+    tcfg = train.TrainConfig.for_study(
+        epochs=epochs,
+        lr_backbone=cfg.lr_backbone,
+        lr_heads=cfg.lr_heads,
+        seed=seed,
+        device=cfg.device,
+        schedule=cfg.schedule,
+        betas=tuple(cfg.betas),
+    )
     record = {"method": FINETUNE_AU_INTENSITY.name, "options": {}, "seed": seed, "init": init,
               "model": dataclasses.asdict(model_cfg), "train": tcfg.record(),
               "data": data.source}  # fmt: skip

@@ -380,15 +380,12 @@ def _fit_one(
     )
     distributed.seed_everything(seed)  # the initialisation
     model = models.build_model(model_cfg)
-    tcfg = train.TrainConfig(
+    tcfg = train.TrainConfig.for_study(
         epochs=cfg.epochs,
         lr_backbone=cfg.lr_backbone,
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
-        deterministic=cfg.device == "cpu",
-        progress=False,
-        checkpoints=False,
         schedule=cfg.schedule,
     )
     record = {

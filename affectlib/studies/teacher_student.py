@@ -251,15 +251,12 @@ def _fit(
         model = models.build_va_bins_model(
             dataclasses.replace(cfg.model, n_expr=N_BASIC), options["n_bins"]
         )
-    tcfg = train.TrainConfig(
+    tcfg = train.TrainConfig.for_study(
         epochs=b.epochs,
         lr_backbone=b.lr,
         lr_heads=b.lr,
         seed=seed,
         device=cfg.device,
-        deterministic=cfg.device == "cpu",
-        progress=False,
-        checkpoints=False,
         schedule=cfg.schedule,
     )
     rec = {
