@@ -3,18 +3,41 @@
 For each AU gain (the renderer's ``au_gain``; 1 = FACS-sized movements, the ``hard`` variant)
 the cpu profile's data set is generated (cached under ``data/embedded/``), then, on its held-out
 test subjects: the HOG read-out probe (:func:`affectlib.data.difficulty.readout_probe`), and MFAR
-from scratch (Gera et al. 2022, the baseline; compact network, 48 px) trained for ``--epochs``
-over every ``--frame-stride``-th training frame with its epoch selected on validation. Printed
-per gain: chance, the probe's and MFAR's test scores, MFAR's validation overall per epoch (how
-steady the score is from epoch to epoch) and the ratio of MFAR's overall to chance.
+(Gera et al. 2022, the baseline) trained exactly as notebook 03 trains its MFAR row (its budget:
+compact network, 48 px, every 2nd training frame, 4 epochs; ``--init identity``: from the
+embedded identity pretraining, as the row starts; ``none``: from scratch) for each seed, with
+its epoch selected on validation. Printed per gain: chance, the probe's test scores, MFAR's test
+mean over seeds with its 95% interval, and the interval's lower end minus chance.
 
 Only the baseline method and the probe are run: the gain is an instrument setting, never chosen
 by comparing methods. The choice for the cpu profile (README, "How learnable"): the smallest gain
-at which MFAR's overall clears twice chance within notebook 03's budget and stays steady.
+at which MFAR's overall clears twice chance within notebook 03's budget. Printed beside it, a
+stricter bar fixed before the runs: MFAR's interval clears every task's chance by ``--margin``
+(default 0.05, about the largest drop from MFAR that SS-MFAR's Table 1 reports for a task: a row
+that much weaker than the baseline would still be seen above chance).
 
-    python benchmarks/au_gain_calibration.py [--gains 1 1.5 2] [--epochs 8] [--frame-stride 1]
+    python benchmarks/au_gain_calibration.py [--gains 1 2 3] [--seeds 0 1 2] [--init identity] \
+        [--epochs 6] [--set batch_size=32] [--no-probe]
 
-A benchmark, not a test: one seed is one draw; compare gains with the same seed.
+What it showed on 2 cores (seeds 0-2, test split; chance: expression F1 0.126, AU F1 0.184, VA
+0.000, overall 0.310), MFAR mean [95% interval]:
+
+- gain 2, notebook 03's budget (4 epochs, batch 64; 65 s for 3 runs): expression F1 0.202
+  [0.143, 0.261], AU F1 0.353 [0.333, 0.373], VA 0.299 [0.216, 0.381], overall 0.853 [0.750,
+  0.957]; probe: expression F1 0.414, AU F1 0.537, VA 0.343. Equal to notebook 03's MFAR row.
+- gain 3, same budget: expression F1 0.189 [0.182, 0.197], AU F1 0.359, VA 0.297, overall 0.845;
+  probe: expression F1 0.451, AU F1 0.538, VA 0.361. A larger gain helps the probe, not MFAR.
+- gain 2, 6 epochs (96 s): expression F1 0.222 [0.159, 0.285], overall 0.875 [0.651, 1.098].
+- gain 2, batch 32 (74 s): expression F1 0.179, overall 0.745; learning rate 3e-3 for the
+  backbone (66 s): expression F1 0.162 [0.034, 0.291], overall 0.689.
+- two runs side by side with one thread each (``AFFECTLIB_PARALLEL_RUNS=2``): 39 s each, against
+  21.7 s per run alone with two threads: 10% more runs per hour.
+
+No setting within notebook 03's budget meets the stricter bar: MFAR's expression score is limited by
+its 180 training steps (7 of its 9 runs at 4 epochs select the last), not by the AUs'
+visibility, which the probe reads at either gain. The gain stays 2.
+
+A benchmark, not a test: three seeds are three draws of one small budget.
 """
 
 from __future__ import annotations
@@ -24,56 +47,93 @@ import shutil
 import time
 from pathlib import Path
 
-from affectlib import profiles, train
+import pandas as pd
+
+from affectlib import profiles, stats
 from affectlib.data import difficulty, generate
 from affectlib.studies import ssmfar
 
 WORK = Path(__file__).resolve().parents[1] / "build" / "au_gain_calibration"
+TASKS = ("expr_f1", "au_f1", "va")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.5, 2.0])
+    ap.add_argument("--gains", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--frame-stride", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--init", default="identity", choices=("identity", "none"))
+    ap.add_argument("--epochs", type=int, default=0, help="0: notebook 03's budget")
+    ap.add_argument("--frame-stride", type=int, default=0, help="0: notebook 03's budget")
+    ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("--no-probe", action="store_true", help="MFAR only (the probe takes minutes)")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a profile override"
+    )
     args = ap.parse_args()
-    base = profiles.get(args.profile)
-    plan = ssmfar.budget(base)
+    base = profiles.get(args.profile, **dict(profiles.parse_override(s) for s in args.set))
+    plan = ssmfar.budget(base, epochs=args.epochs, frame_stride=args.frame_stride)
+    row = ssmfar.table1_row("mfar")
+    verdicts = []
     for gain in args.gains:
         p = base.replace(au_gain=gain)
         t0 = time.perf_counter()
-        root = generate.ensure(p, args.seed)
-        probe = difficulty.readout_probe(root, split="test", size=plan.image_size)
-        probe = probe.set_index("measure")
-        t_probe = time.perf_counter() - t0
-        sub = ssmfar.frame_subset(root, args.frame_stride, val_stride=plan.val_stride)
-        out = WORK / f"gain{gain:g}"
-        shutil.rmtree(out, ignore_errors=True)
-        t0 = time.perf_counter()
-        run_p = p.replace(image_size=plan.image_size, epochs=args.epochs)
-        fit = train.run("mfar", run_p, out, args.seed, data_root=sub, progress=False)
-        t_mfar = time.perf_counter() - t0
+        root = generate.ensure(p, 0)
+        t_data = time.perf_counter() - t0
         truth = difficulty.load_truth(root)
-        chance = difficulty.chance_scores(truth, "test", seed=args.seed).set_index("measure")
-        m = fit.metrics
-        print(
-            f"\nAU gain {gain:g} (nuisance {p.nuisance:g}); probe {t_probe:.0f} s, MFAR {t_mfar:.0f} s"
+        chance = difficulty.chance_scores(truth, "test", seed=0).set_index("measure")["chance"]
+        probe = None
+        if not args.no_probe:
+            probe = difficulty.readout_probe(root, split="test", size=plan.image_size)
+            probe = probe.set_index("measure")["probe"]
+        run_p = p.replace(image_size=plan.image_size, epochs=plan.epochs)
+        t0 = time.perf_counter()
+        init = "none" if args.init == "none" else row.init
+        weights = ssmfar.start_weights(
+            [init], run_p.replace(epochs=plan.pretrain_epochs), root, {}, seed=0
         )
-        print(f"{'measure':>8} {'chance':>7} {'probe':>7} {'MFAR':>7}")
-        for k in ("expr_f1", "au_f1", "va"):
-            print(
-                f"{k:>8} {chance.at[k, 'chance']:7.3f} {probe.at[k, 'probe']:7.3f} "
-                f"{m['test_' + k]:7.3f}"
+        t_pre = time.perf_counter() - t0
+        sub = ssmfar.frame_subset(root, plan.frame_stride, val_stride=plan.val_stride)
+        records = []
+        for seed in args.seeds:
+            out = WORK / f"gain{gain:g}-{init}-s{seed}-{'-'.join(args.set)}"
+            shutil.rmtree(out, ignore_errors=True)
+            records.append(
+                ssmfar.run_one(
+                    out,
+                    method="mfar",
+                    row="MFAR",
+                    profile=ssmfar.run_profile(
+                        ssmfar.Table1Row("mfar", "MFAR", init), run_p, weights
+                    ),
+                    seed=seed,
+                    data_root=sub,
+                )
             )
-        ratio = m["test_overall"] / chance.at["overall", "chance"]
+        runs = pd.DataFrame(records)
+        wall = runs["wall_s"].sum()
         print(
-            f" overall {chance.at['overall', 'chance']:7.3f} {'':>7} {m['test_overall']:7.3f}"
-            f"  (MFAR / chance = {ratio:.2f}, epoch {m['epoch']} selected)"
+            f"\nAU gain {gain:g} (nuisance {p.nuisance:g}), MFAR from {init}, {plan.epochs} epochs, "
+            f"frame stride {plan.frame_stride}, batch {p.batch_size}, {args.set}: data {t_data:.0f} s, pretraining {t_pre:.0f} s, "
+            f"{len(runs)} runs {wall:.0f} s"
         )
-        steps = ", ".join(f"{v:.2f}" for v in fit.history["overall"])
-        print(f"MFAR validation overall per epoch: {steps}")
+        print(
+            f"{'measure':>8} {'chance':>7} {'probe':>7} {'MFAR':>7} {'lo':>7} {'hi':>7} {'lo-bar':>7}"
+        )
+        clears = True
+        for k in (*TASKS, "overall"):
+            m, lo, hi = stats.mean_ci(runs[k])
+            bar = 2 * chance[k] if k == "overall" else chance[k] + args.margin
+            clears &= bool(lo > bar)
+            pr = f"{probe[k]:7.3f}" if probe is not None and k in probe.index else f"{'':>7}"
+            print(f"{k:>8} {chance[k]:7.3f} {pr} {m:7.3f} {lo:7.3f} {hi:7.3f} {lo - bar:+7.3f}")
+        print(
+            "per seed:", runs[["seed", *TASKS, "overall", "epoch"]].round(3).to_string(index=False)
+        )
+        verdicts.append((gain, clears))
+    print()
+    for gain, clears in verdicts:
+        print(f"gain {gain:g}: MFAR {'clears' if clears else 'does not clear'} the stricter bar")
 
 
 if __name__ == "__main__":
