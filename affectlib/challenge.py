@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from affectlib import metrics
-from affectlib.data import formats, layouts
+from affectlib.data import formats, layout_readers, layouts
 from affectlib.data.parsing import (
     Claim,
     LoadResult,
@@ -326,7 +326,7 @@ def truth_table(
         format = _guess_format(path)
     if layouts.is_layout(format):
         found = layouts.resolve(path, format)
-        result = layouts.load_found(found)
+        result = layout_readers.load_found(found)
         format = found.layout.name
     else:
         result = formats.load(path, format)

@@ -46,7 +46,9 @@ before that step is applied; the last good checkpoint stays as it was.
 Data. :func:`run` builds its loaders with :func:`affectlib.data.assembly.build_data`;
 :func:`affectlib.data.assembly.build_multi_data` trains on the rows of several data sets at once.
 Process set-up (ranks, device, runtime, seeds, generator states) is :mod:`affectlib.distributed`,
-the checkpoint format :mod:`affectlib.checkpoints`.
+the checkpoint format :mod:`affectlib.checkpoints`, the configuration, optimiser and learning-rate
+schedule :mod:`affectlib.train_config`, the predictions and their files
+:mod:`affectlib.predictions`.
 
 Methods that own their backward pass. The loop's step is forward + ``method.loss`` + one
 ``loss.backward()``. A method that needs more (per-task gradients, as MGDA-UB; task weights with
@@ -58,12 +60,10 @@ stages, and keeps the rest: the non-finite check, the learning rates, the optimi
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +89,19 @@ from affectlib.distributed import (
     seed_everything,
     set_rng_state,
 )
-from affectlib.files import atomic_write_bytes, atomic_write_text
-from affectlib.labels import AU_MISSING, EXPR_MISSING, VA_MISSING
+from affectlib.files import atomic_write_text
 from affectlib.methods.base import MethodSpec, StepContext
+from affectlib.predictions import predict, write_epoch_predictions, write_npz
 from affectlib.results import ResultsWriter
+from affectlib.train_config import (
+    TRAIN_EXTRA,
+    FitResult,
+    TrainConfig,
+    build_optimizer,
+    lr_schedule,
+)
 
 SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
-SCHEDULES = ("constant", "cosine")
-OPTIMIZERS = ("adam", "lars")
-# keys of a profile's ``extra`` read by the loop (those of the model: models.MODEL_EXTRA); every
-# other key is a method option
-TRAIN_EXTRA = ("deterministic",)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -116,204 +118,7 @@ class NonFiniteLoss(RuntimeError):
         self.terms = dict(terms)
 
 
-# --- configuration --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of :func:`fit`; :meth:`from_profile` reads them from a profile.
-
-    epochs, lr_backbone, lr_heads: Adam, 1e-3 for the backbone and 1e-2 for the heads, constant
-                      (SS-MFAR §3.2).
-    seed:             seeds the augmentation (data order and initialisation are seeded by the
-                      caller from the same seed, see :func:`run`).
-    device:           "cpu", "cuda" or "cuda:N" (under torchrun each process takes its local rank).
-    checkpoint_every: optimiser steps between checkpoints; one is also written after each epoch.
-    deterministic:    deterministic algorithms (default on CPU; on CUDA it costs speed).
-    progress:         progress bars and the printed configuration (rank 0 only).
-    schedule:         "constant" (SS-MFAR §3.2 gives none) or "cosine": each group's rate
-                      follows half a cosine from its value to 0 over the run (Loshchilov &
-                      Hutter 2017, without restarts), so the last epochs settle instead of
-                      swinging from epoch to epoch.
-    checkpoints:      write ``checkpoint.pt`` (off: no resume; for the many seconds-long runs of a
-                      study, where a ResNet-18 checkpoint with its Adam moments, ~135 MB per epoch,
-                      costs more than rerunning).
-    epoch_predictions: also write every epoch's predictions, ``epochs/val_NNN.npz`` and, when the
-                      data has a test split, ``epochs/test_NNN.npz`` (:func:`predict`'s dict), for
-                      studies of the selection itself (per-AU epochs, Wang et al. 2020 §2.4); the
-                      loop's own selection never reads the test files.
-    betas:            Adam's (beta1, beta2); Bulat et al. fine-tune with (0.5, 0.99).
-    warmup_steps:     steps of a linear warm-up from 0 to each group's rate before the schedule
-                      (SwAV pretraining, Bulat et al. supplement §1.1: 10 epochs); 0: none.
-    optimizer:        "adam", or "lars" (You et al. 2017, SwAV's large-batch optimiser, Bulat et
-                      al. §1.1: momentum 0.9, weight decay 1e-6), lightly's implementation.
-    The last three are recorded only when they differ from their defaults, so the records (and
-    checkpoints) of runs that do not use them stay as they were.
-    """
-
-    epochs: int
-    lr_backbone: float = 1e-3
-    lr_heads: float = 1e-2
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint_every: int = 200
-    deterministic: bool = True
-    progress: bool = True
-    checkpoints: bool = True
-    schedule: str = "constant"
-    epoch_predictions: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    optimizer: str = "adam"
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if not (self.lr_backbone > 0 and self.lr_heads > 0):
-            raise ValueError(f"learning rates must be > 0, got {self.lr_backbone}, {self.lr_heads}")
-
-    @classmethod
-    def for_study(cls, *, device: str, **fields: Any) -> TrainConfig:
-        """The configuration of one of a study's many short runs: quiet (no progress bars), no
-        checkpoints (rerunning costs less than writing them), deterministic on CPU."""
-        return cls(
-            device=device,
-            deterministic=device == "cpu",
-            progress=False,
-            checkpoints=False,
-            **fields,
-        )
-
-    @classmethod
-    def from_profile(cls, profile, seed: int, **overrides: Any) -> TrainConfig:
-        fields = {
-            "epochs": profile.epochs,
-            "lr_backbone": profile.lr_backbone,
-            "lr_heads": profile.lr_heads,
-            "seed": seed,
-            "device": profile.device,
-            "checkpoint_every": profile.checkpoint_every,
-            "deterministic": profile.device == "cpu",
-            "schedule": profile.lr_schedule,
-        }
-        return cls(**{**fields, **overrides})
-
-    def record(self) -> dict[str, Any]:
-        """The fields that decide the result (``progress`` and ``checkpoints`` do not)."""
-        skip = ("progress", "checkpoints", "epoch_predictions")
-        defaults = {"betas": (0.9, 0.999), "warmup_steps": 0, "optimizer": "adam"}
-        return {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in dataclasses.asdict(self).items()
-            if k not in skip and not (k in defaults and _same(v, defaults[k]))
-        }
-
-
-def _same(a: Any, b: Any) -> bool:
-    """``a == b`` with lists and tuples alike (a record read back from JSON holds lists)."""
-    norm = lambda x: tuple(x) if isinstance(x, list | tuple) else x  # noqa: E731
-    return norm(a) == norm(b)
-
-
-@dataclass
-class FitResult:
-    """metrics: the selected epoch's validation scores, its test scores (``test_`` prefix) when
-    the data has a test split, ``epoch`` (the selected one) and ``step``; history: one row per
-    epoch; predictions: validation labels and predictions of the selected epoch
-    (:func:`predict`); test_predictions: the same on the test split (empty without one);
-    ``resumed_at``: the step this call started from (0 for a fresh run). On ranks other than 0
-    only ``out_dir`` and ``resumed_at`` are set."""
-
-    metrics: dict[str, Any]
-    history: pd.DataFrame
-    predictions: dict[str, np.ndarray]
-    out_dir: Path
-    resumed_at: int = 0
-    test_predictions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-
-# --- validation -----------------------------------------------------------------------------------
-def _au_mask(batch: Mapping[str, Tensor]) -> Tensor:
-    """Per-entry AU mask (B, n_au): ``au_mask`` when the batch has it, else ``has_au`` broadcast."""
-    if "au_mask" in batch:
-        return batch["au_mask"]
-    return batch["has_au"][:, None].expand_as(batch["au"])
-
-
-@torch.no_grad()
-def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndarray]:
-    """Run ``model`` in eval mode over ``loader``; labels come back with the ABAW markers.
-
-    Returns ``index`` (N,) table rows, ``expr_true`` (N,) with -1, ``au_true`` (N, n_au) with -1,
-    ``va_true`` (N, 2) with -5, ``expr_prob`` (N, n_expr) softmax, ``au_prob`` (N, n_au) sigmoid,
-    ``va_pred`` (N, 2).
-    """
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[np.ndarray]] = {}
-    for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            out = model(images)
-        rows = {
-            "index": batch["index"],
-            "expr_true": torch.where(batch["has_expr"], batch["expr"], EXPR_MISSING),
-            "au_true": torch.where(_au_mask(batch), batch["au"].long(), AU_MISSING),
-            "va_true": torch.where(batch["has_va"][:, None], batch["va"], VA_MISSING),
-            "expr_prob": out["expr"].float().softmax(dim=1),
-            "au_prob": out["au"].float().sigmoid(),
-            "va_pred": out["va"].float(),
-        }
-        for k, v in rows.items():
-            parts.setdefault(k, []).append(v.cpu().numpy())
-    model.train(was_training)
-    if not parts:
-        raise ValueError("the validation loader yielded no batch")
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 # --- the loop ---------------------------------------------------------------------------------------
-def lr_schedule(cfg: TrainConfig, total_steps: int) -> np.ndarray:
-    """Learning rate of each parameter group (backbone, heads) at each step: (total_steps, 2).
-
-    ``cfg.schedule`` "constant": the configured rates throughout (SS-MFAR §3.2 gives no
-    schedule); "cosine": ``lr * (1 + cos(pi * t / T)) / 2`` at step t of T (Loshchilov & Hutter
-    2017, SGDR without restarts), from the configured rate down to near 0 at the last step.
-    Computed up front, so a resumed run continues the same curve. ``cfg.warmup_steps`` > 0: the
-    first W steps rise linearly, ``lr * (t + 1) / W``, and the schedule runs over the remaining
-    steps (SwAV's warm-up then cosine, Bulat et al. supplement §1.1)."""
-    warm = min(cfg.warmup_steps, total_steps)
-    rest = total_steps - warm
-    base = np.tile([cfg.lr_backbone, cfg.lr_heads], (rest, 1))
-    if cfg.schedule == "cosine":
-        t = np.arange(rest) / max(rest, 1)
-        base = base * ((1 + np.cos(np.pi * t)) / 2)[:, None]
-    if warm:
-        ramp = (np.arange(warm) + 1) / warm
-        base = np.concatenate([np.outer(ramp, [cfg.lr_backbone, cfg.lr_heads]), base])
-    return base
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser of :func:`fit` over :func:`models.param_groups`: Adam with ``cfg.betas``,
-    or LARS (``cfg.optimizer`` "lars"; momentum 0.9, weight decay 1e-6, SwAV's)."""
-    groups = models.param_groups(model, cfg.lr_backbone, cfg.lr_heads)
-    if cfg.optimizer == "lars":
-        # deferred: lightly is imported only by the runs that ask for LARS (it takes seconds)
-        from lightly.utils.lars import LARS
-
-        return LARS(groups, lr=cfg.lr_backbone, momentum=0.9, weight_decay=1e-6)
-    return torch.optim.Adam(groups, betas=tuple(cfg.betas))
-
-
 def _batch_to(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     if device.type == "cpu":
         return dict(batch)
@@ -419,25 +224,9 @@ def _write_outputs(
 ) -> None:
     writer.table(pd.DataFrame(history), "metrics", caption="Per-epoch training and validation")
     for split, pred in (preds or {}).items():
-        buf = io.BytesIO()
-        np.savez(buf, **pred)
-        atomic_write_bytes(out / f"predictions_{split}.npz", buf.getvalue())
+        write_npz(out / f"predictions_{split}.npz", pred)
     if final is not None:
         atomic_write_text(out / "metrics.json", json.dumps(final, indent=2) + "\n")
-
-
-def _write_epoch_predictions(
-    out: Path, epoch: int, pred: Mapping[str, np.ndarray], test, model: nn.Module, device
-) -> None:
-    """``TrainConfig.epoch_predictions``: this epoch's validation predictions and, when there is a
-    test loader, the test predictions of the same model, as ``epochs/{val,test}_NNN.npz``."""
-    splits = {"val": pred}
-    if test is not None:
-        splits["test"] = predict(model, test, device)
-    for split, p in splits.items():
-        buf = io.BytesIO()
-        np.savez(buf, **p)
-        atomic_write_bytes(out / "epochs" / f"{split}_{epoch:03d}.npz", buf.getvalue())
 
 
 def fit(
@@ -613,7 +402,7 @@ def _fit(
                 raise ValueError(f"select {data.select!r} is none of the scores {sorted(scores)}")
             history.append({"epoch": epochs_done, "step": step, **means, **scores})
             if cfg.epoch_predictions:
-                _write_epoch_predictions(out, epochs_done, pred, data.test, model, device)
+                write_epoch_predictions(out, epochs_done, pred, data.test, model, device)
             value = history[-1][data.select] if data.select else epochs_done
             value = value if math.isfinite(value) else -math.inf
             # a NaN score never beats a finite one; ties keep the earlier epoch, except that with

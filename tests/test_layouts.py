@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from affectlib import profiles
-from affectlib.data import generate, layouts, study
+from affectlib.data import generate, layout_readers, layouts, study
 from affectlib.data.export_layouts import EXPORTED, affectnet_folder_name, export_layouts
-from affectlib.data.parsing import AnnotationError
+from affectlib.data.parsing import AnnotationError, UnusableInputError
 from affectlib.labels import AU_COLUMNS, VA_MISSING
 
 LABELS = ["expr", *AU_COLUMNS, "valence", "arousal", "split"]
@@ -37,7 +37,7 @@ def exported(embedded, tmp_path_factory) -> tuple[Path, dict]:
 
 def load(folder: Path, format: str = "auto"):
     found = layouts.resolve(folder, format)
-    return found, layouts.load_found(found, check_images=True)
+    return found, layout_readers.load_found(found, check_images=True)
 
 
 def by_key(table: pd.DataFrame, key) -> pd.DataFrame:
@@ -156,14 +156,14 @@ def test_rafdb_csv_rejects_bad_rows_naming_file_and_line(tmp_path):
     assert result.accepted + result.rejected == result.rows_read == 5
     assert result.table["path"].tolist() == ["train/5/train_00001_aligned.jpg"]
     with pytest.raises(AnnotationError, match=":3: label"):
-        layouts.load_found(found, strict=True)
+        layout_readers.load_found(found, strict=True)
 
 
 def test_rafdb_csv_with_a_wrong_header_is_unusable(tmp_path):
     (tmp_path / "test_labels.csv").write_text("name,emotion\ntest_0001_aligned.jpg,3\n")
     found = layouts.resolve(tmp_path)
-    with pytest.raises(layouts.UnusableInputError, match="header"):
-        layouts.load_found(found)
+    with pytest.raises(UnusableInputError, match="header"):
+        layout_readers.load_found(found)
 
 
 def test_class_folders_reject_non_images_unknown_classes_and_loose_files(tmp_path):
@@ -206,7 +206,7 @@ def test_abaw_2020_expression_files_with_seven_classes_are_read(tmp_path):
     (folder / "v1.txt").write_text(f"{header}\n0\n6\n7\n-1\n")
     found, result = layouts.resolve(tmp_path), None
     assert found.layout.name == "affwild2-tasks-2020"
-    result = layouts.load_found(found)
+    result = layout_readers.load_found(found)
     assert [(e.line, e.field) for e in result.errors] == [(4, "expression")]
     assert "outside -1..6" in result.errors[0].reason
     t = result.table.sort_values("frame")

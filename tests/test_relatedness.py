@@ -7,6 +7,7 @@ from affectlib import relatedness as rel
 from affectlib.data.embedded import generate_story
 from affectlib.labels import ABAW_AUS, AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.studies import task_relatedness as study
+from affectlib.studies import task_relatedness_report as report
 
 HAPPINESS, SADNESS, FEAR = (EXPRESSIONS.index(n) for n in ("Happiness", "Sadness", "Fear"))
 
@@ -542,7 +543,7 @@ def test_domain_vs_affwild2_marks_what_each_source_lists():
 
 
 def test_domain_sentences_name_au7_and_the_unannotated_au5():
-    text = " ".join(study.domain_sentences(study.domain_vs_affwild2()))
+    text = " ".join(report.domain_sentences(study.domain_vs_affwild2()))
     assert "AU7: Aff-Wild2 lists it for 6 of 6 expressions, the domain table for 1" in text
     assert "lists AU5 for Surprise (0.5), although AU5 is not among" in text
     assert "AU5, AU9, AU11, AU17, AU20 of the domain table are not among" in text
@@ -559,7 +560,7 @@ def test_sentences_report_the_summary_numbers():
              "bias_well_supported": np.nan, "coverage_well_supported": np.nan},
         ]
     )  # fmt: skip
-    first, second = study.recovery_sentences(summary)
+    first, second = report.recovery_sentences(summary)
     assert "mean |error| 0.050" in first and "hold the truth in 75%" in first
     assert second == "b: no cell could be estimated."
 
@@ -598,13 +599,13 @@ def test_figures_draw_one_panel_per_estimate():
     rec = study.recovery(hand_estimate(), truth, min_each=20)
     estimates = {"a": rec, "b": rec}
     figures = [
-        (study.plot_estimate(rec, "estimate"), 1),
-        (study.plot_recovery(estimates, truth), 3),
-        (study.plot_estimate_vs_truth(estimates), 2),
-        (study.plot_domain_vs_affwild2(study.domain_vs_affwild2()), 1),
+        (report.plot_estimate(rec, "estimate"), 1),
+        (report.plot_recovery(estimates, truth), 3),
+        (report.plot_estimate_vs_truth(estimates), 2),
+        (report.plot_domain_vs_affwild2(study.domain_vs_affwild2()), 1),
     ]
     curve = study.convergence(video_table(), truth, [0.5, 1.0], 2).assign(label="x")
-    figures.append((study.plot_convergence(curve, n_cells=2), 2))
+    figures.append((report.plot_convergence(curve, n_cells=2), 2))
     for fig, panels in figures:
         # colour bars are axes too: count the panels that hold an image or a line
         panels_drawn = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]

@@ -38,7 +38,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from affectlib.data import layouts
+from affectlib.data import layout_readers, layouts
 from affectlib.data.formats import FORMATS, SPLITS, load
 from affectlib.data.parsing import LoadResult, RowError, UnusableInputError
 from affectlib.data.table import au_columns_of
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             found = layouts.resolve(args.path, args.format)
             if args.images:
                 found.images = Path(args.images)
-            result = layouts.load_found(found, check_images=bool(args.images))
+            result = layout_readers.load_found(found, check_images=bool(args.images))
         else:
             result = load(args.path, args.format, split=args.split, images=args.images)
     except (UnusableInputError, layouts.LayoutError, OSError) as e:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from affectlib.data import formats, layouts
+from affectlib.data import formats, layout_readers, layouts
 from affectlib.data.parsing import LoadResult
 from affectlib.files import atomic_write_text
 from affectlib.labels import ABAW_TO_AFFECTNET, ABAW_TO_RAFDB, AU_COLUMNS, EXPRESSIONS
@@ -74,7 +74,7 @@ def _checked(result: LoadResult, what: str) -> pd.DataFrame:
 
 def _rafdb(root: Path, out: Path, report: dict[str, dict[str, int]]) -> None:
     found = layouts.resolve(root / "rafdb", "rafdb-original")
-    table = _checked(layouts.load_found(found), "rafdb")
+    table = _checked(layout_readers.load_found(found), "rafdb")
     codes = table["expr"].map(ABAW_TO_RAFDB)
     csv_root, folder_root = out / "rafdb-csv", out / "rafdb-folders"
     lines: dict[str, list[str]] = {}
@@ -95,7 +95,7 @@ def _rafdb(root: Path, out: Path, report: dict[str, dict[str, int]]) -> None:
 
 def _affectnet(root: Path, out: Path, report: dict[str, dict[str, int]]) -> None:
     found = layouts.resolve(root / "affectnet", "affectnet-original")
-    table = _checked(layouts.load_found(found), "affectnet")
+    table = _checked(layout_readers.load_found(found), "affectnet")
     base = out / "affectnet-folders"
     written = 0
     split_folder = {"train": "train", "validation": "val", "test": "test"}

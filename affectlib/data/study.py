@@ -4,14 +4,14 @@ The embedded data set (``affectlib.data.generate``) uses the real releases' fold
 default locations serve it and a real copy laid out as distributed; any other layout is given
 explicitly with ``annotations``. ``format="auto"`` (or a layout name of
 :mod:`affectlib.data.layouts`) detects the data set and its layout under ``data_root`` instead,
-prints what it found, and reads it with :func:`affectlib.data.layouts.load_found`.
+prints what it found, and reads it with :func:`affectlib.data.layout_readers.load_found`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import formats, layouts
+from . import formats, layout_readers, layouts
 from .parsing import LoadResult
 from .table import concat_tables
 
@@ -96,7 +96,7 @@ def load_dataset(
                 f"format {format!r} finds its own files: leave annotations/images empty"
             )
         found = layouts.resolve(data_root, format)
-        result = layouts.load_found(found, check_images=check_images)
+        result = layout_readers.load_found(found, check_images=check_images)
         print(found.describe(result))
         return result
     results = [

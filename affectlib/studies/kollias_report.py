@@ -26,7 +26,7 @@ import pandas as pd
 from affectlib import stats
 from affectlib.files import paper_table
 from affectlib.labels import EXPRESSIONS
-from affectlib.studies import task_relatedness
+from affectlib.studies import task_relatedness_report
 from affectlib.studies.kollias import (
     ARMS,
     BASIC,
@@ -514,6 +514,6 @@ def plot_relatedness(
         title = f"{name}: weights w (Eq. 4); related (Eq. 2) where > 0"
         if outside:
             title += f"; n/a: {', '.join(outside)} (not in the source)"
-        task_relatedness.plot_matrix(w, title, text=text, label="w", ax=ax)
+        task_relatedness_report.plot_matrix(w, title, text=text, label="w", ax=ax)
     fig.tight_layout()
     return fig
