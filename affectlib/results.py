@@ -102,14 +102,51 @@ def _fmt(v, floatfmt: str) -> str:
     return str(v).replace("|", "\\|")
 
 
+def _interval_columns(cols: list[str]) -> dict[str, tuple[str, str]]:
+    """Columns ``m`` with both ``m lo`` and ``m hi`` beside them: ``{m: (m lo, m hi)}``."""
+    present = set(cols)
+    return {c: (f"{c} lo", f"{c} hi") for c in cols if {f"{c} lo", f"{c} hi"} <= present}
+
+
+def _is_count(values: pd.Series) -> bool:
+    """A column of whole numbers (counts, epochs, sizes; a float column only because of a gap):
+    every value integral and the largest at least 2, so that scores of exactly 0 or 1 keep their
+    decimals."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return False
+    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    return bool(len(v)) and bool(np.all(v == np.round(v))) and float(np.abs(v).max()) >= 2
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    """A GitHub-flavoured Markdown table of ``df`` (index included when it is named or not a range)."""
+    """A GitHub-flavoured Markdown table of ``df`` (index included when it is named or not a range).
+
+    For reading, not for machines (the CSV keeps every column): a metric ``m`` with ``m lo`` and
+    ``m hi`` columns is one cell ``mean [lo, hi]``, and columns of whole numbers are printed
+    without decimals."""
     if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
         df = df.reset_index()
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v, floatfmt) for v in row) + " |")
+    df = df.rename(columns=str)
+    cols = list(df.columns)
+    spans = _interval_columns(cols)
+    hidden = {c for pair in spans.values() for c in pair}
+    shown = [c for c in cols if c not in hidden]
+    counts = {c for c in shown if c not in spans and _is_count(df[c])}
+
+    def cell(row: pd.Series, c: str) -> str:
+        if c in spans:
+            m = _fmt(row[c], floatfmt)
+            lo, hi = (_fmt(row[x], floatfmt) for x in spans[c])
+            return f"{m} [{lo}, {hi}]" if m and lo and hi else m
+        if c in counts and _fmt(row[c], floatfmt):
+            return str(int(round(float(row[c]))))
+        return _fmt(row[c], floatfmt)
+
+    lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(cell(row, c) for c in shown) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +181,19 @@ def beside_paper(
 
 
 # --- the writer ----------------------------------------------------------------------------------
+FIGURE_PAGE = "figures.md"  # every figure of a notebook with its caption, one page
+
+
+def read_figure_page(path: str | Path) -> dict[str, str]:
+    """``{file name: caption}`` of a ``figures.md`` written by :meth:`ResultsWriter.figure`."""
+    out: dict[str, str] = {}
+    lines = Path(path).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and i + 1 < len(lines):
+            out[line[3:].strip()] = lines[i + 1].strip()
+    return out
+
+
 class ResultsWriter:
     """Writes one notebook's tables and figures under ``root/name`` with a provenance record."""
 
@@ -163,6 +213,7 @@ class ResultsWriter:
         self._t0 = time.perf_counter()
         self._started = datetime.now(UTC).isoformat(timespec="seconds")
         self.artifacts: list[str] = []
+        self.captions: dict[str, str] = {}
         if dataclasses.is_dataclass(profile):
             profile = dataclasses.asdict(profile)
         self.meta = {
@@ -184,13 +235,22 @@ class ResultsWriter:
         self._record(csv.name, f"{name}.md")
         return csv
 
-    def figure(self, fig, name: str, dpi: int = 110) -> Path:
-        """Save a matplotlib figure as ``name.png``."""
+    def figure(self, fig, name: str, caption: str = "", dpi: int = 110) -> Path:
+        """Save a matplotlib figure as ``name.png``; ``caption`` (one line) goes beside it, in
+        ``figures.md``: every figure of the notebook with its caption, viewable as one page."""
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         path = atomic_write_bytes(self.dir / f"{name}.png", buf.getvalue())
-        self._record(path.name)
+        self.captions[path.name] = " ".join(caption.split())
+        self._write_figure_page()
+        self._record(path.name, FIGURE_PAGE)
         return path
+
+    def _write_figure_page(self) -> None:
+        parts = [f"# Figures of {self.name}\n"]
+        for png, caption in self.captions.items():
+            parts.append(f"## {png}\n{caption or '(no caption)'}\n\n![{png}]({png})\n")
+        atomic_write_text(self.dir / FIGURE_PAGE, "\n".join(parts))
 
     def text(self, content: str, name: str) -> Path:
         path = atomic_write_text(self.dir / name, content)

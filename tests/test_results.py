@@ -99,3 +99,52 @@ def test_git_commit_is_dirty_for_a_changed_source_file_but_not_for_rewritten_res
     assert results.git_commit(tmp_path / "results") == sha
     (tmp_path / "pkg.py").write_text("x = 2\n")
     assert results.git_commit(tmp_path / "results") == sha + "+dirty"
+
+
+def test_markdown_shows_an_interval_as_one_cell_and_counts_without_decimals():
+    df = pd.DataFrame(
+        {
+            "row": ["MFAR", "SS-MFAR"],
+            "n": [3, 3],
+            "epochs": [10.0, np.nan],  # float only because of the gap
+            "f1": [0.2023, 0.5],
+            "f1 lo": [0.1432, np.nan],
+            "f1 hi": [0.2613, np.nan],
+            "au_f1": [0.0, 1.0],  # a score of exactly 0 / 1 keeps its decimals
+        }
+    )
+    md = results.to_markdown(df, ".3f").splitlines()
+    assert md[0] == "| row | n | epochs | f1 | au_f1 |"
+    assert md[2] == "| MFAR | 3 | 10 | 0.202 [0.143, 0.261] | 0.000 |"
+    # no interval: the mean alone; a gap stays empty
+    assert md[3] == "| SS-MFAR | 3 |  | 0.500 | 1.000 |"
+
+
+def test_csv_keeps_the_interval_columns_the_markdown_folds(tmp_path):
+    w = results.ResultsWriter(tmp_path, "nb")
+    df = pd.DataFrame({"m": [0.5], "m lo": [0.4], "m hi": [0.6]})
+    w.table(df, "t")
+    assert list(pd.read_csv(tmp_path / "nb" / "t.csv").columns) == ["m", "m lo", "m hi"]
+    assert "| 0.5000 [0.4000, 0.6000] |" in (tmp_path / "nb" / "t.md").read_text()
+
+
+def test_figures_get_their_caption_on_one_page(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = results.ResultsWriter(tmp_path, "nb")
+    for name, caption in (("fig_a", "First, with\n  a line break."), ("fig_b", "")):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        w.figure(fig, name, caption=caption)
+        plt.close(fig)
+    page = tmp_path / "nb" / results.FIGURE_PAGE
+    assert results.read_figure_page(page) == {
+        "fig_a.png": "First, with a line break.",
+        "fig_b.png": "(no caption)",
+    }
+    assert "![fig_a.png](fig_a.png)" in page.read_text()
+    prov = json.loads((tmp_path / "nb" / "provenance.json").read_text())
+    assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
