@@ -112,8 +112,24 @@ def _evaluate(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
+def _index(argv: list[str]) -> int:
+    import argparse
+
+    from . import results_index  # deferred: the command's own modules only
+
+    ap = argparse.ArgumentParser(
+        prog="python -m affectlib index",
+        description="Rewrite results/README.md, the index of what is reproduced, from results/.",
+    )
+    ap.add_argument("--results", default="results", help="the results folder (default: results)")
+    args = ap.parse_args(argv)
+    print(f"wrote {results_index.write_index(args.results)}")
+    return 0
+
+
 COMMANDS = {
     "reproduce": _reproduce,
+    "index": _index,
     "audit": _audit,
     "generate": _generate,
     "train": _train,
@@ -128,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "usage: python -m affectlib {" + ",".join(COMMANDS) + "} [options]\n"
             "  reproduce  run the notebooks headless (papermill) and write results/\n"
+            "  index      rewrite results/README.md, the index of what is reproduced\n"
             "  audit      validate an annotation file in a real format and summarise it\n"
             "  generate   write the embedded default data set\n"
             "  train      train one method (python -m affectlib train --help)\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import profiles
+from . import profiles, results_index
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -140,6 +140,9 @@ def reproduce(
 
         if instrument.update_readme(out, repo / "README.md"):
             tqdm.write("README.md: learnability section regenerated from results/01_data_audit")
+    # the index of what is reproduced, from every results folder there (results/README.md)
+    index = results_index.write_index(out, repo)
+    tqdm.write(f"{index}: the index of the results rewritten")
     return done
 
 
