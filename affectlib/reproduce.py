@@ -68,13 +68,54 @@ def notebook_parameters(path: Path) -> set[str]:
     return set(inspect_notebook(str(path)))
 
 
+# the kernels of a headless run: no progress bars (they would be dumped into the cell outputs, line
+# by line) and no warning that Jupyter's widget for them is missing
+QUIET_KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore:IProgress not found"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def scrub_paths(path: Path, root: Path | None = None) -> None:
+    """Rewrite an executed notebook so that it names files relative to the checkout ``root``:
+    ``/abs/checkout/results/x`` becomes ``results/x`` (outputs and papermill's metadata), so the
+    committed copies carry no machine's absolute paths (``root`` default: this checkout)."""
+    root = root or REPO
+    text = path.read_text()
+    clean = text.replace(f"{root}/", "").replace(str(root), ".")
+    if clean != text:
+        path.write_text(clean)
+
+
+def _kernel_env() -> dict[str, str | None]:
+    """Set :data:`QUIET_KERNEL_ENV` (a warning filter is added to any already set); returns the
+    previous values for :func:`_restore_env`."""
+    saved = {k: os.environ.get(k) for k in QUIET_KERNEL_ENV}
+    for k, v in QUIET_KERNEL_ENV.items():
+        old = os.environ.get(k)
+        os.environ[k] = f"{old},{v}" if k == "PYTHONWARNINGS" and old else v
+    return saved
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def run_notebook(path: Path, out: Path, parameters: dict, kernel: str | None = None) -> Path:
-    """Execute one notebook with papermill; the executed copy goes to ``out/<stem>/<stem>.ipynb``."""
+    """Execute one notebook with papermill; the executed copy goes to ``out/<stem>/<stem>.ipynb``.
+
+    The kernel runs in the notebook's folder, without progress bars; ``out_dir`` is passed
+    relative to that folder, and the executed copy names files relative to the checkout."""
     import papermill as pm  # deferred: heavy, only a run needs it
     from papermill.exceptions import PapermillExecutionError
 
     target = out / path.stem / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    if "out_dir" in parameters:
+        parameters = {**parameters, "out_dir": os.path.relpath(parameters["out_dir"], path.parent)}
+    saved = _kernel_env()
     try:
         pm.execute_notebook(
             str(path),
@@ -92,6 +133,10 @@ def run_notebook(path: Path, out: Path, parameters: dict, kernel: str | None = N
             f"(execution count {e.exec_count}{'; ' + repr(first) if first else ''}): "
             f"{e.ename}: {e.evalue}\n  executed copy with the traceback: {target}"
         ) from None
+    finally:
+        _restore_env(saved)
+        if target.exists():
+            scrub_paths(target)
     return target
 
 
@@ -156,6 +201,7 @@ def refresh_stored(paths: list[Path], timeout: int = 600) -> None:
     saved = {v: os.environ.get(v) for v in (profiles.PROFILE_ENV, profiles.RESULTS_ENV)}
     os.environ[profiles.PROFILE_ENV] = "smoke"
     os.environ[profiles.RESULTS_ENV] = str(scratch)
+    quiet = _kernel_env()
     try:
         for path in tqdm(paths, desc="refresh stored notebooks (smoke)", unit="notebook"):
             nb = nbformat.read(path, as_version=4)
@@ -165,7 +211,9 @@ def refresh_stored(paths: list[Path], timeout: int = 600) -> None:
             for cell in nb.cells:  # keep the stored copy free of run-specific metadata
                 cell.metadata.pop("execution", None)
             nbformat.write(nb, path)
+            scrub_paths(path)
     finally:
+        _restore_env(quiet)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

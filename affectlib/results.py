@@ -227,15 +227,15 @@ class ResultsWriter:
             "versions": package_versions(),
         }
 
-    def table(self, df: pd.DataFrame, name: str, caption: str = "", floatfmt: str = ".4f") -> Path:
+    # The writing methods return None, so that a notebook cell ending with one shows no path.
+    def table(self, df: pd.DataFrame, name: str, caption: str = "", floatfmt: str = ".4f") -> None:
         """Write ``df`` as ``name.csv`` and ``name.md`` (with ``caption`` above the table)."""
         csv = atomic_write_text(self.dir / f"{name}.csv", df.to_csv(index=False))
         md = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt)
         atomic_write_text(self.dir / f"{name}.md", md)
         self._record(csv.name, f"{name}.md")
-        return csv
 
-    def figure(self, fig, name: str, caption: str = "", dpi: int = 110) -> Path:
+    def figure(self, fig, name: str, caption: str = "", dpi: int = 110) -> None:
         """Save a matplotlib figure as ``name.png``; ``caption`` (one line) goes beside it, in
         ``figures.md``: every figure of the notebook with its caption, viewable as one page."""
         buf = io.BytesIO()
@@ -244,7 +244,6 @@ class ResultsWriter:
         self.captions[path.name] = " ".join(caption.split())
         self._write_figure_page()
         self._record(path.name, FIGURE_PAGE)
-        return path
 
     def _write_figure_page(self) -> None:
         parts = [f"# Figures of {self.name}\n"]
@@ -252,10 +251,10 @@ class ResultsWriter:
             parts.append(f"## {png}\n{caption or '(no caption)'}\n\n![{png}]({png})\n")
         atomic_write_text(self.dir / FIGURE_PAGE, "\n".join(parts))
 
-    def text(self, content: str, name: str) -> Path:
+    def text(self, content: str, name: str) -> None:
+        """Write ``content`` as the file ``name`` (e.g. a notebook's computed claims)."""
         path = atomic_write_text(self.dir / name, content)
         self._record(path.name)
-        return path
 
     def _record(self, *names: str) -> None:
         for n in names:
@@ -263,7 +262,8 @@ class ResultsWriter:
                 self.artifacts.append(n)
         self.write_provenance()
 
-    def write_provenance(self, **extra) -> Path:
+    def write_provenance(self, **extra) -> None:
+        """Rewrite ``provenance.json`` with ``extra`` added to the record."""
         self.meta.update(extra)
         record = {
             **self.meta,
@@ -271,6 +271,6 @@ class ResultsWriter:
             "wall_time_s": round(time.perf_counter() - self._t0, 2),
             "artifacts": sorted(self.artifacts),
         }
-        return atomic_write_text(
+        atomic_write_text(
             self.dir / "provenance.json", json.dumps(record, indent=2, default=str) + "\n"
         )

@@ -137,3 +137,33 @@ def test_reproduce_hides_the_nbval_overrides_from_its_kernels_and_restores_them(
     import os
 
     assert os.environ["AFFECTLIB_PROFILE"] == "smoke"
+
+
+def test_reproduce_kernels_run_quiet_with_out_dir_relative_and_no_absolute_paths(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    books = tmp_path / "nb"
+    books.mkdir()
+    _notebook(
+        books / "01_quiet.ipynb",
+        [
+            'profile = "cpu"\nout_dir = "results"',
+            "import os\nopen('env.txt', 'w').write(f\"{os.environ.get('TQDM_DISABLE')} {out_dir}\")",
+            "print(os.path.abspath(out_dir))",
+        ],
+    )
+    monkeypatch.setattr(reproduce, "REPO", tmp_path)
+    target = reproduce.reproduce("cpu", None, tmp_path / "out", notebooks=books)[0]
+    # no progress bars in the kernel; out_dir relative to the notebook's folder
+    assert (books / "env.txt").read_text() == "1 ../out"
+    assert "TQDM_DISABLE" not in __import__("os").environ  # restored afterwards
+    text = target.read_text()
+    assert str(tmp_path) not in text and '"out\\n"' in text
+
+
+def test_scrub_paths_names_files_relative_to_the_checkout(tmp_path):
+    nb = tmp_path / "x.ipynb"
+    nb.write_text('{"a": "/repo/results/03/t.csv", "b": "/repo", "c": "/elsewhere/y"}')
+    reproduce.scrub_paths(nb, Path("/repo"))
+    assert nb.read_text() == '{"a": "results/03/t.csv", "b": ".", "c": "/elsewhere/y"}'
