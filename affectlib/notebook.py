@@ -5,6 +5,8 @@ the results writer.
 
     run = notebook.setup(profile, seed, data_root)          # run.profile, run.root
     out = notebook.writer("03_mfar_ssmfar", run, seeds=seeds, data=table, out_dir=out_dir)
+    ...
+    notebook.finish(out, settings={...}, timings={"training": wall})
 
 ``setup`` honours ``make test``'s environment (``$AFFECTLIB_PROFILE``, see
 :func:`affectlib.profiles.resolve_profile_name`); ``writer`` writes under ``$AFFECTLIB_RESULTS``
@@ -76,6 +78,40 @@ def writer(
         data_fingerprint=fingerprint_table(pd.concat(tables) if len(tables) > 1 else tables[0]),
         data_root=run.data_root or EMBEDDED,
     )
-    if settings is not None:
-        out.write_provenance(settings=dict(settings))
+    out.write_provenance(settings=dict(settings or {}), timings={})
     return out
+
+
+PROVENANCE_KEYS = (
+    "notebook",
+    "commit",
+    "profile",
+    "seeds",
+    "data_fingerprint",
+    "data_root",
+    "device",
+    "versions",
+    "settings",
+    "timings",
+    "started",
+    "wall_time_s",
+    "artifacts",
+)
+
+
+def finish(
+    out: ResultsWriter,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+) -> None:
+    """A notebook's last call: its provenance in the one schema of every notebook
+    (:data:`PROVENANCE_KEYS`): ``settings``, the resolved settings its runs used (merged with any
+    the writer already holds), and ``timings``, seconds per stage, rounded; then one line saying
+    what was written where."""
+    merged = {**out.meta.get("settings", {}), **dict(settings or {})}
+    out.write_provenance(
+        settings=merged,
+        timings={k: round(float(v), 1) for k, v in (timings or {}).items()},
+    )
+    print(f"wrote {len(out.artifacts)} files to {out.name}/ under the results folder")

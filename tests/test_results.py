@@ -148,3 +148,25 @@ def test_figures_get_their_caption_on_one_page(tmp_path):
     assert "![fig_a.png](fig_a.png)" in page.read_text()
     prov = json.loads((tmp_path / "nb" / "provenance.json").read_text())
     assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
+
+
+def test_notebook_finish_writes_the_one_provenance_schema(tmp_path, capsys):
+    from affectlib import notebook
+
+    run = notebook.Setup(profiles.get("smoke"), str(tmp_path / "data"), "/data/abaw")
+    out = notebook.writer(
+        "09_x",
+        run,
+        seeds=[0, 1],
+        data=[pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [2]})],
+        out_dir=str(tmp_path),
+        settings={"epochs": 4},
+    )
+    notebook.finish(out, settings={"runs": 6}, timings={"training": 12.345})
+    prov = json.loads((tmp_path / "09_x" / "provenance.json").read_text())
+    assert list(prov) == list(notebook.PROVENANCE_KEYS)
+    assert prov["settings"] == {"epochs": 4, "runs": 6}
+    assert prov["timings"] == {"training": 12.3}
+    assert prov["data_root"] == "/data/abaw" and prov["seeds"] == [0, 1]
+    assert prov["data_fingerprint"] == files.fingerprint_table(pd.DataFrame({"a": [1, 2]}))
+    assert "wrote" in capsys.readouterr().out
