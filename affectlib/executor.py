@@ -50,6 +50,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from affectlib.progress import bars_on
+
 from .files import atomic_write_text, fingerprint_table
 
 BACKENDS = ("local", "pool", "submitit")
@@ -247,7 +249,7 @@ def run_plan(
         prepare(j, s, fresh) for j, s in zip(jobs, specs, strict=True)
     ]
     todo = [i for i, r in enumerate(records) if r is None]
-    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not bars_on(progress))
     bar.update(len(jobs) - len(todo))
 
     def done(i: int, record: dict[str, Any]) -> None:

@@ -92,6 +92,7 @@ from affectlib.distributed import (
 from affectlib.files import atomic_write_text
 from affectlib.methods.base import MethodSpec, StepContext
 from affectlib.predictions import predict, write_epoch_predictions, write_npz
+from affectlib.progress import bars_on
 from affectlib.results import ResultsWriter
 from affectlib.train_config import (
     TRAIN_EXTRA,
@@ -367,7 +368,7 @@ def _fit(
             initial=step - epoch * steps_per_epoch,
             desc=f"{method.name} epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
-            disable=not (cfg.progress and d.main),
+            disable=not bars_on(cfg.progress and d.main),
             leave=False,
         )
         t0 = time.perf_counter()

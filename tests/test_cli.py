@@ -167,3 +167,15 @@ def test_scrub_paths_names_files_relative_to_the_checkout(tmp_path):
     nb.write_text('{"a": "/repo/results/03/t.csv", "b": "/repo", "c": "/elsewhere/y"}')
     reproduce.scrub_paths(nb, Path("/repo"))
     assert nb.read_text() == '{"a": "results/03/t.csv", "b": ".", "c": "/elsewhere/y"}'
+
+
+def test_progress_bars_follow_the_caller_unless_the_environment_turns_them_off(monkeypatch):
+    from affectlib.progress import bars_on
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert bars_on(True) and not bars_on(False)
+    for off in ("1", "true", "True"):
+        monkeypatch.setenv("TQDM_DISABLE", off)
+        assert not bars_on(True)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert bars_on(True)

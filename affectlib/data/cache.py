@@ -45,6 +45,8 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from affectlib.progress import bars_on
+
 __all__ = ["CACHE_VERSION", "DEFAULT_CACHE_DIR", "ImageCache", "ImageCacheError", "fingerprint"]
 
 CACHE_VERSION = 1
@@ -329,7 +331,9 @@ def _decode_into(
                 )
             out[i] = img
 
-        with tqdm(total=len(paths), desc="image cache", unit="img", disable=not progress) as bar:
+        with tqdm(
+            total=len(paths), desc="image cache", unit="img", disable=not bars_on(progress)
+        ) as bar:
             _parallel(one, len(paths), workers, bar)
         out.flush()
         out = None  # unmap before the rename (the closure holds the same cell)

@@ -37,6 +37,7 @@ from affectlib.data import assembly
 from affectlib.data.table import au_columns_of
 from affectlib.methods import get as get_method
 from affectlib.methods import resolve_options
+from affectlib.progress import bars_on
 from affectlib.studies import au_selection
 
 POSE_CODES = tuple(f"AU{a}" for a in range(51, 57))  # §2.1: the second group, head pose
@@ -271,7 +272,9 @@ def run_study(
     scratch = tempfile.TemporaryDirectory(prefix="emotionet-runs-") if runs_dir is None else None
     root = Path(scratch.name if scratch else runs_dir)
     runs = {}
-    bar = tqdm(total=len(plan) * len(seeds), desc="TAL study", unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(plan) * len(seeds), desc="TAL study", unit="run", disable=not bars_on(progress)
+    )
     try:
         for group, arm in plan:
             for seed in seeds:

@@ -45,6 +45,7 @@ from affectlib.data import assembly, datasets, disfa
 from affectlib.data.cache import ImageCache
 from affectlib.labels import EXPR_MISSING, N_EXPR, VA_MISSING
 from affectlib.methods.pretrain import FINETUNE_AFFECT, FINETUNE_AU_INTENSITY, LinearAffectNet
+from affectlib.progress import bars_on
 
 FRACTIONS = (1.0, 0.1, 0.02)  # supplement §1.3: 100%, 10%, 2% of the training labels
 # our initialisations: key -> (pretraining source of affectlib.pretraining, or None: random)
@@ -320,7 +321,7 @@ def run_study(
         total=len(fractions) * len(inits) * len(seeds),
         desc="fine-tuning",
         unit="run",
-        disable=not progress,
+        disable=not bars_on(progress),
     )
     try:
         for f in fractions:
@@ -465,7 +466,12 @@ def run_au_study(
     )
     root = Path(scratch.name if scratch else runs_dir)
     out = []
-    bar = tqdm(total=len(inits) * len(seeds), desc="AU intensity", unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(inits) * len(seeds),
+        desc="AU intensity",
+        unit="run",
+        disable=not bars_on(progress),
+    )
     try:
         for init in inits:
             for seed in seeds:

@@ -41,6 +41,7 @@ from affectlib.labels import EXPR_MISSING, VA_MISSING
 from affectlib.methods import get as get_method
 from affectlib.methods import resolve_options
 from affectlib.methods.teacher_student import add_teacher, outputs
+from affectlib.progress import bars_on
 
 N_BASIC = three_parts.N_BASIC
 ARMS: dict[str, dict[str, Any]] = {
@@ -304,7 +305,7 @@ def run_study(
     root = Path(scratch.name if scratch else runs_dir)
     rows, hist, soft, temporal_rows = [], [], {}, []
     total = (len(ARMS) + (2 if temporal else 0)) * len(seeds)
-    bar = tqdm(total=total, desc="teacher-student", unit="run", disable=not progress)
+    bar = tqdm(total=total, desc="teacher-student", unit="run", disable=not bars_on(progress))
     try:
         for seed in seeds:
             teacher_table = None
