@@ -62,6 +62,7 @@ class Profile:
     seeds: tuple[int, ...] = (0, 1, 2)
     # run
     device: str = "cpu"
+    compile: bool = False  # torch.compile the network for training (TrainConfig.compile)
     num_workers: int = 0
     checkpoint_every: int = 200  # steps between checkpoints (and one per epoch)
     # method and model settings; feature_scale: see models.ModelConfig (1 = the paper's, for

@@ -323,6 +323,8 @@ def _fit(
     if d.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        net = torch.compile(net)  # the training steps only; validation runs `model` itself
 
     def checkpoint(loader_position: dict | None) -> None:
         if not cfg.checkpoints:

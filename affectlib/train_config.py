@@ -52,7 +52,11 @@ class TrainConfig:
                       (SwAV pretraining, Bulat et al. supplement §1.1: 10 epochs); 0: none.
     optimizer:        "adam", or "lars" (You et al. 2017, SwAV's large-batch optimiser, Bulat et
                       al. §1.1: momentum 0.9, weight decay 1e-6), lightly's implementation.
-    The last three are recorded only when they differ from their defaults, so the records (and
+    compile:          ``torch.compile`` the network the loop trains (validation and prediction
+                      run the plain module; the weights are the same tensors). It can pay on a GPU
+                      for long runs (``benchmarks/train_throughput.py --compile`` measures it); on a
+                      CPU the first steps wait tens of seconds for the compilation.
+    The last four are recorded only when they differ from their defaults, so the records (and
     checkpoints) of runs that do not use them stay as they were.
     """
 
@@ -70,6 +74,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
     optimizer: str = "adam"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -108,13 +113,19 @@ class TrainConfig:
             "checkpoint_every": profile.checkpoint_every,
             "deterministic": profile.device == "cpu",
             "schedule": profile.lr_schedule,
+            "compile": profile.compile,
         }
         return cls(**{**fields, **overrides})
 
     def record(self) -> dict[str, Any]:
         """The fields that decide the result (``progress`` and ``checkpoints`` do not)."""
         skip = ("progress", "checkpoints", "epoch_predictions")
-        defaults = {"betas": (0.9, 0.999), "warmup_steps": 0, "optimizer": "adam"}
+        defaults = {
+            "betas": (0.9, 0.999),
+            "warmup_steps": 0,
+            "optimizer": "adam",
+            "compile": False,
+        }
         return {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(self).items()

@@ -19,7 +19,8 @@ together; Eq. 1-3 losses on the weak view; Eq. 4 thresholds from the labelled we
 pseudo-label CE on confident and symmetric KL on non-confident unlabelled images. The registered
 ``ss-mfar`` method is used when there is one.
 
-``python benchmarks/train_throughput.py [--profile cpu] [--steps 6] [--set small_input=false]``.
+``python benchmarks/train_throughput.py [--profile cpu] [--steps 6] [--set small_input=false] [--compile]``
+(``--compile`` adds (d), (b) with ``torch.compile``, and the ratio d/b).
 A benchmark, not a test: the numbers depend on the machine and on what else runs on it; each rate
 is the best of ``--repeats`` timed passes of ``--steps`` steps after ``--warmup`` steps.
 """
@@ -78,14 +79,18 @@ class Stepper:
     """One optimiser step of ``spec`` on a batch that already holds its views, as the training
     loop takes it (``train.train_step``)."""
 
-    def __init__(self, model, spec: MethodSpec, state: dict, device: torch.device) -> None:
+    def __init__(
+        self, model, spec: MethodSpec, state: dict, device: torch.device, net=None
+    ) -> None:
+        # net: what the step runs (e.g. torch.compile(model)); the optimiser holds model's weights
         self.model, self.spec, self.state, self.device = model, spec, state, device
+        self.net = net if net is not None else model
         self.opt = torch.optim.Adam(models.param_groups(model))
         self.lrs = [group["lr"] for group in self.opt.param_groups]
         self.ctx = StepContext(1, 0, 1, device, {**mfar.MFAR.options, **spec.options})
 
     def __call__(self, batch: dict) -> None:
-        train.train_step(self.model, self.spec, batch, self.state, self.ctx, self.opt, self.lrs)
+        train.train_step(self.net, self.spec, batch, self.state, self.ctx, self.opt, self.lrs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -155,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps before each pass")
     ap.add_argument("--repeats", type=int, default=2, help="passes per pipeline; the best counts")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="(c)'s workers")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also (d): (b) with torch.compile (the profile field `compile`), and d/b",
+    )
     args = ap.parse_args(argv)
 
     profile = profiles.get(args.profile, **parse_set(args.overrides))
@@ -222,12 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     b = rate(repeat, step, args)
     a = rate(loader_batches, whole, args)
     c = rate(lambda: iter(per_item), public, args)
+    d = None
+    if args.compile:
+        t0 = time.perf_counter()
+        compiled = Stepper(model, spec, state, device, net=torch.compile(model))
+        compiled(fixed)  # the compilation itself, reported apart from the rate
+        t_compile = time.perf_counter() - t0
+        d = rate(repeat, compiled, args)
     main_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"(a) cache -> batch -> weak + strong views -> step: {a:8.1f} img/s")
     print(f"(b) the step on tensors in memory (model only):   {b:8.1f} img/s")
     print(f"(c) PIL per item + torchvision + {args.workers} workers -> step: {c:8.1f} img/s")
     print(f"a/b = {a / b:.3f} (goal >= 0.9)   a/c = {a / c:.3f} (goal >= 2)")
+    if d is not None:
+        print(
+            f"(d) (b) with torch.compile: {d:8.1f} img/s; d/b = {d / b:.3f} (compiled {t_compile:.0f} s)"
+        )
     print(
         f"peak resident memory: process {main_mb:.0f} MiB, largest loader worker {workers_mb:.0f} MiB"
     )

@@ -441,3 +441,23 @@ def test_a_method_sees_the_training_predictions_before_each_epoch(tmp_path):
     cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
     train.fit(_Toy(), spec, data, cfg, tmp_path / "run")
     assert seen == [(1, 8), (2, 8)]
+
+
+def test_compile_wraps_the_trained_network_and_is_recorded_only_when_on(
+    reference, tmp_path, monkeypatch
+):
+    compiled = []
+
+    def spy(net, **kwargs):  # stands in for torch.compile: the same module, the call recorded
+        compiled.append(type(net).__name__)
+        return net
+
+    monkeypatch.setattr(torch, "compile", spy)
+    assert _train(tmp_path / "c", *SHORT, "--set", "compile=true") == 0
+    assert len(compiled) == 1
+    # an identity "compilation" trains exactly the uncompiled run
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert {k: a[k] for k in train.SCORES} == {k: b[k] for k in train.SCORES}
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["compile"] is True
+    assert "compile" not in json.loads((reference / "config.json").read_text())["train"]
