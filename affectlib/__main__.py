@@ -113,8 +113,6 @@ def _evaluate(argv: list[str]) -> int:
 
 
 def _index(argv: list[str]) -> int:
-    import argparse
-
     from . import results_index  # deferred: the command's own modules only
 
     ap = argparse.ArgumentParser(

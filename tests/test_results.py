@@ -150,8 +150,10 @@ def test_figures_get_their_caption_on_one_page(tmp_path):
     assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
 
 
-def test_notebook_finish_writes_the_one_provenance_schema(tmp_path, capsys):
+def test_notebook_finish_writes_the_one_provenance_schema(tmp_path, capsys, monkeypatch):
     from affectlib import notebook
+
+    monkeypatch.delenv(profiles.RESULTS_ENV, raising=False)  # make test's scratch folder
 
     run = notebook.Setup(profiles.get("smoke"), str(tmp_path / "data"), "/data/abaw")
     out = notebook.writer(
