@@ -86,12 +86,16 @@ def scrub_paths(path: Path, root: Path | None = None) -> None:
 
 
 def _kernel_env() -> dict[str, str | None]:
-    """Set :data:`QUIET_KERNEL_ENV` (a warning filter is added to any already set); returns the
+    """Set :data:`QUIET_KERNEL_ENV` (a warning filter is added to any already set) and put this
+    checkout first on the kernels' ``PYTHONPATH``, so that they import the same ``affectlib`` as
+    the process that runs them (an editable install elsewhere would win otherwise); returns the
     previous values for :func:`_restore_env`."""
-    saved = {k: os.environ.get(k) for k in QUIET_KERNEL_ENV}
+    saved = {k: os.environ.get(k) for k in (*QUIET_KERNEL_ENV, "PYTHONPATH")}
     for k, v in QUIET_KERNEL_ENV.items():
         old = os.environ.get(k)
         os.environ[k] = f"{old},{v}" if k == "PYTHONWARNINGS" and old else v
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = f"{REPO}{os.pathsep}{old}" if old else str(REPO)
     return saved
 
 

@@ -150,6 +150,7 @@ def test_reproduce_kernels_run_quiet_with_out_dir_relative_and_no_absolute_paths
         [
             'profile = "cpu"\nout_dir = "results"',
             "import os\nopen('env.txt', 'w').write(f\"{os.environ.get('TQDM_DISABLE')} {out_dir}\")",
+            "import sys\nopen('path.txt', 'w').write(sys.path[0])",
             "print(os.path.abspath(out_dir))",
         ],
     )
@@ -157,6 +158,7 @@ def test_reproduce_kernels_run_quiet_with_out_dir_relative_and_no_absolute_paths
     target = reproduce.reproduce("cpu", None, tmp_path / "out", notebooks=books)[0]
     # no progress bars in the kernel; out_dir relative to the notebook's folder
     assert (books / "env.txt").read_text() == "1 ../out"
+    assert (books / "path.txt").read_text() == str(tmp_path)  # the checkout first on sys.path
     assert "TQDM_DISABLE" not in __import__("os").environ  # restored afterwards
     text = target.read_text()
     assert str(tmp_path) not in text and '"out\\n"' in text
