@@ -122,6 +122,8 @@ PROFILES: dict[str, Profile] = {
         device="cuda",
         num_workers=8,
         checkpoint_every=1000,
+        # the losses read from the GPU once per 50 steps, not every step (TrainConfig.log_every)
+        extra={"feature_scale": 16.0, "log_every": 50},
     ),
     # the papers' settings for real data on a GPU; each setting's source beside it (SS-MFAR: Gera
     # et al. 2022; their public code: github.com/1980x/ABAW2022DMACS, main_ssl_with_reweights.py)
@@ -135,7 +137,9 @@ PROFILES: dict[str, Profile] = {
         device="cuda",
         num_workers=8,  # runtime choices, not results: loader processes, checkpoint interval
         checkpoint_every=1000,
-        extra={"feature_scale": 1.0},  # the normalised features unscaled, as SS-MFAR §3.2
+        # the normalised features unscaled, as SS-MFAR §3.2; the losses read from the GPU once
+        # per 50 steps, not every step (TrainConfig.log_every: a runtime choice, same model)
+        extra={"feature_scale": 1.0, "log_every": 50},
     ),
 }
 
@@ -154,8 +158,9 @@ def _apply(p: Profile, overrides: dict) -> Profile:
         )
     if "seeds" in overrides:
         overrides = {**overrides, "seeds": tuple(int(s) for s in overrides["seeds"])}
-    # a fresh copy of `extra`, so that changing one profile's dict never changes the preset's
-    overrides.setdefault("extra", dict(p.extra))
+    # `extra` overrides are entries: they join the profile's own (`--set extra.log_every=4` keeps
+    # its feature_scale); always a fresh dict, so changing one profile's never changes the preset's
+    overrides = {**overrides, "extra": {**p.extra, **dict(overrides.get("extra") or {})}}
     return dataclasses.replace(p, **overrides)
 
 

@@ -107,15 +107,23 @@ SCORES = ("expr_f1", "au_f1", "va", "overall")  # SS-MFAR Eq. 10
 
 class NonFiniteLoss(RuntimeError):
     """The loss of ``step`` (1-based, over the run) was NaN or infinite; ``terms`` holds every
-    logged loss term at that step."""
+    logged loss term at that step. With ``TrainConfig.log_every`` > 1 the check runs once per
+    window of steps: ``first`` is the window's first step, ``terms`` its sums, and the steps of
+    the window were applied (no checkpoint is written before a window passes the check)."""
 
-    def __init__(self, step: int, terms: Mapping[str, float]) -> None:
+    def __init__(self, step: int, terms: Mapping[str, float], first: int | None = None) -> None:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in terms.items())
+        if first is None:
+            where, applied = f"at step {step}", "the step was not applied"
+        else:
+            where = f"at step {step}" if first == step else f"within steps {first}-{step}"
+            where += " (read once per window, log_every)"
+            applied = "the window's steps were applied"
         super().__init__(
-            f"non-finite loss at step {step} ({shown}); the step was not applied and the last "
-            "good checkpoint is kept"
+            f"non-finite loss {where} ({shown}); {applied} and the last good checkpoint is kept"
         )
         self.step = step
+        self.first = step if first is None else first
         self.terms = dict(terms)
 
 
@@ -144,11 +152,24 @@ def _add_views(
     return batch
 
 
+def _on_device(loss: Tensor, logs: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The loss and the logged terms as detached float32 scalars on the loss's device (no
+    synchronisation with the host)."""
+    terms = {"loss": loss, **logs}
+    return {
+        k: torch.as_tensor(v, dtype=torch.float32, device=loss.device).detach().reshape(())
+        for k, v in terms.items()
+    }
+
+
+def _to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
+    """Device scalars as floats, with one device synchronisation."""
+    return dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+
+
 def _scalars(loss: Tensor, logs: Mapping[str, Any]) -> dict[str, float]:
     """The loss and the logged terms as floats, with one device synchronisation."""
-    terms = [torch.as_tensor(v, dtype=torch.float32, device=loss.device) for v in logs.values()]
-    values = torch.stack([loss.detach().float(), *(t.detach().reshape(()) for t in terms)])
-    return dict(zip(["loss", *logs], values.tolist(), strict=True))
+    return _to_host(_on_device(loss, logs))
 
 
 def prepare_batch(
@@ -174,13 +195,15 @@ def train_step(
     ctx: StepContext,
     optimizer: torch.optim.Optimizer,
     lrs,
-) -> dict[str, float]:
+    on_host: bool = True,
+) -> dict[str, float] | dict[str, Tensor]:
     """One optimiser step of the loop on a batch from :func:`prepare_batch`: the gradients
     zeroed; forward and ``method.loss`` under :func:`affectlib.distributed.autocast`, then one
     backward, or the method's own ``step`` (``MethodSpec.step``); :class:`NonFiniteLoss` (step
     ``ctx.step + 1``) before anything is applied when the loss or a logged term is not finite;
     each parameter group's learning rate from ``lrs``; ``optimizer.step()``. Returns the loss
-    and the logged terms as floats."""
+    and the logged terms as floats; ``on_host`` False: as device scalars, unchecked, without
+    waiting for the device (the caller checks them later, see ``TrainConfig.log_every``)."""
     optimizer.zero_grad(set_to_none=True)
     if method.step is None:
         # forward and loss
@@ -189,9 +212,11 @@ def train_step(
     else:
         # forward, loss and backward, owned by the method (MethodSpec.step)
         loss, logs = method.step(net, method, batch, state, ctx)
-    values = _scalars(loss, logs)
-    if not all(math.isfinite(v) for v in values.values()):
-        raise NonFiniteLoss(ctx.step + 1, values)
+    values = _on_device(loss, logs)
+    if on_host:
+        values = _to_host(values)
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLoss(ctx.step + 1, values)
     # backward
     if method.step is None:
         loss.backward()
@@ -200,6 +225,39 @@ def train_step(
         group["lr"] = float(lr)
     optimizer.step()
     return values
+
+
+def _log(sums: dict[str, float], values: Mapping[str, float], n: int, bar) -> None:
+    """Add the summed terms of ``n`` steps to the epoch's ``sums``; the mean loss on the bar."""
+    for k, v in values.items():
+        sums[k] = sums.get(k, 0.0) + v
+    sums["n"] = sums.get("n", 0.0) + n
+    bar.set_postfix(loss=f"{values['loss'] / n:.4f}", refresh=False)
+
+
+class _Window:
+    """``TrainConfig.log_every`` > 1: the logged terms of the steps since the last read, summed
+    on the device; :meth:`drain` reads them (one synchronisation), checks and logs them."""
+
+    def __init__(self) -> None:
+        self.terms: dict[str, Tensor] = {}
+        self.steps = 0
+
+    def add(self, values: Mapping[str, Tensor]) -> None:
+        for k, v in values.items():
+            self.terms[k] = self.terms[k] + v if k in self.terms else v
+        self.steps += 1
+
+    def drain(self, sums: dict[str, float], step: int, bar) -> None:
+        """Raises :class:`NonFiniteLoss` for the window ending at ``step`` when a term is not
+        finite; otherwise adds the window to ``sums`` and empties it."""
+        if not self.steps:
+            return
+        values = _to_host(self.terms)
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLoss(step, values, first=step - self.steps + 1)
+        _log(sums, values, self.steps, bar)
+        self.terms, self.steps = {}, 0
 
 
 def _epoch_means(sums: Mapping[str, float], d: Dist, device: torch.device) -> dict[str, float]:
@@ -374,22 +432,28 @@ def _fit(
             leave=False,
         )
         t0 = time.perf_counter()
+        window = _Window()  # log_every > 1: the terms of the steps not yet read
         for batch in bar:
             # data: to the device, then the method's augmented views
             batch = prepare_batch(batch, method, data.augment, device, cfg.seed, d.rank, step)
             # forward, loss, backward, step
             ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
-            values = train_step(net, method, batch, state, ctx, optimizer, schedule[step])
+            on_host = cfg.log_every == 1
+            values = train_step(net, method, batch, state, ctx, optimizer, schedule[step], on_host)
             step += 1
-            # log
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            sums["n"] = sums.get("n", 0.0) + 1
+            # log: every step, or on the device and checked every log_every steps
+            if on_host:
+                _log(sums, values, 1, bar)
+            else:
+                window.add(values)
+                if step % cfg.log_every == 0:
+                    window.drain(sums, step, bar)
             images_seen += int(batch["image"].shape[0])
-            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
             # the epoch's last step is saved by the end-of-epoch checkpoint just below
             if step % cfg.checkpoint_every == 0 and step < (epoch + 1) * steps_per_epoch:
+                window.drain(sums, step, bar)  # no checkpoint of unchecked steps
                 checkpoint(data.train.state_dict())
+        window.drain(sums, step, bar)
         bar.close()
         t_train += time.perf_counter() - t0
 

@@ -21,7 +21,7 @@ SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "lars")
 # keys of a profile's ``extra`` read by the loop (those of the model: models.MODEL_EXTRA); every
 # other key is a method option
-TRAIN_EXTRA = ("deterministic",)
+TRAIN_EXTRA = ("deterministic", "log_every")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,13 @@ class TrainConfig:
                       run the plain module; the weights are the same tensors). It can pay on a GPU
                       for long runs (``benchmarks/train_throughput.py --compile`` measures it); on a
                       CPU the first steps wait tens of seconds for the compilation.
-    The last four are recorded only when they differ from their defaults, so the records (and
+    log_every:        steps between the loop's reads of the logged losses: 1 reads every step
+                      and stops on a non-finite loss before applying it; k > 1 keeps the terms on
+                      the device and reads (and checks) them once per k steps and before each
+                      checkpoint, so a GPU is not made to wait for the host every step (a
+                      non-finite loss then stops the run at the end of its window, with the last
+                      good checkpoint kept). The model trained is the same.
+    The last five are recorded only when they differ from their defaults, so the records (and
     checkpoints) of runs that do not use them stay as they were.
     """
 
@@ -75,8 +81,11 @@ class TrainConfig:
     warmup_steps: int = 0
     optimizer: str = "adam"
     compile: bool = False
+    log_every: int = 1
 
     def __post_init__(self) -> None:
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.warmup_steps < 0:
@@ -125,6 +134,7 @@ class TrainConfig:
             "warmup_steps": 0,
             "optimizer": "adam",
             "compile": False,
+            "log_every": 1,
         }
         return {
             k: (list(v) if isinstance(v, tuple) else v)

@@ -56,3 +56,12 @@ def test_changing_a_profiles_extra_dict_leaves_the_preset_alone():
     p = profiles.get("cpu")
     p.extra["x"] = 1
     assert "x" not in profiles.get("cpu").extra
+
+
+def test_extra_overrides_join_the_profiles_own_entries():
+    from affectlib.cli_train import parse_set
+
+    p = profiles.get("smoke", **parse_set(["extra.log_every=4"]))
+    assert p.extra == {**profiles.get("smoke").extra, "log_every": 4}
+    assert p.extra["feature_scale"] == 16.0  # not dropped by another entry's override
+    assert profiles.get("smoke").extra == profiles.PROFILES["smoke"].extra  # preset unchanged

@@ -461,3 +461,36 @@ def test_compile_wraps_the_trained_network_and_is_recorded_only_when_on(
     assert {k: a[k] for k in train.SCORES} == {k: b[k] for k in train.SCORES}
     assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["compile"] is True
     assert "compile" not in json.loads((reference / "config.json").read_text())["train"]
+
+
+def test_reading_the_losses_every_few_steps_trains_the_same_model(reference, tmp_path):
+    out = tmp_path / "windowed"
+    assert _train(out, *SHORT, "--set", "extra.log_every=4") == 0
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a == b  # the scores, the selected epoch: the same model
+    ha, hb = pd.read_csv(reference / "metrics.csv"), pd.read_csv(out / "metrics.csv")
+    # the logged training losses: the same means, summed on the device in float32
+    pd.testing.assert_frame_equal(ha, hb, rtol=1e-5)
+    assert json.loads((out / "config.json").read_text())["train"]["log_every"] == 4
+
+
+def test_a_non_finite_loss_read_in_a_window_stops_the_run_before_any_checkpoint_of_it(
+    tmp_path, monkeypatch, capsys
+):
+    spec = methods.METHODS["mfar"]
+
+    def nan_at_step_4(model, batch, state, ctx):
+        loss, logs = spec.loss(model, batch, state, ctx)
+        if ctx.step == 3:
+            logs["loss_va"] = logs["loss_va"] * float("nan")
+            loss = loss + logs["loss_va"]
+        return loss, logs
+
+    monkeypatch.setitem(methods.METHODS, "mfar", dataclasses.replace(spec, loss=nan_at_step_4))
+    out = tmp_path / "run"
+    # 3 steps per epoch, checkpoints after steps 2, 3 (epoch end), 4, 6; windows end at 2, 3, 4
+    assert _train(out, *SHORT, "--set", "extra.log_every=5") == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss at step 4 (read once per window" in err and "loss_va=nan" in err
+    assert _step_of(out) == 3 and not (out / "metrics.json").exists()
