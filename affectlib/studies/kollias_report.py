@@ -440,8 +440,15 @@ def plot_deltas(pairs: pd.DataFrame):
 
     vs_st = pairs[pairs["b"] == "ST"]
     groups = list(vs_st.groupby(["setting", "backbone"], sort=False))
+    # each panel as wide as its arms need, so that no panel is squeezed or left half empty
+    widths = [len(set(g["a"])) + 1 for _, g in groups]
     fig, axes = plt.subplots(
-        1, len(groups), figsize=(4.6 * len(groups), 3.8), squeeze=False, sharey=False
+        1,
+        len(groups),
+        figsize=(max(6.0, 0.55 * sum(widths) + 1.5), 3.8),
+        squeeze=False,
+        sharey=False,
+        gridspec_kw={"width_ratios": widths},
     )
     for ax, ((setting, backbone), g) in zip(axes[0], groups, strict=True):
         arms = [a for a in ARMS if a in set(g["a"])]
@@ -461,9 +468,10 @@ def plot_deltas(pairs: pd.DataFrame):
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x, arms, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{setting}, {backbone}", fontsize=9)
+        ax.set_title(f"{setting}, {backbone}", fontsize=9, pad=18)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        # between the title and the axes, where it hides no point
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     axes[0][0].set_ylabel("difference from ST, points (95% paired interval)")
     fig.tight_layout()
     return fig

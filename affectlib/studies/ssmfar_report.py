@@ -22,6 +22,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix
 
 from affectlib import metrics, pretraining, stats
+from affectlib.data import difficulty
 from affectlib.files import paper_table
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.results import beside_paper
@@ -375,9 +376,11 @@ def plot_table1(table: pd.DataFrame, chance: Mapping[str, float] | None = None):
         ax.axvline(0, color="grey", lw=0.5)
     axes[0].set_yticks(y, table["row"])
     axes[0].invert_yaxis()
-    axes[-1].legend(loc="lower right", fontsize=8)
+    handles, labels = axes[-1].get_legend_handles_labels()
     fig.suptitle("Table 1: mean and 95% interval over seeds; x = the paper's number")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    # below the panels, where it hides no bar
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     return fig
 
 
@@ -393,23 +396,25 @@ def plot_paired(pairs: pd.DataFrame, metric: str = "overall"):
     ax.set_yticks(y, [f"{a} - {b}" for a, b in zip(d["A"], d["B"], strict=True)])
     ax.invert_yaxis()
     ax.set_xlabel(f"difference in {metric}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_curves(hist: pd.DataFrame):
+def plot_curves(hist: pd.DataFrame, chance: float | None = None):
     """Per epoch, mean over seeds: training loss (as each method defines it) and validation
-    overall score (Eq. 10), one line per method."""
+    overall score (Eq. 10), one line per method; ``chance``: the label-blind overall (dotted)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     mean = hist.groupby(["method", "epoch"], sort=False)[["train_loss", "overall"]].mean()
     for m in _methods_in(hist):
         h = mean.loc[m]
         axes[0].plot(h.index, h["train_loss"], "o-", label=m)
         axes[1].plot(h.index, h["overall"], "o-", label=m)
+    if chance is not None:
+        axes[1].axhline(chance, color="tab:red", ls=":", label="chance")
     axes[0].set(xlabel="epoch", ylabel="training loss (method's own)", title="training loss")
     axes[1].set(xlabel="epoch", ylabel="P_MTL (Eq. 10)", title="validation overall")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     for ax in axes:
         ax.set_xticks(sorted(hist["epoch"].unique()))
     fig.tight_layout()
@@ -431,15 +436,16 @@ def plot_confusion(
         ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
         for i, j in np.ndindex(cm.shape):
             ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6)
-        ax.set_xticks(range(N_EXPR), [e[:4] for e in EXPRESSIONS], rotation=90, fontsize=7)
-        ax.set_yticks(range(N_EXPR), [e[:4] for e in EXPRESSIONS], fontsize=7)
+        ax.set_xticks(range(N_EXPR), EXPRESSIONS, rotation=90, fontsize=7)
+        ax.set_yticks(range(N_EXPR), EXPRESSIONS, fontsize=7)
         ax.set(xlabel="predicted", ylabel="annotated", title=f"{m} (seeds: {len(runs)})")
     fig.tight_layout()
     return fig
 
 
-def plot_au_f1(per_au: pd.DataFrame):
-    """Per-AU F1, mean over seeds, one bar per method."""
+def plot_au_f1(per_au: pd.DataFrame, chance: Mapping[str, float] | None = None):
+    """Per-AU F1, mean over seeds, one bar per method; ``chance[AU]``: the label-blind F1 of
+    each AU (predicting it on at its base rate), a black tick across the AU's bars."""
     mean = per_au.groupby(["AU", "method"], sort=False)["F1"].mean().unstack("method")
     mean = mean.loc[list(AU_COLUMNS), _methods_in(per_au)]
     fig, ax = plt.subplots(figsize=(12, 3.6))
@@ -447,9 +453,12 @@ def plot_au_f1(per_au: pd.DataFrame):
     x = np.arange(len(mean))
     for k, m in enumerate(mean.columns):
         ax.bar(x + k * width - 0.4 + width / 2, mean[m], width, label=m)
+    if chance is not None:
+        levels = [chance.get(au, np.nan) for au in mean.index]
+        ax.hlines(levels, x - 0.42, x + 0.42, colors="black", lw=1.5, label="chance")
     ax.set_xticks(x, mean.index)
     ax.set(ylabel="F1 (reported split)", ylim=(0, 1))
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -463,7 +472,10 @@ def plot_va(preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], method: s
     fig, axes = plt.subplots(1, 2, figsize=(8, 4))
     for k, (ax, name) in enumerate(zip(axes, ("valence", "arousal"), strict=True)):
         ccc = metrics.ccc(t[keep, k], y[keep, k]) if keep.any() else float("nan")
-        ax.scatter(t[keep, k], y[keep, k], s=3, alpha=0.3)
+        # a 2-D histogram: thousands of frames overplot as a scatter
+        ax.hexbin(
+            t[keep, k], y[keep, k], gridsize=30, extent=(-1, 1, -1, 1), mincnt=1, cmap="Blues"
+        )
         ax.plot([-1, 1], [-1, 1], "k--", lw=0.8)
         ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel=f"annotated {name}", ylabel="predicted")
         ax.set_title(f"{method}: {name}, CCC {ccc:.3f}")
@@ -489,6 +501,15 @@ def plot_thresholds(thr: pd.DataFrame, method: str = "ss-mfar"):
         ax.set_xticks(sorted(thr["epoch"].unique()))
     fig.tight_layout()
     return fig
+
+
+def au_chance(root, split: str, seed: int = 0) -> dict[str, float]:
+    """Each AU's label-blind F1 on ``split`` of the embedded set at ``root`` (predicting it on at
+    its training base rate, :func:`affectlib.data.difficulty.chance_scores`): ``{"AU1": ...}``."""
+    cs = difficulty.chance_scores(difficulty.load_truth(root), split, seed=seed)
+    return {
+        m[3:]: float(c) for m, c in zip(cs["measure"], cs["chance"], strict=True) if m[:3] == "F1 "
+    }
 
 
 def pretraining_table(weights: Mapping[str, Path | None]) -> pd.DataFrame:

@@ -145,12 +145,17 @@ def plot_matrix(
     dim: pd.DataFrame | None = None,
     ax=None,
 ):
-    """A classes x attributes heat map; ``text`` (same shape) is written in the cells, greyed where
+    """A classes x attributes heat map; ``text`` (same shape) is written in the cells, faint and italic where
     ``dim`` is True; NaN cells stay blank. Returns the figure."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(0.55 * matrix.shape[1] + 2.2, 0.42 * matrix.shape[0] + 1.2))
+        # cells large enough for two lines of 7.5 pt text (an estimate and its interval)
+        cell_w = 0.95 if text is not None else 0.55
+        cell_h = 0.62 if text is not None else 0.42
+        fig, ax = plt.subplots(
+            figsize=(cell_w * matrix.shape[1] + 2.2, cell_h * matrix.shape[0] + 1.2)
+        )
     fig = ax.figure
     values = matrix.to_numpy(dtype=float)
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
@@ -174,16 +179,17 @@ def plot_matrix(
                 s,
                 ha="center",
                 va="center",
-                fontsize=6,
+                fontsize=7.5,
                 color="black" if dark_text else "white",
-                alpha=0.45 if faint else 1.0,
+                alpha=0.6 if faint else 1.0,
+                style="italic" if faint else "normal",
             )
     return fig
 
 
 def plot_estimate(long: pd.DataFrame, title: str, ax=None):
     """:func:`empirical`'s rates as a heat map, each cell with ``p`` and its interval; cells that
-    are not well supported (:func:`recovery`, else ``supported``) are greyed."""
+    are not well supported (:func:`recovery`, else ``supported``) are faint and italic."""
     p, lo, hi = (to_matrix(long, v).rename(columns=lambda a: f"AU{a}") for v in ("p", "lo", "hi"))
     text = pd.DataFrame(
         np.vectorize(_interval_text)(p.to_numpy(), lo.to_numpy(), hi.to_numpy()),
@@ -199,7 +205,7 @@ def plot_recovery(estimates: dict[str, pd.DataFrame], truth: pd.DataFrame):
     """The truth beside the error of each estimate (outputs of :func:`recovery`).
 
     Error cells read ``p - truth``; ``*`` marks an interval that misses the truth; cells that are
-    not well supported are greyed.
+    not well supported are faint and italic.
     """
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
