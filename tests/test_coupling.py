@@ -581,3 +581,15 @@ def test_every_method_of_the_papers_table5_is_run_or_listed_as_not_reproduced():
     for method in paper - run:
         assert method in listed or method.split("-")[0] in listed, method
     assert listed == {"AdaShare", "TR", "NTS-Net"}
+
+
+def test_a_data_and_backbone_with_no_finite_difference_gets_no_empty_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = pd.concat([_runs({}), _runs({}).assign(backbone="sn")], ignore_index=True)
+    pairs = R.paired(runs)
+    pairs.loc[pairs["backbone"] == "sn", "diff"] = np.nan  # e.g. one seed: nothing to pair
+    fig = R.plot_deltas(pairs)
+    assert len(fig.axes) == 1 and "sn" not in fig.axes[0].get_title()
+    assert all(len(ax.get_xticks()) > 0 for ax in fig.axes)

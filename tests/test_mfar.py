@@ -552,3 +552,39 @@ def test_ss_mfar_uses_the_epoch_thresholds_in_every_step_when_they_are_set(smoke
     ctx = StepContext(1, 0, 1, torch.device("cpu"), spec.options)
     _, logs = spec.loss(model, batch, state, ctx)
     assert all(float(logs[f"threshold_{c}"]) == pytest.approx(0.321) for c in mfar.EXPRESSIONS)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def test_per_au_matrix_lists_aus_in_numeric_order_and_means_over_seeds():
+    rows = [
+        {"method": m, "seed": s, "AU": a, "F1": f}
+        for m, f in (("ss-mfar", 0.2), ("mfar", 0.4))
+        for s in (0, 1)
+        for a in ("AU10", "AU2", "AU1")
+    ]
+    rows[0]["F1"] = 0.4  # ss-mfar, seed 0, AU10
+    m = ssmfar_report.per_au_matrix(pd.DataFrame(rows))
+    assert list(m.index) == ["AU1", "AU2", "AU10"]
+    assert list(m.columns) == ["mfar", "ss-mfar"]  # Table 1's order
+    assert m.loc["AU10", "ss-mfar"] == pytest.approx(0.3)
+
+
+def test_confusion_figure_shows_each_seed_so_a_collapse_is_not_averaged_away():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t = np.repeat(np.arange(N_EXPR), 4)
+    good = np.eye(N_EXPR)[t]
+    collapsed = np.eye(N_EXPR)[np.zeros_like(t)]  # every image predicted Neutral
+    preds = {
+        ("mfar", 0): {"expr_true": t, "expr_prob": good},
+        ("mfar", 1): {"expr_true": t, "expr_prob": collapsed},
+    }
+    fig = ssmfar_report.plot_confusion(preds, ["mfar"])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["mfar, seed 0", "mfar, seed 1"]
+    first_column = [t.get_text() for t in panels[1].texts[::N_EXPR]]
+    assert first_column == ["100"] * N_EXPR  # the collapsed seed: every row in column 0
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == list(EXPRESSIONS)

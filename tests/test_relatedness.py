@@ -622,3 +622,21 @@ def test_recovery_inputs_name_what_is_missing():
         study.annotation_noise(
             pd.DataFrame({"expr": [1], "true_expr": [1], "AU1": [0], "true_AU1": [0], "AU2": [1]})
         )
+
+
+def test_heat_map_text_is_dark_on_light_cells_white_on_dark_ones_and_grey_where_dimmed():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.colors as mc
+
+    m = pd.DataFrame([[0.0, 1.0], [0.0, 1.0]], index=["a", "b"], columns=["AU1", "AU2"])
+    text = m.map(lambda v: f"{v:.2f}")
+    dim = pd.DataFrame([[False, False], [True, True]], index=m.index, columns=m.columns)
+    fig = report.plot_matrix(m, "t", text=text, dim=dim)
+    colour = {(int(t.get_position()[1]), int(t.get_position()[0])): t for t in fig.axes[0].texts}
+    grey = [sum(mc.to_rgb(colour[c].get_color())) / 3 for c in sorted(colour)]
+    assert grey[0] < 0.3 and grey[1] == 1.0  # light cell (0): dark text; dark cell (1): white
+    assert 0.3 < grey[2] < 0.5 and 0.7 < grey[3] < 1.0  # dimmed: grey, still against the cell
+    assert colour[(1, 0)].get_style() == "italic" and colour[(0, 0)].get_style() == "normal"
+    assert all(t.get_fontsize() >= 8 for t in colour.values())

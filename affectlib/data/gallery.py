@@ -72,7 +72,7 @@ def plot_au_atlas(size: int = 64, seed: int = 0, gains: tuple[float, ...] = (1.0
 
 def plot_pose_and_occlusion(size: int = 64, seed: int = 0):
     """Row 1: one identity under yaw / pitch / roll; row 2: the same face under each occluder,
-    illumination and blur/noise."""
+    illumination and blur/noise; each panel titled with what it varies."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
     ident = R.atlas_identity(seed)
@@ -113,14 +113,38 @@ def plot_pose_and_occlusion(size: int = 64, seed: int = 0):
         nuis2,
         size,
     )
-    fig, ax = plt.subplots(figsize=(n * 0.95, 2.3))
-    ax.imshow(_grid([*row1, *row2], cols=n))
-    ax.set_axis_off()
-    ax.set_title(
-        "top: yaw -40..40, pitch +-25, roll 20;  bottom: bar, hand, patch occluders, side light, "
-        "blur, noise, colour cast",
-        fontsize=7,
-    )
+    # what each panel varies, against the frontal, unoccluded studio face
+    # signs as render.pose_aus reads them: yaw > 0 turns to the subject's left (image right)
+    pose_names = [
+        f"yaw {y:+.0f}°"
+        if y
+        else f"pitch {p:+.0f}° ({'up' if p > 0 else 'down'})"
+        if p
+        else f"roll {r:+.0f}°"
+        if r
+        else "frontal"
+        for y, p, r in poses
+    ]
+    nuisance_names = [
+        "bar occluder",
+        "hand occluder",
+        "patch occluder",
+        "light from right",
+        "light from left",
+        "blur",
+        "sensor noise",
+        "colour cast",
+    ]
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.05, 2.9))
+    for row, (images, names) in enumerate(((row1, pose_names), (row2, nuisance_names))):
+        for ax, im, name in zip(axes[row], images, names, strict=True):
+            ax.imshow(im)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(name, fontsize=7)
+    axes[0][0].set_ylabel("head pose", fontsize=8)
+    axes[1][0].set_ylabel("occlusion,\nlight, image", fontsize=8)
+    fig.suptitle("One identity, one nuisance at a time (neutral expression)", fontsize=9)
+    fig.tight_layout()
     return fig
 
 

@@ -149,6 +149,17 @@ def au_base_rates(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def by_au_number(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its AU-named rows (index ``AU1``, ``AU10``, ...) in numeric AU order, AU1,
+    AU2, AU4, ..., AU10, instead of the alphabetical order a pivot sorts them in."""
+    return frame.loc[sorted(frame.index, key=au_number)]
+
+
+def base_rate_matrix(rates: pd.DataFrame) -> pd.DataFrame:
+    """:func:`au_base_rates` as AUs (rows, numeric order) x splits (columns) of base rates."""
+    return by_au_number(rates.pivot(index="AU", columns="split", values="base rate"))
+
+
 def missing_per_video(table: pd.DataFrame) -> pd.DataFrame:
     """Per video: frames and the share of frames without each task's label."""
     valid = task_valid(table)
@@ -157,6 +168,32 @@ def missing_per_video(table: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "frames", g.size())
     out.insert(0, "split", table.groupby("video")["split"].first())
     return out.reset_index()
+
+
+# each video's share of frames missing a task's label, in bins a reader can name
+MISSING_BINS = ("none", "1-25%", "26-50%", "51-75%", "76-99%", "all")
+
+
+def missing_bins(per_video: pd.DataFrame) -> pd.DataFrame:
+    """Per task and bin of :data:`MISSING_BINS`: how many videos of :func:`missing_per_video` miss
+    that share of their frames' labels (``none`` = every frame labelled, ``all`` = no frame is),
+    in long form: ``task``, ``missing``, ``videos``."""
+    rows = []
+    for c in [c for c in per_video.columns if c.startswith("missing ")]:
+        share = per_video[c].to_numpy(float)
+        # the bins' edges in whole percent, with 0 and 1 kept apart from the partly missing
+        pct = np.ceil(np.round(share * 100, 6))
+        bins = np.select(
+            [share == 0, share == 1, pct <= 25, pct <= 50, pct <= 75],
+            [0, 5, 1, 2, 3],
+            default=4,
+        )
+        counts = np.bincount(bins, minlength=len(MISSING_BINS))
+        rows += [
+            {"task": c.removeprefix("missing "), "missing": b, "videos": int(k)}
+            for b, k in zip(MISSING_BINS, counts, strict=True)
+        ]
+    return pd.DataFrame(rows, columns=["task", "missing", "videos"])
 
 
 def rejected_rows(errors) -> pd.DataFrame:
@@ -185,14 +222,16 @@ def plot_expr_distribution(dist: pd.DataFrame):
 
 
 def plot_au_base_rates(rates: pd.DataFrame):
+    """Base rate of each AU per split, AUs in numeric order."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
-    piv = rates.pivot(index="AU", columns="split", values="base rate")
-    piv = piv.loc[sorted(piv.index, key=au_number)]
+    piv = base_rate_matrix(rates)
     fig, ax = plt.subplots(figsize=(7, 3))
-    piv.plot.bar(ax=ax)
+    piv.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("share active")
     ax.set_title("AU base rates among labelled images")
+    ax.legend(title="split", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
     return fig
 
 
@@ -211,15 +250,18 @@ def plot_va_histogram(table: pd.DataFrame, bins: int = 40):
     return fig
 
 
-def plot_missing_per_video(per_video: pd.DataFrame, max_videos: int = 80):
+def plot_missing_per_video(per_video: pd.DataFrame):
+    """Videos counted by the share of their frames missing each task's label (:func:`missing_bins`):
+    the bars at ``none`` and ``all`` are the videos labelled throughout and not at all."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
+    import seaborn as sns  # deferred, as above
 
-    cols = [c for c in per_video.columns if c.startswith("missing ")]
-    shown = per_video.head(max_videos)
-    fig, ax = plt.subplots(figsize=(8, 2.6))
-    im = ax.imshow(shown[cols].to_numpy().T, aspect="auto", vmin=0, vmax=1, cmap="magma")
-    ax.set_yticks(range(len(cols)), [c.replace("missing ", "") for c in cols])
-    ax.set_xlabel(f"video (first {len(shown)} of {len(per_video)})")
-    fig.colorbar(im, ax=ax, label="share of frames missing")
-    ax.set_title("Missing labels per video")
+    bins = missing_bins(per_video)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.barplot(bins, x="missing", y="videos", hue="task", order=MISSING_BINS, ax=ax)
+    ax.set_xlabel("share of the video's frames without the task's label")
+    ax.set_ylabel("videos")
+    ax.set_title(f"Missing labels per video ({len(per_video)} videos)")
+    ax.legend(title="task", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
     return fig

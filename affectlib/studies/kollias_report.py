@@ -435,11 +435,18 @@ def _agnostic_sentence(pairs: pd.DataFrame) -> str:
 # --- figures --------------------------------------------------------------------------------------
 def plot_deltas(pairs: pd.DataFrame):
     """Per (setting, backbone): each row's paired difference from ST on the paper's expression
-    and AU metrics, in points, with its 95% interval."""
+    and AU metrics, in points, with its 95% interval. A row with no finite difference on either
+    task draws nothing, and a (setting, backbone) without any such row gets no panel, so no panel
+    is empty."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
-    vs_st = pairs[pairs["b"] == "ST"]
+    vs_st = pairs[(pairs["b"] == "ST") & np.isfinite(pairs["diff"].astype(float))]
     groups = list(vs_st.groupby(["setting", "backbone"], sort=False))
+    if not groups:
+        fig, ax = plt.subplots(figsize=(6.0, 1.2))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no finite difference from ST to show", ha="center", va="center")
+        return fig
     # each panel as wide as its arms need, so that no panel is squeezed or left half empty
     widths = [len(set(g["a"])) + 1 for _, g in groups]
     fig, axes = plt.subplots(
@@ -451,7 +458,7 @@ def plot_deltas(pairs: pd.DataFrame):
         gridspec_kw={"width_ratios": widths},
     )
     for ax, ((setting, backbone), g) in zip(axes[0], groups, strict=True):
-        arms = [a for a in ARMS if a in set(g["a"])]
+        arms = [a for a in ARMS if a in set(g["a"])] + sorted(set(g["a"]) - set(ARMS))
         x = np.arange(len(arms))
         for k, (task, colour) in enumerate((("expr", "C0"), ("au", "C3"))):
             t = g[g["task"] == task].set_index("a").reindex(arms)
@@ -464,7 +471,7 @@ def plot_deltas(pairs: pd.DataFrame):
                 ms=4,
                 capsize=2,
                 color=colour,
-                label=f"{TASK_NAME[task]} ({t['metric'].dropna().iloc[0]})",
+                label=f"{TASK_NAME[task]} ({', '.join(t['metric'].dropna().unique())})",
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x, arms, rotation=60, ha="right", fontsize=7)
@@ -472,7 +479,7 @@ def plot_deltas(pairs: pd.DataFrame):
         ax.grid(axis="y", alpha=0.3)
         # between the title and the axes, where it hides no point
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    axes[0][0].set_ylabel("difference from ST, points (95% paired interval)")
+    axes[0][0].set_ylabel("difference from ST, points\n(95% paired interval)")
     fig.tight_layout()
     return fig
 

@@ -13,12 +13,14 @@ Columns holding the paper's numbers are prefixed ``paper:``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from sklearn.metrics import confusion_matrix
 
 from affectlib import metrics, pretraining, stats
@@ -424,30 +426,60 @@ def plot_curves(hist: pd.DataFrame, chance: float | None = None):
 def plot_confusion(
     preds: Mapping[tuple[str, int], Mapping[str, np.ndarray]], methods: Sequence[str]
 ):
-    """Row-normalised expression confusion matrices on the reported split, seeds pooled."""
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False)
-    for ax, m in zip(axes[0], methods, strict=True):
-        runs = [p for (mm, _), p in preds.items() if mm == m]
-        t = np.concatenate([p["expr_true"] for p in runs])
-        y = np.concatenate([p["expr_prob"].argmax(1) for p in runs])
-        keep = t >= 0
-        cm = confusion_matrix(t[keep], y[keep], labels=list(range(N_EXPR))).astype(float)
+    """Row-normalised expression confusion on the reported split, one panel per method (rows) and
+    seed (columns): a seed whose model collapsed onto a few classes shows as its own panel instead
+    of being averaged away; cells in percent of the annotated class."""
+    seeds = sorted({s for (m, s) in preds if m in methods})
+    fig, axes = plt.subplots(
+        len(methods),
+        len(seeds),
+        figsize=(3.3 * len(seeds) + 1.6, 3.3 * len(methods) + 0.4),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    for (r, m), (c, seed) in itertools.product(enumerate(methods), enumerate(seeds)):
+        ax = axes[r][c]
+        if (m, seed) not in preds:
+            ax.set_axis_off()
+            continue
+        p = preds[(m, seed)]
+        t, y = p["expr_true"], p["expr_prob"].argmax(1)
+        cm = confusion_matrix(t[t >= 0], y[t >= 0], labels=list(range(N_EXPR))).astype(float)
         cm /= np.maximum(cm.sum(axis=1, keepdims=True), 1)
-        ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
-        for i, j in np.ndindex(cm.shape):
-            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6)
-        ax.set_xticks(range(N_EXPR), EXPRESSIONS, rotation=90, fontsize=7)
-        ax.set_yticks(range(N_EXPR), EXPRESSIONS, fontsize=7)
-        ax.set(xlabel="predicted", ylabel="annotated", title=f"{m} (seeds: {len(runs)})")
+        sns.heatmap(
+            100 * cm,
+            vmin=0,
+            vmax=100,
+            cmap="Blues",
+            annot=True,
+            fmt=".0f",
+            cbar=False,
+            annot_kws={"fontsize": 7},
+            square=True,
+            ax=ax,
+        )
+        ax.set_title(f"{m}, seed {seed}", fontsize=9)
+        ax.set_xticks(np.arange(N_EXPR) + 0.5, EXPRESSIONS, rotation=90, fontsize=7)
+        ax.set_yticks(np.arange(N_EXPR) + 0.5, EXPRESSIONS, rotation=0, fontsize=7)
+        ax.set(xlabel="predicted" if r == len(methods) - 1 else "")
+        ax.set(ylabel="annotated" if c == 0 else "")
+    fig.suptitle("Expression confusion, % of each annotated class (row), per seed", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def per_au_matrix(per_au: pd.DataFrame) -> pd.DataFrame:
+    """:func:`per_au_f1` as AUs (rows, numeric order AU1, AU2, ..., AU26) x methods (Table 1's
+    order) of the F1 averaged over seeds."""
+    mean = per_au.groupby(["AU", "method"], sort=False)["F1"].mean().unstack("method")
+    return mean.loc[[a for a in AU_COLUMNS if a in mean.index], _methods_in(per_au)]
 
 
 def plot_au_f1(per_au: pd.DataFrame, chance: Mapping[str, float] | None = None):
     """Per-AU F1, mean over seeds, one bar per method; ``chance[AU]``: the label-blind F1 of
     each AU (predicting it on at its base rate), a black tick across the AU's bars."""
-    mean = per_au.groupby(["AU", "method"], sort=False)["F1"].mean().unstack("method")
-    mean = mean.loc[list(AU_COLUMNS), _methods_in(per_au)]
+    mean = per_au_matrix(per_au)
     fig, ax = plt.subplots(figsize=(12, 3.6))
     width = 0.8 / mean.shape[1]
     x = np.arange(len(mean))

@@ -138,58 +138,67 @@ def plot_matrix(
     title: str,
     *,
     text: pd.DataFrame | None = None,
-    cmap: str = "viridis",
+    cmap: str = "YlGnBu",
     vmin: float = 0.0,
     vmax: float = 1.0,
     label: str = "",
     dim: pd.DataFrame | None = None,
     ax=None,
 ):
-    """A classes x attributes heat map; ``text`` (same shape) is written in the cells, faint and italic where
-    ``dim`` is True; NaN cells stay blank. Returns the figure."""
+    """A classes x attributes heat map; ``text`` (same shape) is written in the cells, dark on a
+    light cell and white on a dark one (seaborn's choice by the cell's luminance), grey and italic
+    where ``dim`` is True; NaN cells stay blank. Returns the figure."""
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
+    import seaborn as sns  # deferred, as above
 
     if ax is None:
-        # cells large enough for two lines of 7.5 pt text (an estimate and its interval)
-        cell_w = 0.95 if text is not None else 0.55
-        cell_h = 0.62 if text is not None else 0.42
+        # cells large enough for their text at 8 pt (an estimate and its interval: two lines)
+        lines = [str(s).split("\n") for s in text.to_numpy().ravel()] if text is not None else []
+        chars = max((len(x) for ls in lines for x in ls), default=0)
+        rows = max((len(ls) for ls in lines), default=1)
+        cell_w, cell_h = max(0.5, 0.075 * chars + 0.2), 0.2 + 0.2 * rows
         fig, ax = plt.subplots(
-            figsize=(cell_w * matrix.shape[1] + 2.2, cell_h * matrix.shape[0] + 1.2)
+            figsize=(cell_w * matrix.shape[1] + 2.4, cell_h * matrix.shape[0] + 1.2)
         )
     fig = ax.figure
-    values = matrix.to_numpy(dtype=float)
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], fontsize=8)
-    ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index], fontsize=8)
+    values = matrix.astype(float)
+    words = np.full(values.shape, "", dtype=object) if text is None else text.fillna("")
+    sns.heatmap(
+        values,
+        mask=values.isna(),
+        annot=np.asarray(words, dtype=str),
+        fmt="",
+        annot_kws={"fontsize": 8},
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        linewidths=0.5,
+        linecolor="white",
+        cbar_kws={"label": label, "fraction": 0.04},
+        ax=ax,
+    )
+    ax.set_xticks(
+        np.arange(matrix.shape[1]) + 0.5, [str(c) for c in matrix.columns], fontsize=8, rotation=0
+    )
+    ax.set_yticks(
+        np.arange(matrix.shape[0]) + 0.5, [str(r) for r in matrix.index], fontsize=8, rotation=0
+    )
+    ax.set(xlabel="", ylabel="")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label=label, fraction=0.04)
-    if text is not None:
-        colour_map = plt.get_cmap(cmap)
-        for (i, j), s in np.ndenumerate(text.to_numpy()):
-            if not s:
-                continue
-            r, g, b, _ = (
-                colour_map(im.norm(values[i, j])) if np.isfinite(values[i, j]) else (1,) * 4
-            )
-            dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 0.5  # on a light cell
-            faint = dim is not None and bool(dim.to_numpy()[i, j])
-            ax.text(
-                j,
-                i,
-                s,
-                ha="center",
-                va="center",
-                fontsize=7.5,
-                color="black" if dark_text else "white",
-                alpha=0.6 if faint else 1.0,
-                style="italic" if faint else "normal",
-            )
+    if dim is not None:
+        faint = dim.to_numpy(dtype=bool)
+        for t in ax.texts:
+            x, y = t.get_position()
+            if faint[int(y), int(x)]:
+                # still legible against the cell, but set apart from the supported ones
+                light_cell = t.get_color() != "w"
+                t.set(color="0.35" if light_cell else "0.85", style="italic")
     return fig
 
 
 def plot_estimate(long: pd.DataFrame, title: str, ax=None):
     """:func:`empirical`'s rates as a heat map, each cell with ``p`` and its interval; cells that
-    are not well supported (:func:`recovery`, else ``supported``) are faint and italic."""
+    are not well supported (:func:`recovery`, else ``supported``) are grey and italic."""
     p, lo, hi = (to_matrix(long, v).rename(columns=lambda a: f"AU{a}") for v in ("p", "lo", "hi"))
     text = pd.DataFrame(
         np.vectorize(_interval_text)(p.to_numpy(), lo.to_numpy(), hi.to_numpy()),
@@ -205,7 +214,7 @@ def plot_recovery(estimates: dict[str, pd.DataFrame], truth: pd.DataFrame):
     """The truth beside the error of each estimate (outputs of :func:`recovery`).
 
     Error cells read ``p - truth``; ``*`` marks an interval that misses the truth; cells that are
-    not well supported are faint and italic.
+    not well supported are grey and italic.
     """
     import matplotlib.pyplot as plt  # deferred: a heavy import that only the figures need
 
@@ -303,7 +312,7 @@ def plot_domain_vs_affwild2(pairs: pd.DataFrame):
         for k, r in zip(code["domain"], code["affwild2_rate"], strict=True)
     ]
     text = code.pivot(index="expression_name", columns="au", values="text").loc[values.index]
-    fig, ax = plt.subplots(figsize=(0.6 * values.shape[1] + 2.0, 3.2))
+    fig, ax = plt.subplots(figsize=(0.8 * values.shape[1] + 2.0, 0.45 * values.shape[0] + 1.4))
     ax.imshow(
         np.ma.masked_invalid(values.to_numpy(dtype=float)),
         cmap=ListedColormap(colours),
@@ -312,7 +321,7 @@ def plot_domain_vs_affwild2(pairs: pd.DataFrame):
         aspect="auto",
     )
     for (i, j), s in np.ndenumerate(text.fillna("").to_numpy()):
-        ax.text(j, i, s, ha="center", va="center", fontsize=6)
+        ax.text(j, i, s, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(values.shape[1]), [f"AU{a}" for a in values.columns], fontsize=8)
     ax.set_yticks(range(values.shape[0]), values.index, fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours]
