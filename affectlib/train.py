@@ -167,11 +167,6 @@ def _to_host(values: Mapping[str, Tensor]) -> dict[str, float]:
     return dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
 
 
-def _scalars(loss: Tensor, logs: Mapping[str, Any]) -> dict[str, float]:
-    """The loss and the logged terms as floats, with one device synchronisation."""
-    return _to_host(_on_device(loss, logs))
-
-
 def prepare_batch(
     batch: Mapping[str, Tensor],
     method: MethodSpec,

@@ -8,7 +8,6 @@ readers here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from affectlib.data.parsing import (
     parse_int,
     read_lines,
 )
-from affectlib.data.table import concat_tables
 from affectlib.labels import (
     AU_MISSING,
     EXPR_MISSING,
@@ -167,16 +165,6 @@ def _load_expr_2020(part: Part, options: Options) -> LoadResult:
     return collector.result()
 
 
-def _combine(results: Sequence[LoadResult], fmt: str) -> LoadResult:
-    return LoadResult(
-        table=concat_tables([r.table for r in results]),
-        errors=[e for r in results for e in r.errors],
-        rows_read=sum(r.rows_read for r in results),
-        files=[f for r in results for f in r.files],
-        format=fmt,
-    )
-
-
 def _read_part(found: Found, part: Part, options: Options) -> LoadResult:
     if part.reader in formats.FORMATS:
         images = options.images
@@ -206,7 +194,7 @@ def load_found(found: Found, *, check_images: bool = False, strict: bool = False
         for part in found.parts:
             task = part.reader.removesuffix("-2020")
             by_task.setdefault(task, []).append(_read_part(found, part, options))
-        combined = {t: _combine(rs, t) for t, rs in by_task.items()}
+        combined = {t: LoadResult.combine(rs, t) for t, rs in by_task.items()}
         table = formats.merge_tasks(
             combined.get("abaw-expr"), combined.get("abaw-au"), combined.get("abaw-va")
         )
@@ -214,4 +202,4 @@ def load_found(found: Found, *, check_images: bool = False, strict: bool = False
         rejected = len({(e.file, e.line) for e in errors})
         files = [f for r in combined.values() for f in r.files]
         return LoadResult(table, errors, len(table) + rejected, files, format=name)
-    return _combine([_read_part(found, p, options) for p in found.parts], name)
+    return LoadResult.combine([_read_part(found, p, options) for p in found.parts], name)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from affectlib.data.table import build_table
+from affectlib.data.table import build_table, concat_tables
 from affectlib.labels import (
     AU_COLUMNS,
     AU_MISSING,
@@ -79,6 +79,17 @@ class LoadResult:
     @property
     def accepted(self) -> int:
         return len(self.table)
+
+    @classmethod
+    def combine(cls, results: Sequence[LoadResult], fmt: str) -> LoadResult:
+        """Several files' results as one: tables stacked, errors, rows read and files joined."""
+        return cls(
+            table=concat_tables([r.table for r in results]),
+            errors=[e for r in results for e in r.errors],
+            rows_read=sum(r.rows_read for r in results),
+            files=[f for r in results for f in r.files],
+            format=fmt,
+        )
 
     @property
     def rejected(self) -> int:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from . import formats, layout_readers, layouts
 from .parsing import LoadResult
-from .table import concat_tables
 
 _AW = "affwild2/annotations"
 DEFAULT_ANNOTATIONS: dict[str, tuple[str, ...]] = {
@@ -105,10 +104,4 @@ def load_dataset(
         )
         for p in annotation_paths(data_root, format, annotations)
     ]
-    return LoadResult(
-        table=concat_tables([r.table for r in results]),
-        errors=[e for r in results for e in r.errors],
-        rows_read=sum(r.rows_read for r in results),
-        files=[f for r in results for f in r.files],
-        format=format,
-    )
+    return LoadResult.combine(results, format)
