@@ -78,7 +78,7 @@ from affectlib.methods.pretrain import (
 )
 from affectlib.train import TrainData
 
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2  # 2: the weak view became SS-MFAR's crop (8 px at 224, on half the items)
 SOURCES = ("identity", "affectnet", "swav", "cosface")
 IDENTITY_SET_SOURCES = ("identity", "swav", "cosface")  # the sources that read celeb/
 CACHE_DIR = Path(__file__).resolve().parents[1] / "build" / "pretrained"

@@ -19,7 +19,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -228,10 +228,30 @@ class ResultsWriter:
         }
 
     # The writing methods return None, so that a notebook cell ending with one shows no path.
-    def table(self, df: pd.DataFrame, name: str, caption: str = "", floatfmt: str = ".4f") -> None:
-        """Write ``df`` as ``name.csv`` and ``name.md`` (with ``caption`` above the table)."""
+    def table(
+        self,
+        df: pd.DataFrame,
+        name: str,
+        caption: str = "",
+        floatfmt: str = ".4f",
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        """Write ``df`` as ``name.csv`` and ``name.md`` (with ``caption`` above the table).
+
+        ``columns``: the ones the Markdown shows, for a wide table (the CSV keeps every column;
+        the Markdown says how many it leaves out). An unknown name is an error."""
         csv = atomic_write_text(self.dir / f"{name}.csv", df.to_csv(index=False))
-        md = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt)
+        shown = df
+        if columns is not None:
+            unknown = [c for c in columns if c not in df.columns]
+            if unknown:
+                raise KeyError(f"table {name}: no column(s) {unknown}; it has {list(df.columns)}")
+            shown = df[list(columns)]
+            left = len(df.columns) - len(shown.columns)
+            if left:
+                note = f"{left} more columns in {name}.csv."
+                caption = f"{caption} {note}" if caption else note
+        md = (f"{caption}\n\n" if caption else "") + to_markdown(shown, floatfmt)
         atomic_write_text(self.dir / f"{name}.md", md)
         self._record(csv.name, f"{name}.md")
 

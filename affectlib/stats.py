@@ -76,9 +76,12 @@ def paired_difference(
 
 
 def format_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``0.412 [0.390, 0.434]``; an empty string for NaN."""
+    """``0.412 [0.390, 0.434]``; an empty string for NaN, the mean alone without an interval (a
+    baseline row)."""
     if not np.isfinite(mean):
         return ""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

@@ -37,6 +37,23 @@ No setting within notebook 03's budget meets the stricter bar: MFAR's expression
 its 180 training steps (7 of its 9 runs at 4 epochs select the last), not by the AUs'
 visibility, which the probe reads at either gain. The gain stays 2.
 
+Measured later with the same script and MFAR alone (seeds 0-2, gain 2, test split):
+
+- 12 epochs (187 s for 3 runs): expression F1 0.238 [0.134, 0.341], AU F1 0.347 [0.330, 0.364],
+  overall 0.923 [0.723, 1.123]. Three times the steps leave AU F1 where 4 epochs put it: its
+  per-AU ROC AUC is 0.57-0.58 for AU1 and AU2 (the probe's F1 0.64-0.76), so more steps alone do
+  not close the gap to the probe.
+- 240 / 120 / 120 subjects of 24 frames (the same frame count, three times the videos;
+  ``--set n_train_subjects=240 --set n_val_subjects=120 --set n_test_subjects=120 --set
+  frames_per_video=24``): expression F1 0.139 [0.050, 0.229], AU F1 0.362, overall 0.739.
+- from scratch (``--init none``): expression F1 0.222 [0.082, 0.363], AU F1 0.345; without
+  dropout: expression F1 0.241 [0.130, 0.351], AU F1 0.351.
+- after the weak view became SS-MFAR's public code's crop (``augment.weak``: 8 px of padding
+  at 224 on half the images, 2 px at 48; before: 1/8 of the side on every image), notebook 03's
+  budget (67 s): expression F1 0.270 [0.091, 0.449] (per seed 0.221, 0.353, 0.236), AU F1
+  0.338 [0.306, 0.371], VA 0.298, overall 0.907 [0.490, 1.324]. The fidelity fix raised the
+  mean expression score; three seeds still leave its interval wide.
+
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
 

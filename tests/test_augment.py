@@ -37,7 +37,7 @@ def crops_of(image: torch.Tensor, pad: int) -> dict[tuple[int, int, bool], torch
 
 def test_each_weak_item_is_a_reflection_padded_crop_flipped_as_reported():
     x = batch(b=40)
-    view = weak(x, seeded_generator(1))  # pad = round(8 / 8) = 1 px
+    view = weak(x, seeded_generator(1), pad_fraction=0.125, crop_p=1)  # pad round(8 / 8) = 1 px
     seen = set()
     for i in range(len(x)):
         matches = [k for k, c in crops_of(x[i], 1).items() if torch.equal(c, view.images[i])]
@@ -47,13 +47,38 @@ def test_each_weak_item_is_a_reflection_padded_crop_flipped_as_reported():
     assert seen == {(dy, dx) for dy in range(3) for dx in range(3)}  # every offset occurs
 
 
+def test_weak_defaults_are_ss_mfars_crop_8_px_at_224_on_half_the_items():
+    # row r / column c of every item hold r and c, so the centre pixel tells the crop's offset
+    n = 224
+    grid = torch.arange(n, dtype=torch.uint8)
+    image = torch.stack(
+        [grid[:, None].expand(n, n), grid[None, :].expand(n, n), grid[:, None].expand(n, n)]
+    )
+    x = image[None].repeat(300, 1, 1, 1)
+    view = weak(x, seeded_generator(0), flip_p=0)
+    dy = view.images[:, 0, n // 2, n // 2].long() - n // 2
+    dx = view.images[:, 1, n // 2, n // 2].long() - n // 2
+    assert int(dy.abs().max()) == 8 and int(dx.abs().max()) == 8  # RandomCrop(224, padding=8)
+    still = ((dy == 0) & (dx == 0)).float().mean().item()
+    assert 0.4 < still < 0.6  # RandomApply(p=0.5); a drawn offset of (0, 0) is 1 in 289
+
+
+def test_weak_without_cropping_is_the_input_or_its_mirror():
+    x = batch()
+    assert torch.equal(
+        weak(x, seeded_generator(0), pad_fraction=0.125, crop_p=0, flip_p=0).images, x
+    )
+    with pytest.raises(ValueError, match="crop_p"):
+        weak(x, seeded_generator(0), crop_p=1.5)
+
+
 def test_weak_keeps_shape_dtype_and_is_reproducible_from_its_generator():
     x = batch(b=16, h=12, w=10)
-    a, b = weak(x, seeded_generator(3)), weak(x, seeded_generator(3))
+    a, b = (weak(x, seeded_generator(3), pad_fraction=0.125) for _ in range(2))
     assert a.images.shape == x.shape and a.images.dtype == torch.uint8
     assert a.flipped.dtype == torch.bool and a.flipped.shape == (16,)
     assert torch.equal(a.images, b.images) and torch.equal(a.flipped, b.flipped)
-    assert not torch.equal(a.images, weak(x, seeded_generator(4)).images)
+    assert not torch.equal(a.images, weak(x, seeded_generator(4), pad_fraction=0.125).images)
 
 
 def test_weak_without_padding_is_the_input_or_its_mirror():
@@ -71,7 +96,7 @@ def test_weak_flips_about_half_of_a_large_batch():
 def test_the_frames_of_a_clip_share_one_crop_and_flip():
     frame = batch(b=5)
     clips = frame[:, None].repeat(1, 4, 1, 1, 1)  # (B, T, 3, H, W), every frame the same
-    view = weak(clips, seeded_generator(2))
+    view = weak(clips, seeded_generator(2), pad_fraction=0.125)
     assert view.images.shape == clips.shape and view.flipped.shape == (5,)
     assert torch.equal(view.images, view.images[:, :1].expand_as(view.images))
 

@@ -193,3 +193,42 @@ def test_readout_probe_with_person_norm_still_reads_what_changes_within_videos(t
     assert norm.loc["AU1", "auc_true"] > 0.95 and norm.loc["AU1", "probe"] > 0.9
     assert norm.loc["AU2", "auc_true"] < 0.75
     assert not np.isclose(norm.loc["AU2", "auc_true"], plain.loc["AU2", "auc_true"])
+
+
+def _truth_table() -> pd.DataFrame:
+    """6 training rows (expression 3 the most frequent), 4 test rows, every label set."""
+    expr = [3, 3, 3, 1, 2, 3, 3, 1, 3, 0]
+    split = ["train"] * 6 + ["test"] * 4
+    au_test = np.array([[1, 0], [0, 0], [1, 1], [0, 0]])  # AU1, AU2 on the test rows
+    rows = []
+    for i, (e, s) in enumerate(zip(expr, split, strict=True)):
+        row = {"expr": e, "true_expr": e, "split": s, "valence": 0.1 * i, "arousal": -0.1 * i}
+        row |= {"true_valence": row["valence"], "true_arousal": row["arousal"]}
+        for k, c in enumerate(L.AU_COLUMNS):
+            v = int(au_test[i - 6, min(k, 1)]) if s == "test" else i % 2
+            row[c] = row[f"true_{c}"] = v
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_baselines_score_the_majority_class_and_the_all_or_no_au_guesses_by_hand():
+    from sklearn.metrics import f1_score
+
+    out = difficulty.baseline_scores(_truth_table(), "test").set_index("baseline")
+    assert list(out.index) == ["chance", "majority, no AU", "majority, every AU", "noise ceiling"]
+    # test expressions 3, 1, 3, 0 against 3 everywhere: F1 of class 3 = 2*2 / (2*2 + 2) = 2/3,
+    # every other of the 8 classes 0
+    expected = f1_score([3, 1, 3, 0], [3] * 4, average="macro", labels=range(8), zero_division=0)
+    assert expected == (2 / 3) / 8
+    assert out.loc["majority, no AU", "expr_f1"] == out.loc["majority, every AU", "expr_f1"]
+    assert np.isclose(out.loc["majority, no AU", "expr_f1"], expected)
+    # no AU: F1 0; every AU on: AU1 has 2 positives in 4 rows (2*2 / (4+2) = 2/3), the other 11
+    # columns follow AU2 (1 positive: 2*1 / (4+1) = 2/5)
+    assert out.loc["majority, no AU", "au_f1"] == 0
+    assert np.isclose(out.loc["majority, every AU", "au_f1"], (2 / 3 + 11 * 2 / 5) / 12)
+    # a constant VA has CCC ~0; the ceiling is the truth itself: AU F1 and CCC 1, expression F1
+    # 1 for each of the 3 classes present in the test rows, 0 for the 5 absent (ABAW divides by 8)
+    assert abs(out.loc["majority, no AU", "va"]) < 1e-2
+    assert np.isclose(out.loc["noise ceiling", "overall"], 3 / 8 + 1 + 1)
+    sums = out[["expr_f1", "au_f1", "va"]].sum(axis=1)
+    assert np.allclose(sums, out["overall"])

@@ -588,3 +588,29 @@ def test_confusion_figure_shows_each_seed_so_a_collapse_is_not_averaged_away():
     first_column = [t.get_text() for t in panels[1].texts[::N_EXPR]]
     assert first_column == ["100"] * N_EXPR  # the collapsed seed: every row in column 0
     assert [t.get_text() for t in panels[0].get_xticklabels()] == list(EXPRESSIONS)
+
+
+def test_table1_carries_the_baselines_below_the_methods_and_the_papers_baseline_row():
+    runs = pd.DataFrame(
+        [
+            {"method": "mfar", "row": "MFAR", "seed": s, **dict(zip(ssmfar.SCORES, v, strict=True))}
+            for s, v in enumerate([(0.2, 0.3, 0.4, 0.9), (0.3, 0.4, 0.5, 1.2)])
+        ]
+    )
+    t1 = ssmfar_report.table1(runs)
+    base = pd.DataFrame(
+        [{"baseline": "chance", "expr_f1": 0.1, "au_f1": 0.2, "va": 0.0, "overall": 0.3}]
+    )
+    out = ssmfar_report.with_baselines(t1, base)
+    assert list(out.columns) == list(t1.columns)
+    assert list(out["row"]) == ["MFAR", "chance", "ABAW baseline (paper's; not run)"]
+    chance, paper = out.iloc[1], out.iloc[2]
+    assert chance["method"] == "baseline" and chance["overall"] == 0.3
+    assert np.isnan(chance["overall lo"]) and np.isnan(chance["paper: overall"])
+    # SS-MFAR Table 1's baseline row: overall 0.30, no per-task numbers; ours not run
+    assert paper["paper: overall"] == 0.30 and np.isnan(paper["paper: expr_f1"])
+    assert np.isnan(paper["overall"])
+    view = ssmfar_report.formatted(out)
+    assert view.loc[1, "overall"] == "0.300" and view.loc[2, "overall"] == ""
+    # on real data no label-blind rows: the paper's baseline row alone
+    assert list(ssmfar_report.with_baselines(t1, None)["row"])[1:] == [paper["row"]]

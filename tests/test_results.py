@@ -24,6 +24,18 @@ def test_table_is_written_as_csv_and_markdown_with_provenance(tmp_path):
     assert prov["versions"]["pandas"] == pd.__version__
 
 
+def test_a_wide_tables_markdown_shows_the_chosen_columns_and_the_csv_keeps_every_one(tmp_path):
+    w = results.ResultsWriter(tmp_path, "01_x", profile=profiles.get("smoke"), seeds=[0])
+    df = pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25], "a": [1.5, 2.5], "b": [0.1, 0.2]})
+    w.table(df, "table_h", caption="History.", columns=["epoch", "loss"])
+    assert pd.read_csv(tmp_path / "01_x" / "table_h.csv").equals(df)
+    md = (tmp_path / "01_x" / "table_h.md").read_text()
+    assert md.startswith("History. 2 more columns in table_h.csv.\n\n| epoch | loss |\n")
+    assert "| 2 | 0.2500 |" in md
+    with pytest.raises(KeyError, match=r"table_h: no column\(s\) \['c'\]"):
+        w.table(df, "table_h", columns=["epoch", "c"])
+
+
 def test_atomic_write_leaves_no_temporary_file_and_replaces_content(tmp_path):
     p = tmp_path / "a.txt"
     files.atomic_write_text(p, "one")

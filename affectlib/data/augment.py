@@ -4,10 +4,12 @@ SS-MFAR (Gera et al. 2022, §2.3): "Weak augmentations include standard cropping
 flipping of the input image. Strong augmentations includes weak augmentations along with RandAugment"
 (Cubuk et al. 2020).
 
-- :func:`weak`: reflection-pad by ``pad_fraction`` of the side (1/8: 6 px at 48, 28 px at 224), crop
-  back to (H, W) at a per-sample random offset, flip horizontally with probability ``flip_p``. The
-  pad, crop and flip are one gather of precomputed source indices over the whole batch (no padded
-  copy, no Python loop over items).
+- :func:`weak`: with probability ``crop_p``, reflection-pad by ``pad_fraction`` of the side and crop
+  back to (H, W) at a per-sample random offset; flip horizontally with probability ``flip_p``. The
+  defaults are SS-MFAR's public training code's (github.com/1980x/ABAW2022DMACS,
+  main_ssl_with_reweights.py: ``RandomApply([RandomCrop(224, padding=8)], p=0.5)`` then
+  ``RandomHorizontalFlip()``): 8 px at 224 is 2 px at 48. The pad, crop and flip are one gather of
+  precomputed source indices over the whole batch (no padded copy, no Python loop over items).
 - :func:`strong`: an independent weak view, then torchvision's ``RandAugment`` (``num_ops=2``,
   ``magnitude=9``). ``RandAugment`` called on a batch tensor applies the *same* ops to every item;
   here every item draws its own ops (:func:`randaugment`), and items that drew the same (op, sign)
@@ -83,22 +85,30 @@ def _reflect(i: Tensor, n: int) -> Tensor:
     return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
+# SS-MFAR's public code: RandomCrop(224, padding=8), applied with probability 0.5
+PAD_FRACTION = 8 / 224
+CROP_P = 0.5
+
+
 def weak(
     images: Tensor,
     generator: torch.Generator,
-    pad_fraction: float = 0.125,
+    pad_fraction: float = PAD_FRACTION,
     flip_p: float = 0.5,
+    crop_p: float = CROP_P,
 ) -> View:
-    """Random crop (reflection padding of ``round(pad_fraction * side)`` px, crop back at a
-    uniform per-sample offset) and horizontal flip with probability ``flip_p``.
+    """Random crop with probability ``crop_p`` (reflection padding of ``round(pad_fraction *
+    side)`` px, crop back at a uniform per-sample offset; an item not cropped keeps its place) and
+    horizontal flip with probability ``flip_p``.
 
     Equivalent to ``F.pad(x, (p,) * 4, mode="reflect")[..., dy:dy + H, dx:dx + W]`` then
-    ``flip(-1)`` where flipped, computed as one ``torch.gather``. ``pad_fraction`` 0 and ``flip_p`` 0
-    return a copy of the input."""
+    ``flip(-1)`` where flipped, computed as one ``torch.gather``. ``pad_fraction`` 0 (or ``crop_p``
+    0) and ``flip_p`` 0 return a copy of the input."""
     b, h, w = _check_images(images)
-    if not 0 <= pad_fraction < 1 or not 0 <= flip_p <= 1:
+    if not 0 <= pad_fraction < 1 or not 0 <= flip_p <= 1 or not 0 <= crop_p <= 1:
         raise ValueError(
-            f"need 0 <= pad_fraction < 1 and 0 <= flip_p <= 1, got {pad_fraction}, {flip_p}"
+            "need 0 <= pad_fraction < 1, 0 <= flip_p <= 1 and 0 <= crop_p <= 1, got "
+            f"{pad_fraction}, {flip_p}, {crop_p}"
         )
     ph, pw = round(pad_fraction * h), round(pad_fraction * w)
     if ph > h - 1 or pw > w - 1:
@@ -106,6 +116,9 @@ def weak(
     dy = torch.randint(0, 2 * ph + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * pw + 1, (b,), generator=generator)
     flipped = torch.rand(b, generator=generator) < flip_p
+    if crop_p < 1:  # drawn after the offsets: crop_p 1 draws exactly what it always drew
+        still = torch.rand(b, generator=generator) >= crop_p
+        dy, dx = torch.where(still, ph, dy), torch.where(still, pw, dx)
     ys = _reflect(dy[:, None] + torch.arange(h) - ph, h)  # (B, H) source rows
     xs = dx[:, None] + torch.arange(w) - pw  # (B, W) source columns
     xs = _reflect(torch.where(flipped[:, None], xs.flip(1), xs), w)
@@ -172,13 +185,14 @@ def strong(
     generator: torch.Generator,
     num_ops: int = 2,
     magnitude: int = 9,
-    pad_fraction: float = 0.125,
+    pad_fraction: float = PAD_FRACTION,
     flip_p: float = 0.5,
     grouped: bool = True,
+    crop_p: float = CROP_P,
 ) -> View:
     """A weak view (its own crop and flip draws, independent of any other weak view of the same
     batch, as in FixMatch-style consistency) followed by per-item RandAugment (:func:`randaugment`)."""
-    view = weak(images, generator, pad_fraction, flip_p)
+    view = weak(images, generator, pad_fraction, flip_p, crop_p)
     return View(randaugment(view.images, generator, num_ops, magnitude, grouped), view.flipped)
 
 

@@ -79,6 +79,61 @@ def chance_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0)
     return pd.DataFrame(rows)
 
 
+def au_chance(root, split: str, seed: int = 0) -> dict[str, float]:
+    """Each AU's label-blind F1 on ``split`` of the embedded set at ``root`` (predicting it on at
+    its training base rate, :func:`chance_scores`): ``{"AU1": ...}``."""
+    cs = chance_scores(load_truth(root), split, seed=seed)
+    return {
+        m[3:]: float(c) for m, c in zip(cs["measure"], cs["chance"], strict=True) if m[:3] == "F1 "
+    }
+
+
+def baseline_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0) -> pd.DataFrame:
+    """The label-blind baselines of a results table, scored on ``split`` as every method is (SS-MFAR
+    Eq. 10 terms: ``expr_f1``, ``au_f1``, ``va``, ``overall``), one row each (``baseline``):
+
+    - ``chance``: :func:`chance_scores` (classes and AUs guessed at the training rates), the floor
+      every verdict reads against;
+    - ``majority, no AU``: the most frequent training expression for every face, no AU ever on
+      (predict-nothing: AU F1 0), valence and arousal at their training means;
+    - ``majority, every AU``: the same expression, every AU on for every face (the highest AU F1 a
+      label-blind guess reaches, :func:`guess_f1` at rate 1);
+    - ``noise ceiling``: the true labels (:func:`noise_ceiling`).
+
+    Valence and arousal at a constant have CCC 0 (a tiny jitter, drawn from ``seed``, keeps the
+    CCC defined)."""
+    rng = np.random.default_rng(seed)
+    tr, t = truth[truth["split"] == "train"], truth[truth["split"] == split]
+    n = len(t)
+    lab = tr["expr"][tr["expr"] >= 0]
+    majority = int(np.bincount(lab, minlength=L.N_EXPR).argmax())
+    va_tr = tr[["valence", "arousal"]].to_numpy()
+    mean = va_tr[(va_tr != L.VA_MISSING).all(1)].mean(0)
+    va_pred = np.tile(mean, (n, 1)) + rng.normal(0, 1e-3, (n, 2))
+    au_true = t[list(L.AU_COLUMNS)].to_numpy()
+    scores = ("expr_f1", "au_f1", "va", "overall")
+    rows = []
+    for name, au_on in (("majority, no AU", 0), ("majority, every AU", 1)):
+        s = metrics.p_mtl(
+            t["expr"],
+            np.full(n, majority),
+            au_true,
+            np.full(au_true.shape, au_on),
+            t[["valence", "arousal"]].to_numpy(),
+            va_pred,
+        )
+        rows.append({"baseline": name, **{k: float(s[k]) for k in scores}})
+    chance = chance_scores(truth, split, seed).set_index("measure")["chance"]
+    ceiling = noise_ceiling(truth, split).set_index("measure")["ceiling"]
+    return pd.DataFrame(
+        [
+            {"baseline": "chance", **{k: float(chance[k]) for k in scores}},
+            *rows,
+            {"baseline": "noise ceiling", **{k: float(ceiling[k]) for k in scores}},
+        ]
+    )
+
+
 def pixel_features(files: list[Path] | list[str], size: int = 24) -> np.ndarray:
     """Grey-level pixels of each image, resized to ``size`` x ``size`` and standardised per pixel
     over the images: (N, size * size) float32."""

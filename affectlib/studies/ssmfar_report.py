@@ -24,7 +24,6 @@ import seaborn as sns
 from sklearn.metrics import confusion_matrix
 
 from affectlib import metrics, pretraining, stats
-from affectlib.data import difficulty
 from affectlib.files import paper_table
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.results import beside_paper
@@ -94,6 +93,12 @@ def selection_table(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     )
 
 
+# what a reader of the history needs (the Markdown table); the CSV keeps the per-class thresholds,
+# counts and loss terms of the semi-supervised rows (table_thresholds summarises them)
+HISTORY_COLUMNS = ("row", "seed", "epoch", "step", "train_loss", "expr_f1", "au_f1", "va",
+                   "overall")  # fmt: skip
+
+
 def histories(runs: pd.DataFrame) -> pd.DataFrame:
     """The per-epoch ``metrics.csv`` of every run, with ``method``, ``row`` and ``seed``."""
     parts = [
@@ -132,6 +137,34 @@ def table1(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     for m in SCORES:
         cols += [m, f"{m} lo", f"{m} hi", f"paper: {m}", f"delta: {m}"]
     return both[cols]
+
+
+# the paper's own baseline row (SS-MFAR Table 1: the challenge organisers' network, overall only)
+PAPER_BASELINE = "Baseline"
+
+
+def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`table1` with the baselines as rows below the methods (``method`` = "baseline"): the
+    label-blind ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`; None on real
+    data) scored on our split, one value each and no interval, then the paper's own baseline row
+    (the ABAW challenge baseline, overall 0.30 in SS-MFAR Table 1), which we do not train: its
+    ``paper:`` values only."""
+    paper = _paper().set_index("row")
+    rows = []
+    for b in [] if baselines is None else baselines.to_dict("records"):
+        r = {"method": "baseline", "row": b["baseline"], "n": np.nan}
+        for m in SCORES:
+            r |= {m: b[m], f"{m} lo": np.nan, f"{m} hi": np.nan}
+            r |= {f"paper: {m}": np.nan, f"delta: {m}": np.nan}
+        rows.append(r)
+    if PAPER_BASELINE in paper.index:
+        r = {"method": "baseline", "row": "ABAW baseline (paper's; not run)", "n": np.nan}
+        for m in SCORES:
+            published = pd.to_numeric(paper.loc[PAPER_BASELINE].get(m), errors="coerce")
+            r |= {m: np.nan, f"{m} lo": np.nan, f"{m} hi": np.nan}
+            r |= {f"paper: {m}": published, f"delta: {m}": np.nan}
+        rows.append(r)
+    return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
 
 
 def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -533,15 +566,6 @@ def plot_thresholds(thr: pd.DataFrame, method: str = "ss-mfar"):
         ax.set_xticks(sorted(thr["epoch"].unique()))
     fig.tight_layout()
     return fig
-
-
-def au_chance(root, split: str, seed: int = 0) -> dict[str, float]:
-    """Each AU's label-blind F1 on ``split`` of the embedded set at ``root`` (predicting it on at
-    its training base rate, :func:`affectlib.data.difficulty.chance_scores`): ``{"AU1": ...}``."""
-    cs = difficulty.chance_scores(difficulty.load_truth(root), split, seed=seed)
-    return {
-        m[3:]: float(c) for m, c in zip(cs["measure"], cs["chance"], strict=True) if m[:3] == "F1 "
-    }
 
 
 def pretraining_table(weights: Mapping[str, Path | None]) -> pd.DataFrame:
