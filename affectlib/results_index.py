@@ -13,6 +13,7 @@ a number in a committed table.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,53 @@ def code_changed_since(commit: str, paths: list[str], repo: Path) -> bool | None
     return {0: False, 1: True}.get(r.returncode)
 
 
+# modules that only read results (the index itself): changing them changes no notebook's results
+READS_RESULTS_ONLY = ("affectlib/results_index.py",)
+_STUDY_IMPORT = re.compile(r"from affectlib\.studies(?:\.(\w+))? import \(?([\w ,\n]+)")
+
+
+def _study_refs(text: str, known: set[str]) -> set[str]:
+    """The study modules (of ``known``) that ``text`` imports from ``affectlib.studies``."""
+    out = set()
+    for module, names in _STUDY_IMPORT.findall(text):
+        if module:
+            out.add(module)
+        else:
+            out |= {n.split()[0] for n in names.replace("\n", " ").split(",") if n.strip()}
+    return out & known
+
+
+def studies_used(name: str, repo: Path) -> set[str] | None:
+    """The ``affectlib/studies`` modules notebook ``name`` runs: those its cells import, and those
+    these import in turn. None when the notebook is not in ``repo``."""
+    studies = repo / "affectlib" / "studies"
+    notebook = repo / "notebooks" / f"{name}.ipynb"
+    if not notebook.exists():
+        return None
+    known = {p.stem for p in studies.glob("*.py") if p.stem != "__init__"}
+    cells = json.loads(notebook.read_text()).get("cells", [])
+    todo = _study_refs("".join("".join(c.get("source", "")) for c in cells), known)
+    used: set[str] = set()
+    while todo:
+        module = todo.pop()
+        used.add(module)
+        todo |= _study_refs((studies / f"{module}.py").read_text(), known) - used
+    return used
+
+
+def code_paths(name: str, repo: Path) -> list[str]:
+    """The git pathspecs of the code notebook ``name``'s results depend on: the package and the
+    notebook, less the other notebooks' study modules (:func:`studies_used`) and the modules that
+    only read results (:data:`READS_RESULTS_ONLY`)."""
+    paths = ["affectlib", f"notebooks/{name}.ipynb"]
+    paths += [f":(exclude){p}" for p in READS_RESULTS_ONLY]
+    used = studies_used(name, repo)
+    if used is not None:
+        others = {p.stem for p in (repo / "affectlib" / "studies").glob("*.py")} - used
+        paths += [f":(exclude)affectlib/studies/{m}.py" for m in sorted(others - {"__init__"})]
+    return paths
+
+
 def _notebook_section(folder: Path, repo: Path) -> list[str]:
     name = folder.name
     prov_file = folder / "provenance.json"
@@ -233,10 +281,10 @@ def _notebook_section(folder: Path, repo: Path) -> list[str]:
     lines += [ran, ""]
     if commit.endswith("+dirty"):
         lines += ["**Warning:** the run's checkout had uncommitted changes.", ""]
-    changed = code_changed_since(commit, ["affectlib", f"notebooks/{name}.ipynb"], repo)
+    changed = code_changed_since(commit, code_paths(name, repo), repo)
     if changed:
         lines += [
-            "**Warning:** the package or this notebook changed after that commit; these "
+            "**Warning:** the code this notebook runs (the package, its study modules or the notebook) changed after that commit; these "
             "results may not be what the current code gives (rerun: `python -m affectlib "
             f"reproduce --only {name[:2]}`).",
             "",

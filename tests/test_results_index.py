@@ -89,3 +89,35 @@ def test_the_readme_status_table_is_written_between_its_markers_only(tmp_path):
     assert text.startswith(f"# top\n\n{start}\n| paper | status | tables |\n")
     assert "| SS-MFAR | partial | Table 1 (regenerated), Table 2 (not reproduced) |" in text
     assert text.endswith(f"{end}\n\nrest\n") and "old" not in text
+
+
+def test_a_change_to_another_notebooks_study_module_or_to_the_index_leaves_a_folder_current(
+    tmp_path,
+):
+    repo, _ = _repo(tmp_path)
+    studies = repo / "affectlib" / "studies"
+    studies.mkdir()
+    (studies / "__init__.py").write_text("")
+    (studies / "mine.py").write_text("from affectlib.studies import (\n    helper,\n)\n")
+    (studies / "helper.py").write_text("B = 1\n")
+    (studies / "theirs.py").write_text("C = 1\n")
+    (repo / "affectlib" / "results_index.py").write_text("D = 1\n")
+    cell = {"cell_type": "code", "source": ["from affectlib.studies import mine as m\n"]}
+    (repo / "notebooks").mkdir()
+    (repo / "notebooks" / "03_mfar_ssmfar.ipynb").write_text(json.dumps({"cells": [cell]}))
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "add", ".")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "studies")
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = _results(repo, sha)
+    assert results_index.studies_used("03_mfar_ssmfar", repo) == {"mine", "helper"}
+
+    def edit_and_check(path: str) -> bool:
+        (repo / path).write_text((repo / path).read_text() + "E = 1\n")
+        _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qam", path)
+        return "changed after that commit" in results_index.render_index(out, repo)
+
+    assert not edit_and_check("affectlib/studies/theirs.py")  # another notebook's module
+    assert not edit_and_check("affectlib/results_index.py")  # reads results only
+    assert edit_and_check("affectlib/studies/helper.py")  # imported by the notebook's module
