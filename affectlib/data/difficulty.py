@@ -47,6 +47,14 @@ def noise_ceiling(truth: pd.DataFrame, split: str = "validation") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def _mean_va(train: pd.DataFrame, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2): the training mean of valence and arousal (rows with both labelled) for every face,
+    plus a 1e-3 jitter from ``rng`` that keeps the CCC of a constant defined (it is ~0)."""
+    va = train[["valence", "arousal"]].to_numpy()
+    mean = va[(va != L.VA_MISSING).all(1)].mean(0)
+    return np.tile(mean, (n, 1)) + rng.normal(0, 1e-3, (n, 2))
+
+
 def chance_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0) -> pd.DataFrame:
     """Scores of label-blind predictors, the floor: expression = a random class drawn at the
     training class frequencies, each AU = on at its training base rate, VA = the training mean."""
@@ -59,9 +67,7 @@ def chance_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 0)
     au_tr = tr[list(L.AU_COLUMNS)].to_numpy()
     rate = np.array([(c[c >= 0] == 1).mean() for c in au_tr.T])
     au_pred = (rng.random((n, len(rate))) < rate).astype(int)
-    va_tr = tr[["valence", "arousal"]].to_numpy()
-    mean = va_tr[(va_tr != L.VA_MISSING).all(1)].mean(0)
-    va_pred = np.tile(mean, (n, 1)) + rng.normal(0, 1e-3, (n, 2))
+    va_pred = _mean_va(tr, n, rng)
     s = metrics.p_mtl(
         t["expr"],
         expr_pred,
@@ -107,9 +113,7 @@ def baseline_scores(truth: pd.DataFrame, split: str = "validation", seed: int = 
     n = len(t)
     lab = tr["expr"][tr["expr"] >= 0]
     majority = int(np.bincount(lab, minlength=L.N_EXPR).argmax())
-    va_tr = tr[["valence", "arousal"]].to_numpy()
-    mean = va_tr[(va_tr != L.VA_MISSING).all(1)].mean(0)
-    va_pred = np.tile(mean, (n, 1)) + rng.normal(0, 1e-3, (n, 2))
+    va_pred = _mean_va(tr, n, rng)
     au_true = t[list(L.AU_COLUMNS)].to_numpy()
     scores = ("expr_f1", "au_f1", "va", "overall")
     rows = []
