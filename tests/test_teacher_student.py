@@ -457,6 +457,60 @@ def test_floors_score_the_majority_class_and_a_prior_guess():
     assert f["expr_floor"] == max(f["expr_majority"], f["expr_prior"]) and f["va_floor"] == 0.0
 
 
+def test_results_table_puts_the_baselines_below_the_arms_and_the_paper_baseline_in_table_1():
+    from affectlib.studies import teacher_student_report as report
+
+    runs = pd.DataFrame(
+        [
+            {"arm": a, "seed": s, "expr_score": 0.3 + 0.01 * s, "valence": 0.2, "arousal": 0.1}
+            for a in ("teacher {1,2}", "teacher {1,2,3}")
+            for s in range(3)
+        ]
+    )
+    floors = {"expr_majority": 0.25, "expr_prior": 0.2, "expr_floor": 0.25, "va_floor": 0.0}
+    t = report.results_table(runs, floors, "1")
+    assert list(t["row"]) == [
+        "teacher {1,2}",
+        "teacher {1,2,3}",
+        "baseline: majority class, constant VA",
+        "baseline: class prior at random, constant VA",
+        "ABAW baseline (paper's; not run)",
+    ]
+    # mean of 0.30, 0.31, 0.32 with its t interval: 0.31 +- 4.303 * 0.01 / sqrt(3)
+    assert t.loc[0, "ours: expr_score"] == "0.310 [0.285, 0.335]"
+    assert t.loc[2, "ours: expr_score"] == "0.250" and t.loc[2, "ours: valence"] == "0.000"
+    assert t.loc[3, "ours: expr_score"] == "0.200" and pd.isna(t.loc[3, "paper: expr_score"])
+    # the organisers' baseline of the paper's Table 1: 0.366 / 0.23 / 0.21, not run by us
+    last = t.iloc[-1]
+    assert last["ours: expr_score"] == "" and pd.isna(last["seeds"])
+    assert (last["paper: expr_score"], last["paper: valence"], last["paper: arousal"]) == (
+        0.366,
+        0.23,
+        0.21,
+    )
+    assert "ABAW baseline (paper's; not run)" not in set(
+        report.results_table(runs, floors, "2")["row"]
+    )
+
+
+def test_learning_curves_draw_the_validation_floors_as_dashed_lines():
+    import matplotlib.pyplot as plt
+
+    from affectlib.studies import teacher_student_report as report
+
+    history = pd.DataFrame(
+        {"arm": "teacher {1,2}", "epoch": [1, 2], "train_part1": [1.0, 0.8]}
+        | {"expr_score": [0.2, 0.3], "va": [0.1, 0.2]}
+    )
+    fig = report.plot_learning_curves(history, {"expr_floor": 0.17, "va_floor": 0.0})
+    dashed = [ln for ln in fig.axes[1].lines if ln.get_linestyle() == "--"]
+    assert sorted(ln.get_ydata()[0] for ln in dashed) == [0.0, 0.17]
+    plt.close(fig)
+    fig = report.plot_learning_curves(history)
+    assert not [ln for ln in fig.axes[1].lines if ln.get_linestyle() == "--"]
+    plt.close(fig)
+
+
 # --- the temporal stage ---------------------------------------------------------------------------
 def _frames():
     # two videos of 6 frames in part 1, the second video also in part 2 (a shared video)

@@ -125,9 +125,16 @@ TEMPORAL_CLAIMS = (
 )
 
 
+# the paper's own baseline row (the ABAW 2021 organisers' baseline, Table 1), shown, never trained
+PAPER_BASELINE = ("1 teacher CNN", "Baseline")
+
+
 def results_table(runs: pd.DataFrame, floors: Mapping[str, float], table: str) -> pd.DataFrame:
     """One row per arm of ``table`` ("1", "2" or "3"; "3" reads the temporal runs): each metric
-    as mean [95% CI] over seeds, the paper's value beside it, and the label-blind floor."""
+    as mean [95% CI] over seeds with the paper's value beside it; then the baselines as rows, one
+    value each and no interval: the training set's majority class and the class prior drawn at
+    random (:func:`affectlib.studies.teacher_student.floors`), each with a constant VA guess (CCC
+    0), and in Table 1 the paper's own baseline row, its ``paper:`` values only (not run)."""
     paper = paper_table("teacher_student_tables")
     out = []
     rows = TEMPORAL_PAPER_ROWS if table == "3" else PAPER_ROWS
@@ -141,9 +148,26 @@ def results_table(runs: pd.DataFrame, floors: Mapping[str, float], table: str) -
         for m, col in METRICS.items():
             rec[f"ours: {m}"] = stats.format_ci(*stats.mean_ci(g[m]))
             rec[f"paper: {m}"] = float(p[col])
-        rec["floor: expr_score"] = floors["expr_floor"]
-        rec["floor: VA CCC"] = floors["va_floor"]
         out.append(rec)
+    for name, key in (
+        ("baseline: majority class, constant VA", "expr_majority"),
+        ("baseline: class prior at random, constant VA", "expr_prior"),
+    ):
+        rec = {"row": name, "seeds": np.nan}
+        for m in METRICS:
+            value = floors[key] if m == "expr_score" else floors["va_floor"]
+            rec[f"ours: {m}"] = stats.format_ci(value, np.nan, np.nan)
+            rec[f"paper: {m}"] = np.nan
+        out.append(rec)
+    if table == "1":
+        t, row = PAPER_BASELINE
+        p = paper[(paper["table"] == t) & (paper["method"] == row)]
+        if len(p):
+            rec = {"row": "ABAW baseline (paper's; not run)", "seeds": np.nan}
+            for m, col in METRICS.items():
+                rec[f"ours: {m}"] = ""
+                rec[f"paper: {m}"] = float(p.iloc[0][col])
+            out.append(rec)
     return pd.DataFrame(out)
 
 
@@ -180,9 +204,10 @@ def comparisons(runs: pd.DataFrame, floors: Mapping[str, float], claims=CLAIMS) 
     return pd.DataFrame(rows)
 
 
-def plot_learning_curves(history: pd.DataFrame):
+def plot_learning_curves(history: pd.DataFrame, floors: Mapping[str, float] | None = None):
     """Per arm: the training loss of each part per epoch (mean over seeds) and the validation
-    EXPR score and VA CCC."""
+    EXPR score and VA mean CCC; with ``floors`` (:func:`affectlib.studies.teacher_student.floors`
+    on the validation split), the label-blind EXPR floor and CCC 0 as dashed lines."""
     arms = list(dict.fromkeys(history["arm"]))
     fig, axes = plt.subplots(
         2, len(arms), figsize=(3.6 * len(arms), 5.6), squeeze=False, sharey="row"
@@ -203,6 +228,17 @@ def plot_learning_curves(history: pd.DataFrame):
         ax = axes[1, j]
         ax.plot(h.index, h["expr_score"], marker="o", label="EXPR score")
         ax.plot(h.index, h["va"], marker="s", label="VA mean CCC")
+        if floors is not None:
+            ax.axhline(
+                floors["expr_floor"],
+                color="tab:blue",
+                ls="--",
+                lw=0.8,
+                label="EXPR label-blind floor",
+            )
+            ax.axhline(
+                floors["va_floor"], color="tab:orange", ls="--", lw=0.8, label="VA floor (CCC 0)"
+            )
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         if j == 0:
