@@ -9,6 +9,7 @@ the report's statements. Expected values are computed by hand in numpy.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -473,6 +474,68 @@ def test_table2_puts_each_paper_network_beside_our_backbones():
         "setting", "r18: F1", "r18: F1 (AU)", "paper: F1 (TMIF-FEA)", "paper: F1 (AU) (TMIF-FEA)",
     ]  # fmt: skip
     assert t.set_index("setting").loc["C MT (DB)", "paper: F1 (TMIF-FEA)"] == 39.9
+
+
+def _baseline_setting(train, test):
+    part = assembly.DataPart(
+        "aw", pd.DataFrame(train), pd.DataFrame(test), Path("."), pd.DataFrame(test)
+    )
+    return K.Setting("affwild2", (part,), (part,), (part,), ("AU1", "AU2"), K.PRIMARY_AW)
+
+
+def test_baseline_scores_are_the_label_blind_predictors_scored_by_hand():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    train = {"expr": [0, 0, 1, -1], "AU1": [1, 0, -1, 1], "AU2": [0, 0, 0, 1]}
+    test = {"expr": [0, 1, 1, -1], "AU1": [1, 1, 0, -1], "AU2": [0, 1, 0, 0]}
+    b = K.baseline_scores(_baseline_setting(train, test)).set_index("baseline")
+    assert list(b.index) == list(K.BASELINES)
+    t, p = [0, 1, 1], [0, 0, 0]  # the labelled test expressions; the training majority is 0
+    f1 = f1_score(t, p, labels=range(7), average="macro", zero_division=0)
+    np.testing.assert_allclose(b.loc["majority class, no AU", "expr_f1"], f1)
+    np.testing.assert_allclose(b.loc["majority class, no AU", "expr_acc"], accuracy_score(t, p))
+    np.testing.assert_allclose(
+        b.loc["majority class, no AU", "expr_aa"], balanced_accuracy_score(t, p)
+    )
+    # every AU on: AU1 over [1, 1, 0], AU2 over [0, 1, 0, 0]
+    every = [f1_score([1, 1, 0], [1] * 3), f1_score([0, 1, 0, 0], [1] * 4)]
+    np.testing.assert_allclose(b.loc["majority class, every AU", "au_f1"], np.mean(every))
+    np.testing.assert_allclose(b.loc["majority class, every AU", "au_acc"], (2 / 3 + 1 / 4) / 2)
+    assert b.loc["majority class, no AU", "au_f1"] == 0.0
+    np.testing.assert_allclose(b.loc["majority class, no AU", "au_acc"], (1 / 3 + 3 / 4) / 2)
+    # a training set of one class with every AU always on: chance draws the same predictions
+    fixed = K.baseline_scores(
+        _baseline_setting({"expr": [0, 0], "AU1": [1, 1], "AU2": [1, 1]}, test)
+    ).set_index("baseline")
+    pd.testing.assert_series_equal(
+        fixed.loc["label-blind chance"], fixed.loc["majority class, every AU"], check_names=False
+    )
+
+
+def test_baseline_scores_fall_back_to_validation_without_test_rows():
+    train = {"expr": [0, 0, 1], "AU1": [1, 0, 1], "AU2": [0, 0, 1]}
+    val = pd.DataFrame({"expr": [1, 1, 0], "AU1": [0, 1, 1], "AU2": [1, 0, 0]})
+    part = assembly.DataPart("aw", pd.DataFrame(train), val, Path("."))
+    no_test = K.Setting("s", (part,), (part,), (part,), ("AU1", "AU2"), K.PRIMARY_AW)
+    pd.testing.assert_frame_equal(
+        K.baseline_scores(no_test), K.baseline_scores(_baseline_setting(train, val))
+    )
+
+
+def test_tables_2_and_3_put_the_baselines_below_our_rows_in_percent():
+    baselines = pd.DataFrame(
+        [
+            {"baseline": n} | dict.fromkeys(K.SCORE_NAMES, 0.1 * (i + 1))
+            for i, n in enumerate(K.BASELINES)
+        ]
+    )
+    t2 = R.table2(R.summarise(_runs({})), "affwild2", ["r18"], baselines)
+    assert t2["setting"].tolist()[-3:] == [f"baseline: {n}" for n in K.BASELINES]
+    assert t2["r18: F1"].tolist()[-3:] == ["10.0", "20.0", "30.0"]
+    assert pd.isna(t2["paper: F1 (TMIF-FEA)"].iloc[-1])
+    t3 = R.table3(R.summarise(_runs({})), "affwild2", "r18", baselines)
+    assert len(t3) == 8 + 3 and t3["coupling"].tolist()[-3:] == ["baseline"] * 3
+    assert t3["F1 (AU)"].tolist()[-3:] == ["10.0", "20.0", "30.0"]
 
 
 def test_every_arm_names_a_registered_method():

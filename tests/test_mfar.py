@@ -614,3 +614,47 @@ def test_table1_carries_the_baselines_below_the_methods_and_the_papers_baseline_
     assert view.loc[1, "overall"] == "0.300" and view.loc[2, "overall"] == ""
     # on real data no label-blind rows: the paper's baseline row alone
     assert list(ssmfar_report.with_baselines(t1, None)["row"])[1:] == [paper["row"]]
+
+
+def test_au_every_on_is_two_p_over_n_plus_p_per_au_on_the_split():
+    from sklearn.metrics import f1_score
+
+    cols = {c: [0, 0, 0, 0, 1] for c in AU_COLUMNS}
+    cols["AU1"], cols["AU2"] = [1, 1, 0, -1, 0], [0, 1, 0, 0, 0]
+    truth = pd.DataFrame({"split": ["test"] * 4 + ["train"], **cols})
+    f1 = ssmfar_report.au_every_on(truth, "test")
+    assert f1["AU1"] == pytest.approx(f1_score([1, 1, 0], [1, 1, 1]))  # 2*2 / (3 + 2) = 0.8
+    assert f1["AU2"] == pytest.approx(2 * 1 / (4 + 1)) and f1["AU4"] == 0.0
+
+
+def test_table1_figure_draws_the_noise_ceiling_everywhere_and_every_au_on_on_the_au_panel():
+    import matplotlib.pyplot as plt
+
+    runs = pd.DataFrame(
+        [
+            {"method": "mfar", "row": "MFAR", "seed": s, **dict(zip(ssmfar.SCORES, v, strict=True))}
+            for s, v in enumerate([(0.2, 0.3, 0.4, 0.9), (0.3, 0.4, 0.5, 1.2)])
+        ]
+    )
+    base = pd.DataFrame(
+        [
+            {"baseline": "majority, every AU", "expr_f1": 0.05, "au_f1": 0.31, "va": 0.0,
+             "overall": 0.36},
+            {"baseline": "noise ceiling", "expr_f1": 0.9, "au_f1": 0.88, "va": 0.95,
+             "overall": 2.7},
+        ]
+    )  # fmt: skip
+    fig = ssmfar_report.plot_table1(ssmfar_report.table1(runs), {"au_f1": 0.18}, base)
+    drawn = {
+        m: sorted(round(ln.get_xdata()[0], 2) for ln in ax.lines if ln.get_linestyle() != "None")
+        for m, ax in zip(ssmfar.SCORES, fig.axes, strict=False)
+    }
+    # every panel: the line at 0 and the ceiling; the AU panel also chance and every AU on
+    assert drawn["expr_f1"] == [0.0, 0.9] and drawn["overall"] == [0.0, 2.7]
+    assert drawn["au_f1"] == [0.0, 0.18, 0.31, 0.88]
+    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"noise ceiling", "every AU on"}
+    plt.close(fig)
+    per_au = pd.DataFrame([{"method": "mfar", "row": "MFAR", "seed": 0, "AU": "AU1", "F1": 0.5}])
+    fig = ssmfar_report.plot_au_f1(per_au, every_on={"AU1": 0.8})
+    assert [c.get_label() for c in fig.axes[0].collections] == ["every AU on"]
+    plt.close(fig)

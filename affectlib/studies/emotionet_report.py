@@ -299,7 +299,10 @@ def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | N
     ax.set_xlim(0.5, curves.shape[0] + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("each AU's best epoch, every seed")
-    ax.legend(fontsize=7, loc="upper left")
+    # below the axis label, where it hides no point
+    ax.legend(
+        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(runs), frameon=False
+    )
     fig.tight_layout()
     return fig
 

@@ -123,18 +123,34 @@ def _cell(summary: pd.DataFrame, setting: str, backbone: str, arm: str, metric: 
     return stats.format_ci(r[metric], r[f"{metric} lo"], r[f"{metric} hi"], digits=1)
 
 
-def table2(summary: pd.DataFrame, setting: str, backbones: Sequence[str]) -> pd.DataFrame:
+def _baseline_cell(baselines: pd.DataFrame, name: str, metric: str) -> str:
+    """One label-blind baseline's score in percent, one value and no interval (""; none given)."""
+    row = baselines[baselines["baseline"] == name]
+    return "" if row.empty else stats.format_ci(100 * row.iloc[0][metric], np.nan, np.nan, digits=1)
+
+
+def table2(
+    summary: pd.DataFrame,
+    setting: str,
+    backbones: Sequence[str],
+    baselines: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Kollias Table 2 for one pair of data sets: a row per setting (ST, NC MT, S-T NC MT,
     C MT (DM), C MT (DB)); ours as ``mean [lo, hi]`` per backbone and metric (the paper's metrics
     of that pair; average accuracy too for AffectNet), then the paper's value for each of its
-    networks on that pair (``paper: <metric> (<network>)``)."""
+    networks on that pair (``paper: <metric> (<network>)``). With ``baselines``
+    (:func:`affectlib.studies.kollias.baseline_scores` of the setting), one row per label-blind
+    baseline below the settings ("baseline: <name>"), the same value under every backbone."""
     metrics = list(PRIMARY[setting])
     if setting == "affectnet+emotionet":
         metrics.insert(1, "expr_aa")
-    out = pd.DataFrame({"setting": list(TABLE2_ARMS)})
+    names = [] if baselines is None else list(baselines["baseline"])
+    out = pd.DataFrame({"setting": list(TABLE2_ARMS) + [f"baseline: {n}" for n in names]})
     for b in backbones:
         for m in metrics:
-            out[f"{b}: {METRIC_LABEL[m]}"] = [_cell(summary, setting, b, a, m) for a in TABLE2_ARMS]
+            out[f"{b}: {METRIC_LABEL[m]}"] = [
+                _cell(summary, setting, b, a, m) for a in TABLE2_ARMS
+            ] + [_baseline_cell(baselines, n, m) for n in names]
     paper = paper_table("kollias_table2")
     paper = paper[paper["db_pair"] == PAPER_PAIR[setting]]
     for net, rows in paper.groupby("network", sort=False):
@@ -145,10 +161,13 @@ def table2(summary: pd.DataFrame, setting: str, backbones: Sequence[str]) -> pd.
     return out
 
 
-def table3(summary: pd.DataFrame, setting: str, backbone: str) -> pd.DataFrame:
+def table3(
+    summary: pd.DataFrame, setting: str, backbone: str, baselines: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Kollias Table 3 (ablation): the paper's rows (coupling x relatedness), ours on ``setting``
     with ``backbone`` (``mean [lo, hi]`` of expression F1 and AU F1), the paper's TMIF-FEA values
-    on Aff-Wild2 beside (``paper: expr_f1``, ``paper: au_f1``)."""
+    on Aff-Wild2 beside (``paper: expr_f1``, ``paper: au_f1``); with ``baselines``, one row per
+    label-blind baseline below (coupling "baseline", no paper value)."""
     paper = paper_table("kollias_table3_ablation").fillna({"relatedness": ""})
     arm = [
         TABLE3_KEYS[(c, r)] for c, r in zip(paper["coupling"], paper["relatedness"], strict=True)
@@ -170,6 +189,18 @@ def table3(summary: pd.DataFrame, setting: str, backbone: str) -> pd.DataFrame:
     arms = table["our row"]
     table.insert(3, "F1 (expr)", [_cell(summary, setting, backbone, a, "expr_f1") for a in arms])
     table.insert(4, "F1 (AU)", [_cell(summary, setting, backbone, a, "au_f1") for a in arms])
+    if baselines is not None:
+        names = list(baselines["baseline"])
+        rows = pd.DataFrame(
+            {
+                "coupling": "baseline",
+                "relatedness": "",
+                "our row": names,
+                "F1 (expr)": [_baseline_cell(baselines, n, "expr_f1") for n in names],
+                "F1 (AU)": [_baseline_cell(baselines, n, "au_f1") for n in names],
+            }
+        )
+        table = pd.concat([table, rows], ignore_index=True)
     return table.reset_index(drop=True)
 
 

@@ -395,9 +395,23 @@ def _methods_in(df: pd.DataFrame) -> list[str]:
     return [m for m in order if m in set(df["method"])]
 
 
-def plot_table1(table: pd.DataFrame, chance: Mapping[str, float] | None = None):
+# the baselines :func:`plot_table1` draws as lines: (row of the baselines, scores, style, label)
+TABLE1_LINES = (
+    ("noise ceiling", SCORES, {"color": "tab:green", "ls": "--"}, "noise ceiling"),
+    ("majority, every AU", ("au_f1",), {"color": "tab:purple", "ls": "-."}, "every AU on"),
+)
+
+
+def plot_table1(
+    table: pd.DataFrame,
+    chance: Mapping[str, float] | None = None,
+    baselines: pd.DataFrame | None = None,
+):
     """Each score per row: our mean with its interval (bars), the paper's value (x) and, when
-    given, the chance floor of our reported split (dotted line; ``chance[score]``)."""
+    given, the chance floor of our reported split (dotted line; ``chance[score]``) and the
+    :data:`TABLE1_LINES` of ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`):
+    the noise ceiling on every score, and calling every AU on, on the AU panel."""
+    lines = {} if baselines is None else {r["baseline"]: r for r in baselines.to_dict("records")}
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), sharey=True)
     y = np.arange(len(table))
     for ax, m in zip(axes, SCORES, strict=True):
@@ -407,11 +421,18 @@ def plot_table1(table: pd.DataFrame, chance: Mapping[str, float] | None = None):
         ax.plot(table[f"paper: {m}"], y, "kx", label="paper (s-Aff-Wild2)")
         if chance is not None and m in chance:
             ax.axvline(chance[m], color="tab:red", ls=":", label="chance (ours)")
+        for name, scores, style, label in TABLE1_LINES:
+            if name in lines and m in scores:
+                ax.axvline(lines[name][m], lw=1, label=label, **style)
         ax.set_title(m)
         ax.axvline(0, color="grey", lw=0.5)
     axes[0].set_yticks(y, table["row"])
     axes[0].invert_yaxis()
-    handles, labels = axes[-1].get_legend_handles_labels()
+    legend = {}  # every panel's lines, once each
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, h)
+    handles, labels = list(legend.values()), list(legend)
     fig.suptitle("Table 1: mean and 95% interval over seeds; x = the paper's number")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     # below the panels, where it hides no bar
@@ -509,9 +530,23 @@ def per_au_matrix(per_au: pd.DataFrame) -> pd.DataFrame:
     return mean.loc[[a for a in AU_COLUMNS if a in mean.index], _methods_in(per_au)]
 
 
-def plot_au_f1(per_au: pd.DataFrame, chance: Mapping[str, float] | None = None):
+def au_every_on(truth: pd.DataFrame, split: str) -> dict[str, float]:
+    """Each AU's F1 on ``split`` of the embedded truth table
+    (:func:`affectlib.data.difficulty.load_truth`) when it is called on for every face: 2 P / (N + P)
+    over its labelled rows, the highest F1 a label-blind guess of that AU reaches."""
+    au = truth.loc[truth["split"] == split, list(AU_COLUMNS)].to_numpy()
+    f1 = metrics.per_au_f1(au, np.ones_like(au))  # unlabelled (-1) entries skipped per AU
+    return dict(zip(AU_COLUMNS, map(float, f1), strict=True))
+
+
+def plot_au_f1(
+    per_au: pd.DataFrame,
+    chance: Mapping[str, float] | None = None,
+    every_on: Mapping[str, float] | None = None,
+):
     """Per-AU F1, mean over seeds, one bar per method; ``chance[AU]``: the label-blind F1 of
-    each AU (predicting it on at its base rate), a black tick across the AU's bars."""
+    each AU (predicting it on at its base rate), a black tick across the AU's bars; ``every_on[AU]``
+    (:func:`au_every_on`): its F1 when called on for every face, a purple dash-dot tick."""
     mean = per_au_matrix(per_au)
     fig, ax = plt.subplots(figsize=(12, 3.6))
     width = 0.8 / mean.shape[1]
@@ -521,6 +556,11 @@ def plot_au_f1(per_au: pd.DataFrame, chance: Mapping[str, float] | None = None):
     if chance is not None:
         levels = [chance.get(au, np.nan) for au in mean.index]
         ax.hlines(levels, x - 0.42, x + 0.42, colors="black", lw=1.5, label="chance")
+    if every_on is not None:
+        levels = [every_on.get(au, np.nan) for au in mean.index]
+        ax.hlines(
+            levels, x - 0.42, x + 0.42, colors="tab:purple", lw=1.5, ls="-.", label="every AU on"
+        )
     ax.set_xticks(x, mean.index)
     ax.set(ylabel="F1 (reported split)", ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
