@@ -17,7 +17,7 @@ stricter bar fixed before the runs: MFAR's interval clears every task's chance b
 that much weaker than the baseline would still be seen above chance).
 
     python benchmarks/au_gain_calibration.py [--gains 1 2 3] [--seeds 0 1 2] [--init identity] \
-        [--epochs 6] [--set batch_size=32] [--no-probe]
+        [--epochs 6] [--set batch_size=32] [--no-probe] [--no-weak-view]
 
 What it showed on 2 cores (seeds 0-2, test split; chance: expression F1 0.126, AU F1 0.184, VA
 0.000, overall 0.310), MFAR mean [95% interval]:
@@ -53,6 +53,13 @@ Measured later with the same script and MFAR alone (seeds 0-2, gain 2, test spli
   budget (67 s): expression F1 0.270 [0.091, 0.449] (per seed 0.221, 0.353, 0.236), AU F1
   0.338 [0.306, 0.371], VA 0.298, overall 0.907 [0.490, 1.324]. The fidelity fix raised the
   mean expression score; three seeds still leave its interval wide.
+- is the brows' blindness the weak view's doing (a 2 px shift could mask a brow's 1-3 px rise
+  for a reader of absolute position)? ``--no-weak-view`` (no crop, no flip; 65 s for 3 runs):
+  expression F1 0.282 [0.192, 0.372], AU F1 0.349 [0.298, 0.400], overall 0.918 [0.663, 1.173];
+  per-AU test ROC AUC, mean of 3 seeds: AU1 0.595, AU2 0.525, AU4 0.548 (with the weak view, in
+  notebook 03's MFAR runs: 0.575, 0.548, 0.601). No: without any augmentation the CNN reads the
+  brows no better. Notebook 03's per-AU figure shows what MFAR does instead: on AU1, AU2, AU4,
+  AU6, AU23 and AU26 every method sits at the F1 of calling the AU on for every face.
 
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
@@ -60,6 +67,7 @@ A benchmark, not a test: three seeds are three draws of one small budget.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -67,7 +75,7 @@ from pathlib import Path
 import pandas as pd
 
 from affectlib import profiles, stats
-from affectlib.data import difficulty, generate
+from affectlib.data import augment, difficulty, generate
 from affectlib.studies import ssmfar
 
 WORK = Path(__file__).resolve().parents[1] / "build" / "au_gain_calibration"
@@ -85,9 +93,16 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.05)
     ap.add_argument("--no-probe", action="store_true", help="MFAR only (the probe takes minutes)")
     ap.add_argument(
+        "--no-weak-view",
+        action="store_true",
+        help="train on the images as they are (augment.weak with no crop and no flip)",
+    )
+    ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a profile override"
     )
     args = ap.parse_args()
+    if args.no_weak_view:  # the training loop reads the views from the module at every step
+        augment.weak = functools.partial(augment.weak, crop_p=0.0, flip_p=0.0)
     base = profiles.get(args.profile, **dict(profiles.parse_override(s) for s in args.set))
     plan = ssmfar.budget(base, epochs=args.epochs, frame_stride=args.frame_stride)
     row = ssmfar.table1_row("mfar")
