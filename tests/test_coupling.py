@@ -23,6 +23,7 @@ from affectlib.data import assembly, datasets, generate
 from affectlib.files import paper_table
 from affectlib.methods import StepContext
 from affectlib.methods import coupling as C
+from affectlib.studies import baselines as B
 from affectlib.studies import kollias as K
 from affectlib.studies import kollias_report as R
 
@@ -488,8 +489,8 @@ def test_baseline_scores_are_the_label_blind_predictors_scored_by_hand():
 
     train = {"expr": [0, 0, 1, -1], "AU1": [1, 0, -1, 1], "AU2": [0, 0, 0, 1]}
     test = {"expr": [0, 1, 1, -1], "AU1": [1, 1, 0, -1], "AU2": [0, 1, 0, 0]}
-    b = R.baseline_scores(_baseline_setting(train, test)).set_index("baseline")
-    assert list(b.index) == list(R.BASELINES)
+    b = B.kollias_baselines(_baseline_setting(train, test)).set_index("baseline")
+    assert list(b.index) == list(B.KOLLIAS_BASELINES)
     t, p = [0, 1, 1], [0, 0, 0]  # the labelled test expressions; the training majority is 0
     f1 = f1_score(t, p, labels=range(7), average="macro", zero_division=0)
     np.testing.assert_allclose(b.loc["majority class, no AU", "expr_f1"], f1)
@@ -504,7 +505,7 @@ def test_baseline_scores_are_the_label_blind_predictors_scored_by_hand():
     assert b.loc["majority class, no AU", "au_f1"] == 0.0
     np.testing.assert_allclose(b.loc["majority class, no AU", "au_acc"], (1 / 3 + 3 / 4) / 2)
     # a training set of one class with every AU always on: chance draws the same predictions
-    fixed = R.baseline_scores(
+    fixed = B.kollias_baselines(
         _baseline_setting({"expr": [0, 0], "AU1": [1, 1], "AU2": [1, 1]}, test)
     ).set_index("baseline")
     pd.testing.assert_series_equal(
@@ -518,7 +519,7 @@ def test_baseline_scores_fall_back_to_validation_without_test_rows():
     part = assembly.DataPart("aw", pd.DataFrame(train), val, Path("."))
     no_test = K.Setting("s", (part,), (part,), (part,), ("AU1", "AU2"), K.PRIMARY_AW)
     pd.testing.assert_frame_equal(
-        R.baseline_scores(no_test), R.baseline_scores(_baseline_setting(train, val))
+        B.kollias_baselines(no_test), B.kollias_baselines(_baseline_setting(train, val))
     )
 
 
@@ -526,11 +527,11 @@ def test_tables_2_and_3_put_the_baselines_below_our_rows_in_percent():
     baselines = pd.DataFrame(
         [
             {"baseline": n} | dict.fromkeys(K.SCORE_NAMES, 0.1 * (i + 1))
-            for i, n in enumerate(R.BASELINES)
+            for i, n in enumerate(B.KOLLIAS_BASELINES)
         ]
     )
     t2 = R.table2(R.summarise(_runs({})), "affwild2", ["r18"], baselines)
-    assert t2["setting"].tolist()[-3:] == [f"baseline: {n}" for n in R.BASELINES]
+    assert t2["setting"].tolist()[-3:] == [f"baseline: {n}" for n in B.KOLLIAS_BASELINES]
     assert t2["r18: F1"].tolist()[-3:] == ["10.0", "20.0", "30.0"]
     assert pd.isna(t2["paper: F1 (TMIF-FEA)"].iloc[-1])
     t3 = R.table3(R.summarise(_runs({})), "affwild2", "r18", baselines)

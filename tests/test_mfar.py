@@ -15,7 +15,7 @@ from affectlib.data import assembly
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_AU, N_EXPR
 from affectlib.methods import METHODS, MethodSpec, StepContext, mfar
 from affectlib.models import ModelConfig, build_model
-from affectlib.studies import ssmfar, ssmfar_report
+from affectlib.studies import baselines, ssmfar, ssmfar_report
 
 CTX = StepContext(epoch=1, step=0, epochs=1, device=torch.device("cpu"), options=mfar.MFAR.options)
 
@@ -601,7 +601,7 @@ def test_table1_carries_the_baselines_below_the_methods_and_the_papers_baseline_
     base = pd.DataFrame(
         [{"baseline": "chance", "expr_f1": 0.1, "au_f1": 0.2, "va": 0.0, "overall": 0.3}]
     )
-    out = ssmfar_report.with_baselines(t1, base)
+    out = baselines.with_baselines(t1, base)
     assert list(out.columns) == list(t1.columns)
     assert list(out["row"]) == ["MFAR", "chance", "ABAW baseline (paper's; not run)"]
     chance, paper = out.iloc[1], out.iloc[2]
@@ -613,7 +613,7 @@ def test_table1_carries_the_baselines_below_the_methods_and_the_papers_baseline_
     view = ssmfar_report.formatted(out)
     assert view.loc[1, "overall"] == "0.300" and view.loc[2, "overall"] == ""
     # on real data no label-blind rows: the paper's baseline row alone
-    assert list(ssmfar_report.with_baselines(t1, None)["row"])[1:] == [paper["row"]]
+    assert list(baselines.with_baselines(t1, None)["row"])[1:] == [paper["row"]]
 
 
 def test_au_every_on_is_two_p_over_n_plus_p_per_au_on_the_split():
@@ -622,7 +622,7 @@ def test_au_every_on_is_two_p_over_n_plus_p_per_au_on_the_split():
     cols = {c: [0, 0, 0, 0, 1] for c in AU_COLUMNS}
     cols["AU1"], cols["AU2"] = [1, 1, 0, -1, 0], [0, 1, 0, 0, 0]
     truth = pd.DataFrame({"split": ["test"] * 4 + ["train"], **cols})
-    f1 = ssmfar_report.au_every_on(truth, "test")
+    f1 = baselines.au_every_on(truth, "test")
     assert f1["AU1"] == pytest.approx(f1_score([1, 1, 0], [1, 1, 1]))  # 2*2 / (3 + 2) = 0.8
     assert f1["AU2"] == pytest.approx(2 * 1 / (4 + 1)) and f1["AU4"] == 0.0
 

@@ -25,20 +25,17 @@ import pandas as pd
 
 from affectlib import stats
 from affectlib.files import paper_table
-from affectlib.labels import AU_MISSING, EXPR_MISSING, EXPRESSIONS
+from affectlib.labels import EXPRESSIONS
 from affectlib.studies import task_relatedness_report
 from affectlib.studies.kollias import (
     ARMS,
     BASIC,
-    N_BASIC,
     PRIMARY_AE,
     PRIMARY_AW,
     SCORE_NAMES,
     TABLE2_ARMS,
     TABLE3_ARMS,
     TABLE5_ARMS,
-    Setting,
-    study_scores,
 )
 
 # how the paper names our settings, metrics and rows
@@ -107,61 +104,6 @@ def floor_sentence(floor: pd.DataFrame) -> str:
     )
 
 
-BASELINES = (
-    "label-blind chance",
-    "majority class, no AU",
-    "majority class, every AU",
-)
-
-
-def baseline_scores(setting: Setting, draws: int = 20) -> pd.DataFrame:
-    """Label-blind predictors scored by :func:`affectlib.studies.kollias.study_scores` on the rows the runs are reported on
-    (every part's held-out test rows; the validation rows when no part has test rows, as
-    :func:`affectlib.data.assembly.build_multi_data` reports then), fitted on the setting's
-    multi-task training rows: one row per :data:`BASELINES`, the scores as fractions.
-
-    ``label-blind chance``: each image's class drawn from the training class prior and each AU
-    drawn present at its training base rate, the mean of ``draws`` seeded draws; ``majority
-    class, no AU``: the most frequent training class and no AU present (AU F1 0); ``majority
-    class, every AU``: the same class and every AU present (AU F1 then equals the F1 of
-    predicting each AU everywhere)."""
-    cols = list(setting.au_columns)
-    train = pd.concat([p.train for p in setting.parts], ignore_index=True)
-    tests = [p.test for p in setting.parts if p.test is not None and len(p.test)]
-    test = pd.concat(tests or [p.validation for p in setting.parts], ignore_index=True)
-    e = train["expr"].fillna(EXPR_MISSING).to_numpy(dtype=int)
-    prior = np.bincount(e[e != EXPR_MISSING], minlength=N_BASIC).astype(float)
-    prior /= max(prior.sum(), 1.0)
-    a = np.array(train.reindex(columns=cols), dtype=float)  # a copy: missing labels -> NaN
-    a[a == AU_MISSING] = np.nan
-    rate = np.nan_to_num(np.nanmean(a, axis=0)) if np.isfinite(a).any() else np.zeros(len(cols))
-    # a part without a task's columns (an expression-only set's AUs) is unlabelled there
-    truth = {
-        "expr_true": test["expr"].fillna(EXPR_MISSING).to_numpy(dtype=int),
-        "au_true": test.reindex(columns=cols).fillna(AU_MISSING).to_numpy(dtype=int),
-    }
-    n = len(test)
-
-    def scored(expr: np.ndarray, au: np.ndarray) -> dict[str, float]:
-        return study_scores(truth | {"expr_prob": np.eye(N_BASIC)[expr], "au_prob": au})
-
-    majority = np.full(n, int(prior.argmax()))
-    rng = np.random.default_rng(0)
-    drawn = [
-        scored(
-            rng.choice(N_BASIC, n, p=prior) if prior.sum() else majority,
-            (rng.random((n, len(cols))) < rate).astype(float),
-        )
-        for _ in range(draws)
-    ]
-    rows = {
-        BASELINES[0]: pd.DataFrame(drawn).mean().to_dict(),
-        BASELINES[1]: scored(majority, np.zeros((n, len(cols)))),
-        BASELINES[2]: scored(majority, np.ones((n, len(cols)))),
-    }
-    return pd.DataFrame([{"baseline": k} | {m: v[m] for m in SCORE_NAMES} for k, v in rows.items()])
-
-
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, backbone, arm): ``n`` seeds and, per score, the mean and its 95%
     interval (``<score>``, ``<score> lo``, ``<score> hi``) in percent. Row order as in ``runs``."""
@@ -197,7 +139,7 @@ def table2(
     C MT (DM), C MT (DB)); ours as ``mean [lo, hi]`` per backbone and metric (the paper's metrics
     of that pair; average accuracy too for AffectNet), then the paper's value for each of its
     networks on that pair (``paper: <metric> (<network>)``). With ``baselines``
-    (:func:`baseline_scores` of the setting), one row per label-blind
+    (:func:`affectlib.studies.baselines.kollias_baselines` of the setting), one row per label-blind
     baseline below the settings ("baseline: <name>"), the same value under every backbone."""
     metrics = list(PRIMARY[setting])
     if setting == "affectnet+emotionet":

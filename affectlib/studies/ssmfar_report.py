@@ -143,30 +143,6 @@ def table1(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
 PAPER_BASELINE = "Baseline"
 
 
-def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """:func:`table1` with the baselines as rows below the methods (``method`` = "baseline"): the
-    label-blind ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`; None on real
-    data) scored on our split, one value each and no interval, then the paper's own baseline row
-    (the ABAW challenge baseline, overall 0.30 in SS-MFAR Table 1), which we do not train: its
-    ``paper:`` values only."""
-    paper = _paper().set_index("row")
-    rows = []
-    for b in [] if baselines is None else baselines.to_dict("records"):
-        r = {"method": "baseline", "row": b["baseline"], "n": np.nan}
-        for m in SCORES:
-            r |= {m: b[m], f"{m} lo": np.nan, f"{m} hi": np.nan}
-            r |= {f"paper: {m}": np.nan, f"delta: {m}": np.nan}
-        rows.append(r)
-    if PAPER_BASELINE in paper.index:
-        r = {"method": "baseline", "row": "ABAW baseline (paper's; not run)", "n": np.nan}
-        for m in SCORES:
-            published = pd.to_numeric(paper.loc[PAPER_BASELINE].get(m), errors="coerce")
-            r |= {m: np.nan, f"{m} lo": np.nan, f"{m} hi": np.nan}
-            r |= {f"paper: {m}": published, f"delta: {m}": np.nan}
-        rows.append(r)
-    return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
-
-
 def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """:func:`table1` for reading: ``mean [lo, hi]`` per score, the paper's value beside it."""
     out = table[["row", "n"]].rename(columns={"row": "method"}).copy()
@@ -530,15 +506,6 @@ def per_au_matrix(per_au: pd.DataFrame) -> pd.DataFrame:
     return mean.loc[[a for a in AU_COLUMNS if a in mean.index], _methods_in(per_au)]
 
 
-def au_every_on(truth: pd.DataFrame, split: str) -> dict[str, float]:
-    """Each AU's F1 on ``split`` of the embedded truth table
-    (:func:`affectlib.data.difficulty.load_truth`) when it is called on for every face: 2 P / (N + P)
-    over its labelled rows, the highest F1 a label-blind guess of that AU reaches."""
-    au = truth.loc[truth["split"] == split, list(AU_COLUMNS)].to_numpy()
-    f1 = metrics.per_au_f1(au, np.ones_like(au))  # unlabelled (-1) entries skipped per AU
-    return dict(zip(AU_COLUMNS, map(float, f1), strict=True))
-
-
 def plot_au_f1(
     per_au: pd.DataFrame,
     chance: Mapping[str, float] | None = None,
@@ -546,7 +513,7 @@ def plot_au_f1(
 ):
     """Per-AU F1, mean over seeds, one bar per method; ``chance[AU]``: the label-blind F1 of
     each AU (predicting it on at its base rate), a black tick across the AU's bars; ``every_on[AU]``
-    (:func:`au_every_on`): its F1 when called on for every face, a purple dash-dot tick."""
+    (:func:`affectlib.studies.baselines.au_every_on`): its F1 when called on for every face, a purple dash-dot tick."""
     mean = per_au_matrix(per_au)
     fig, ax = plt.subplots(figsize=(12, 3.6))
     width = 0.8 / mean.shape[1]

@@ -1,0 +1,109 @@
+"""The label-blind baselines shown as rows of the study tables of notebooks 03 and 04: what a
+predictor that never looks at the face scores on the same rows as the methods.
+
+- notebook 03 (SS-MFAR Table 1): :func:`with_baselines` appends the rows of
+  :func:`affectlib.data.difficulty.baseline_scores` and the paper's own baseline row;
+  :func:`au_every_on`, each AU's F1 when it is called on for every face (a line on the per-AU
+  figure);
+- notebook 04 (Kollias Tables 2 and 3): :func:`kollias_baselines` scores chance, the majority class
+  with no AU and with every AU on, by the study's own metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from affectlib import metrics
+from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING
+from affectlib.studies.kollias import N_BASIC, SCORE_NAMES, Setting, study_scores
+from affectlib.studies.ssmfar import SCORES
+from affectlib.studies.ssmfar_report import PAPER_BASELINE, _paper
+
+
+def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
+    """:func:`affectlib.studies.ssmfar_report.table1` with the baselines as rows below the methods (``method`` = "baseline"): the
+    label-blind ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`; None on real
+    data) scored on our split, one value each and no interval, then the paper's own baseline row
+    (the ABAW challenge baseline, overall 0.30 in SS-MFAR Table 1), which we do not train: its
+    ``paper:`` values only."""
+    paper = _paper().set_index("row")
+    rows = []
+    for b in [] if baselines is None else baselines.to_dict("records"):
+        r = {"method": "baseline", "row": b["baseline"], "n": np.nan}
+        for m in SCORES:
+            r |= {m: b[m], f"{m} lo": np.nan, f"{m} hi": np.nan}
+            r |= {f"paper: {m}": np.nan, f"delta: {m}": np.nan}
+        rows.append(r)
+    if PAPER_BASELINE in paper.index:
+        r = {"method": "baseline", "row": "ABAW baseline (paper's; not run)", "n": np.nan}
+        for m in SCORES:
+            published = pd.to_numeric(paper.loc[PAPER_BASELINE].get(m), errors="coerce")
+            r |= {m: np.nan, f"{m} lo": np.nan, f"{m} hi": np.nan}
+            r |= {f"paper: {m}": published, f"delta: {m}": np.nan}
+        rows.append(r)
+    return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
+
+
+def au_every_on(truth: pd.DataFrame, split: str) -> dict[str, float]:
+    """Each AU's F1 on ``split`` of the embedded truth table
+    (:func:`affectlib.data.difficulty.load_truth`) when it is called on for every face: 2 P / (N + P)
+    over its labelled rows, the highest F1 a label-blind guess of that AU reaches."""
+    au = truth.loc[truth["split"] == split, list(AU_COLUMNS)].to_numpy()
+    f1 = metrics.per_au_f1(au, np.ones_like(au))  # unlabelled (-1) entries skipped per AU
+    return dict(zip(AU_COLUMNS, map(float, f1), strict=True))
+
+
+KOLLIAS_BASELINES = (
+    "label-blind chance",
+    "majority class, no AU",
+    "majority class, every AU",
+)
+
+
+def kollias_baselines(setting: Setting, draws: int = 20) -> pd.DataFrame:
+    """Label-blind predictors scored by :func:`affectlib.studies.kollias.study_scores` on the rows the runs are reported on
+    (every part's held-out test rows; the validation rows when no part has test rows, as
+    :func:`affectlib.data.assembly.build_multi_data` reports then), fitted on the setting's
+    multi-task training rows: one row per :data:`KOLLIAS_BASELINES`, the scores as fractions.
+
+    ``label-blind chance``: each image's class drawn from the training class prior and each AU
+    drawn present at its training base rate, the mean of ``draws`` seeded draws; ``majority
+    class, no AU``: the most frequent training class and no AU present (AU F1 0); ``majority
+    class, every AU``: the same class and every AU present (AU F1 then equals the F1 of
+    predicting each AU everywhere)."""
+    cols = list(setting.au_columns)
+    train = pd.concat([p.train for p in setting.parts], ignore_index=True)
+    tests = [p.test for p in setting.parts if p.test is not None and len(p.test)]
+    test = pd.concat(tests or [p.validation for p in setting.parts], ignore_index=True)
+    e = train["expr"].fillna(EXPR_MISSING).to_numpy(dtype=int)
+    prior = np.bincount(e[e != EXPR_MISSING], minlength=N_BASIC).astype(float)
+    prior /= max(prior.sum(), 1.0)
+    a = np.array(train.reindex(columns=cols), dtype=float)  # a copy: missing labels -> NaN
+    a[a == AU_MISSING] = np.nan
+    rate = np.nan_to_num(np.nanmean(a, axis=0)) if np.isfinite(a).any() else np.zeros(len(cols))
+    # a part without a task's columns (an expression-only set's AUs) is unlabelled there
+    truth = {
+        "expr_true": test["expr"].fillna(EXPR_MISSING).to_numpy(dtype=int),
+        "au_true": test.reindex(columns=cols).fillna(AU_MISSING).to_numpy(dtype=int),
+    }
+    n = len(test)
+
+    def scored(expr: np.ndarray, au: np.ndarray) -> dict[str, float]:
+        return study_scores(truth | {"expr_prob": np.eye(N_BASIC)[expr], "au_prob": au})
+
+    majority = np.full(n, int(prior.argmax()))
+    rng = np.random.default_rng(0)
+    drawn = [
+        scored(
+            rng.choice(N_BASIC, n, p=prior) if prior.sum() else majority,
+            (rng.random((n, len(cols))) < rate).astype(float),
+        )
+        for _ in range(draws)
+    ]
+    rows = {
+        KOLLIAS_BASELINES[0]: pd.DataFrame(drawn).mean().to_dict(),
+        KOLLIAS_BASELINES[1]: scored(majority, np.zeros((n, len(cols)))),
+        KOLLIAS_BASELINES[2]: scored(majority, np.ones((n, len(cols)))),
+    }
+    return pd.DataFrame([{"baseline": k} | {m: v[m] for m in SCORE_NAMES} for k, v in rows.items()])
