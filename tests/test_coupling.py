@@ -458,6 +458,31 @@ def test_a_comparison_with_a_run_at_the_floor_is_untestable():
                for s in R.claims(pairs))  # fmt: skip
 
 
+def test_a_row_whose_interval_reaches_label_blind_chance_is_at_the_floor():
+    runs = _runs({"NC MT": -0.05})
+    base = {"baseline": list(B.KOLLIAS_BASELINES)} | {m: [0.30, 0.0, 0.2] for m in K.SCORE_NAMES}
+    chance = {"affwild2": pd.DataFrame(base)}
+    chance["affwild2"].loc[0, "au_f1"] = 0.44  # label-blind chance of AU F1: 44%
+    # by hand: NC MT's AU F1 is 45 -+ t(0.975, 2) * 1 / sqrt(3) = [42.52, 47.48], which reaches 44;
+    # ST and C MT (DM) sit at [47.52, 52.48], above it; every expression interval is above 30
+    f = B.kollias_floor(runs, chance=chance).set_index("arm")
+    assert f["au_at_chance"].to_dict() == {"ST": False, "NC MT": True, "C MT (DM)": False}
+    assert not f["expr_at_chance"].any() and f["au_floor"].sum() == 0
+    assert "Of 3 rows, 0 have an expression interval and 1 an AU interval that reaches" in (
+        B.kollias_floor_sentence(f.reset_index())
+    )
+
+    def status(pairs, task):
+        pick = (pairs.a == "NC MT") & (pairs.b == "ST") & (pairs.task == task)
+        return pairs.loc[pick, "status"].tolist()
+
+    judged = R.paired(runs, chance=chance)
+    assert status(judged, "au") == [stats.UNTESTABLE] and status(judged, "expr") == ["worse"]
+    assert status(R.paired(runs), "au") == ["worse"]  # no chance given: collapse only
+    elsewhere = B.kollias_floor(runs, chance={"affectnet+emotionet": chance["affwild2"]})
+    assert not elsewhere["au_at_chance"].any()  # a setting without baselines: nothing judged
+
+
 def test_table3_follows_the_papers_rows_and_marks_its_numbers():
     runs = _runs({})
     t = R.table3(R.summarise(runs), "affwild2", "r18")
@@ -569,14 +594,14 @@ def test_at_floor_counts_constant_expression_and_silent_au_runs():
             "au_f1": [0.0, 0.2, 0.1],
         }
     )
-    f = R.at_floor(runs).set_index("arm")
+    f = B.kollias_floor(runs).set_index("arm")
     assert (
         f.loc["ST", "runs"] == 2 and f.loc["ST", "expr_floor"] == 1 and f.loc["ST", "au_floor"] == 1
     )
     assert f.loc["NC MT", "expr_floor"] == 1 and f.loc["NC MT", "au_floor"] == 0
-    assert R.floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
-    learnt = R.at_floor(runs.iloc[[1]])
-    assert R.floor_sentence(learnt).startswith("All 1 runs left both floors")
+    assert B.kollias_floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
+    learnt = B.kollias_floor(runs.iloc[[1]])
+    assert B.kollias_floor_sentence(learnt).startswith("All 1 runs left both floors")
 
 
 def test_the_still_image_test_rows_are_the_validation_images_not_drawn_for_validation():

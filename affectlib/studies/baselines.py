@@ -6,28 +6,31 @@ predictor that never looks at the face scores on the same rows as the methods.
   :func:`au_every_on`, each AU's F1 when it is called on for every face (a line on the per-AU
   figure);
 - notebook 04 (Kollias Tables 2 and 3): :func:`kollias_baselines` scores chance, the majority class
-  with no AU and with every AU on, by the study's own metrics.
+  with no AU and with every AU on, by the study's own metrics; :func:`kollias_floor` finds the
+  rows that did not leave the floor (a collapsed run, or an interval reaching chance), whose
+  comparisons are untestable, and :func:`kollias_floor_sentence` counts them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from affectlib import metrics
+from affectlib import metrics, stats
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING
-from affectlib.studies.kollias import N_BASIC, SCORE_NAMES, Setting, study_scores
-from affectlib.studies.ssmfar import SCORES
-from affectlib.studies.ssmfar_report import PAPER_BASELINE, _paper
+from affectlib.studies.kollias import N_BASIC, PRIMARY, SCORE_NAMES, Setting, study_scores
+from affectlib.studies.ssmfar import PAPER_BASELINE, SCORES, paper_table1
 
 
 def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.DataFrame:
-    """:func:`affectlib.studies.ssmfar_report.table1` with the baselines as rows below the methods (``method`` = "baseline"): the
-    label-blind ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`; None on real
-    data) scored on our split, one value each and no interval, then the paper's own baseline row
-    (the ABAW challenge baseline, overall 0.30 in SS-MFAR Table 1), which we do not train: its
-    ``paper:`` values only."""
-    paper = _paper().set_index("row")
+    """:func:`affectlib.studies.ssmfar_report.table1` with the baselines as rows below the methods
+    (``method`` = "baseline"): the label-blind ``baselines``
+    (:func:`affectlib.data.difficulty.baseline_scores`; None on real data) scored on our split, one
+    value each and no interval, then the paper's own baseline row (the ABAW challenge baseline,
+    overall 0.30 in SS-MFAR Table 1), which we do not train: its ``paper:`` values only."""
+    paper = paper_table1().set_index("row")
     rows = []
     for b in [] if baselines is None else baselines.to_dict("records"):
         r = {"method": "baseline", "row": b["baseline"], "n": np.nan}
@@ -62,10 +65,11 @@ KOLLIAS_BASELINES = (
 
 
 def kollias_baselines(setting: Setting, draws: int = 20) -> pd.DataFrame:
-    """Label-blind predictors scored by :func:`affectlib.studies.kollias.study_scores` on the rows the runs are reported on
-    (every part's held-out test rows; the validation rows when no part has test rows, as
-    :func:`affectlib.data.assembly.build_multi_data` reports then), fitted on the setting's
-    multi-task training rows: one row per :data:`KOLLIAS_BASELINES`, the scores as fractions.
+    """Label-blind predictors scored by :func:`affectlib.studies.kollias.study_scores` on the rows
+    the runs are reported on (every part's held-out test rows; the validation rows when no part has
+    test rows, as :func:`affectlib.data.assembly.build_multi_data` reports then), fitted on the
+    setting's multi-task training rows: one row per :data:`KOLLIAS_BASELINES`, the scores as
+    fractions.
 
     ``label-blind chance``: each image's class drawn from the training class prior and each AU
     drawn present at its training base rate, the mean of ``draws`` seeded draws; ``majority
@@ -107,3 +111,72 @@ def kollias_baselines(setting: Setting, draws: int = 20) -> pd.DataFrame:
         KOLLIAS_BASELINES[2]: scored(majority, np.ones((n, len(cols)))),
     }
     return pd.DataFrame([{"baseline": k} | {m: v[m] for m in SCORE_NAMES} for k, v in rows.items()])
+
+
+# --- the floors of notebook 04 --------------------------------------------------------------------
+def kollias_floor(
+    runs: pd.DataFrame,
+    n_classes: int = N_BASIC,
+    tol: float = 0.005,
+    chance: Mapping[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Rows that did not leave the floor of a label-blind predictor, per (setting, backbone, arm).
+
+    ``expr_floor``: runs whose expression average accuracy (mean per-class recall) is within
+    ``tol`` of 1 / ``n_classes``, what any constant prediction gets; ``au_floor``: runs with AU F1
+    0, i.e. no AU predicted present on any image (or none right); ``runs``: runs of the row.
+    Given ``chance`` (setting -> :func:`affectlib.studies.baselines.kollias_baselines`),
+    ``expr_at_chance`` / ``au_at_chance``: whether the row's 95% interval over seeds on the
+    setting's metric of that task (:data:`PRIMARY`) reaches the "label-blind chance" score
+    (:func:`affectlib.stats.reaches_floor`), as notebook 03 judges its rows. A comparison with a
+    row at either floor compares nothing learnt."""
+    r = runs.assign(
+        expr_floor=(runs["expr_aa"] - 1.0 / n_classes).abs() <= tol,
+        au_floor=runs["au_f1"] <= 0.0,
+    )
+    g = r.groupby(["setting", "backbone", "arm"], sort=False)
+    out = g.agg(
+        runs=("seed", "size"), expr_floor=("expr_floor", "sum"), au_floor=("au_floor", "sum")
+    ).reset_index()
+    if chance is None:
+        return out
+    for i, task in enumerate(("expr", "au")):
+        out[f"{task}_at_chance"] = [
+            stats.reaches_floor(
+                100 * stats.mean_ci(grp[PRIMARY[key[0]][i]])[1],
+                _chance_level(chance, key[0], PRIMARY[key[0]][i]),
+            )
+            for key, grp in g
+        ]
+    return out
+
+
+def _chance_level(chance: Mapping[str, pd.DataFrame], setting: str, metric: str) -> float:
+    """The "label-blind chance" score of ``metric`` on ``setting`` in percent (-inf when the
+    setting has no baselines, so no interval reaches it)."""
+    if setting not in chance:
+        return -np.inf
+    row = chance[setting].set_index("baseline").loc[KOLLIAS_BASELINES[0]]
+    return 100 * float(row[metric])
+
+
+def kollias_floor_sentence(floor: pd.DataFrame) -> str:
+    """Sentences counting the runs of :func:`kollias_floor` at either floor and, when it judged
+    them, the rows whose interval reaches label-blind chance."""
+    n, e, a = int(floor["runs"].sum()), int(floor["expr_floor"].sum()), int(floor["au_floor"].sum())
+    if e == 0 and a == 0:
+        text = f"All {n} runs left both floors (expression AA above 1/7, some AU predicted)."
+    else:
+        text = (
+            f"Of {n} runs, {e} have expression average accuracy at 1/{N_BASIC} (what a constant "
+            f"prediction gets) and {a} predict no AU present on any image of the reported split "
+            "(AU F1 0): those runs learnt nothing, and every comparison with them is untestable."
+        )
+    if "expr_at_chance" not in floor:
+        return text
+    rows, ec, ac = len(floor), int(floor["expr_at_chance"].sum()), int(floor["au_at_chance"].sum())
+    return text + (
+        f" Of {rows} rows, {ec} have an expression interval and {ac} an AU interval that reaches "
+        "label-blind chance (the baseline row of Tables 2 and 3) on the paper's metric: their "
+        "comparisons on that task are untestable too."
+    )

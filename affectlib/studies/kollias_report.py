@@ -8,9 +8,10 @@ beside ours in columns prefixed ``paper:``; they come from other data sets and n
 EmotioNet, Aff-Wild2; EmoAffNet, EffNet-B2, TMIF-FEA; Table 5 even from Case Study II's
 CUB/SADD/CAD) and are there for the shape of the result, not for a difference.
 
-Every comparison is judged by :func:`affectlib.stats.verdict`: "untestable: at the floor" when a
-run of either row sits at a label-blind floor on that task (:func:`at_floor`), "better" / "worse"
-when the paired interval excludes 0, "no clear difference" when it spans 0. A paper claim
+Every comparison is judged by :func:`affectlib.stats.verdict`: "untestable: at the floor" when
+either row sits at a label-blind floor on that task (a collapsed run, or an interval reaching
+chance: :func:`affectlib.studies.baselines.kollias_floor`), "better" / "worse" when the paired
+interval excludes 0, "no clear difference" when it spans 0. A paper claim
 :func:`claims` then "holds" when every case shows the claimed difference, "fails" when some case
 shows the opposite, and is "untestable" or shows "no clear difference" otherwise.
 """
@@ -27,11 +28,11 @@ from affectlib import stats
 from affectlib.files import paper_table
 from affectlib.labels import EXPRESSIONS
 from affectlib.studies import task_relatedness_report
+from affectlib.studies.baselines import kollias_floor
 from affectlib.studies.kollias import (
     ARMS,
     BASIC,
-    PRIMARY_AE,
-    PRIMARY_AW,
+    PRIMARY,
     SCORE_NAMES,
     TABLE2_ARMS,
     TABLE3_ARMS,
@@ -40,7 +41,6 @@ from affectlib.studies.kollias import (
 
 # how the paper names our settings, metrics and rows
 PAPER_PAIR = {"affectnet+emotionet": "AffectNet-EmotioNet", "affwild2": "Aff-Wild2"}
-PRIMARY = {"affectnet+emotionet": PRIMARY_AE, "affwild2": PRIMARY_AW}
 METRIC_LABEL = {
     "expr_acc": "Acc",
     "expr_aa": "AA",
@@ -74,36 +74,6 @@ TABLE5_PAPER_ROWS = {
 
 
 # --- summaries ------------------------------------------------------------------------------------
-def at_floor(runs: pd.DataFrame, n_classes: int = len(BASIC), tol: float = 0.005) -> pd.DataFrame:
-    """Runs that did not leave the floor of a label-blind predictor, per (setting, backbone, arm).
-
-    ``expr_floor``: expression average accuracy (mean per-class recall) within ``tol`` of
-    1 / ``n_classes``, what any constant prediction gets; ``au_floor``: AU F1 of 0, i.e. no AU
-    predicted present on any image (or none right). Columns ``runs``, ``expr_floor``,
-    ``au_floor`` count runs. A comparison between rows at the floor compares nothing learnt."""
-    r = runs.assign(
-        expr_floor=(runs["expr_aa"] - 1.0 / n_classes).abs() <= tol,
-        au_floor=runs["au_f1"] <= 0.0,
-    )
-    g = r.groupby(["setting", "backbone", "arm"], sort=False)
-    out = g.agg(
-        runs=("seed", "size"), expr_floor=("expr_floor", "sum"), au_floor=("au_floor", "sum")
-    )
-    return out.reset_index()
-
-
-def floor_sentence(floor: pd.DataFrame) -> str:
-    """One sentence counting the runs of :func:`at_floor` at either floor."""
-    n, e, a = int(floor["runs"].sum()), int(floor["expr_floor"].sum()), int(floor["au_floor"].sum())
-    if e == 0 and a == 0:
-        return f"All {n} runs left both floors (expression AA above 1/7, some AU predicted)."
-    return (
-        f"Of {n} runs, {e} have expression average accuracy at 1/{len(BASIC)} (what a constant "
-        f"prediction gets) and {a} predict no AU present on any image of the reported split (AU "
-        "F1 0): those runs learnt nothing, and every comparison with them is untestable."
-    )
-
-
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (setting, backbone, arm): ``n`` seeds and, per score, the mean and its 95%
     interval (``<score>``, ``<score> lo``, ``<score> hi``) in percent. Row order as in ``runs``."""
@@ -283,15 +253,20 @@ COMPARISONS = (
 
 
 def paired(
-    runs: pd.DataFrame, comparisons: Sequence[tuple[str, str]] = COMPARISONS
+    runs: pd.DataFrame,
+    comparisons: Sequence[tuple[str, str]] = COMPARISONS,
+    chance: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """``a - b`` per (setting, backbone, task) on the paper's metric of that setting, paired by
     seed, in percentage points: ``diff``, ``lo``, ``hi`` (95% t interval), ``seeds``
-    and ``status`` (:func:`affectlib.stats.verdict`: "untestable: at the floor" when a run of
-    either row is at the task's floor (:func:`at_floor`), "better" / "worse" when the interval
-    excludes 0, "no clear difference", "too few paired seeds"). Only pairs whose two rows were run
-    on that (setting, backbone) appear."""
-    floor = at_floor(runs).set_index(["setting", "backbone", "arm"])
+    and ``status`` (:func:`affectlib.stats.verdict`: "untestable: at the floor" when either row is
+    at the task's floor, "better" / "worse" when the interval excludes 0, "no clear difference",
+    "too few paired seeds"). Only pairs whose two rows were run on that (setting, backbone) appear.
+
+    A row is at the floor when a run of it collapsed or, given ``chance`` (setting ->
+    :func:`affectlib.studies.baselines.kollias_baselines`), when its interval over seeds reaches
+    the "label-blind chance" score of that metric: both as :func:`affectlib.studies.baselines.kollias_floor` judges them."""
+    floor = kollias_floor(runs, chance=chance).set_index(["setting", "backbone", "arm"])
     out = []
     for (setting, backbone), g in runs.groupby(["setting", "backbone"], sort=False):
         have = set(g["arm"])
@@ -301,7 +276,7 @@ def paired(
                 if a not in have or b not in have:
                     continue
                 d = stats.paired_difference(pct, a, b, metric, method_col="arm")
-                low = any(floor.at[(setting, backbone, x), f"{task}_floor"] > 0 for x in (a, b))
+                low = any(_low(floor, (setting, backbone, x), task) for x in (a, b))
                 found = stats.verdict(d["diff lo"], d["diff hi"], d["seeds"], at_floor=low)
                 status = {"A higher": "better", "B higher": "worse"}.get(found, found)
                 out.append(
@@ -320,6 +295,15 @@ def paired(
                     }
                 )
     return pd.DataFrame(out)
+
+
+def _low(floor: pd.DataFrame, row: tuple[str, str, str], task: str) -> bool:
+    """Whether :func:`affectlib.studies.baselines.kollias_floor` (indexed by setting, backbone, arm) puts ``row`` at a floor on
+    ``task``: a collapsed run, or an interval reaching chance when that was judged."""
+    judged = f"{task}_at_chance" in floor
+    return bool(
+        floor.at[row, f"{task}_floor"] > 0 or (judged and floor.at[row, f"{task}_at_chance"])
+    )
 
 
 def negative_transfer(pairs: pd.DataFrame) -> pd.DataFrame:

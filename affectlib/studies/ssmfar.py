@@ -38,13 +38,24 @@ import pandas as pd
 from affectlib import checkpoints, pretraining, train
 from affectlib.data import study, writers
 from affectlib.executor import Job, run_plan
-from affectlib.files import fingerprint_table
+from affectlib.files import fingerprint_table, paper_table
 from affectlib.labels import EXPR_MISSING
 
 BUILD = Path(__file__).resolve().parents[2] / "build"
 RUNS_DIR = BUILD / "runs" / "03_mfar_ssmfar"
 SUBSETS_DIR = BUILD / "subsets"
 SCORES = ("expr_f1", "au_f1", "va", "overall")
+# SS-MFAR Table 1 as published (affectlib/reference/ssmfar_table1.csv): our score -> its column
+PAPER_TABLE = "ssmfar_table1"
+PAPER_COLUMNS = {"expr_f1": "exp_f1", "au_f1": "au_f1", "va": "va_score", "overall": "overall"}
+# the paper's own baseline row (the challenge organisers' network, overall only)
+PAPER_BASELINE = "Baseline"
+
+
+def paper_table1() -> pd.DataFrame:
+    """SS-MFAR Table 1 as published: one row per paper row (``row``), our score names as columns."""
+    p = paper_table(PAPER_TABLE).rename(columns={v: k for k, v in PAPER_COLUMNS.items()})
+    return p.rename(columns={"method": "row"})
 
 
 # --- the rows of Table 1 ----------------------------------------------------------------------------

@@ -24,14 +24,10 @@ import seaborn as sns
 from sklearn.metrics import confusion_matrix
 
 from affectlib import metrics, pretraining, stats
-from affectlib.files import paper_table
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.results import beside_paper
-from affectlib.studies.ssmfar import CONTROL, CONTROL_SHARE, SCORES, TABLE1
+from affectlib.studies.ssmfar import CONTROL, CONTROL_SHARE, SCORES, TABLE1, paper_table1
 
-# our score names -> the columns of affectlib/reference/ssmfar_table1.csv
-PAPER_COLUMNS = {"expr_f1": "exp_f1", "au_f1": "au_f1", "va": "va_score", "overall": "overall"}
-PAPER_TABLE = "ssmfar_table1"
 # pairs the paper's text calls on par whatever the sign of their Table 1 difference
 # (§4.1.3: SSP-MFAR "obtained relatable performance"). Its text also calls SS-MFAR-50 on par,
 # but its Table 1 puts it 0.23 below: the numbers are taken there.
@@ -120,11 +116,6 @@ def predictions(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, np.ndarra
 
 
 # --- summaries ------------------------------------------------------------------------------------
-def _paper() -> pd.DataFrame:
-    p = paper_table(PAPER_TABLE).rename(columns={v: k for k, v in PAPER_COLUMNS.items()})
-    return p.rename(columns={"method": "row"})
-
-
 def table1(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Table 1: per row, each score's mean over seeds with its Student-t interval (``m lo``,
     ``m hi``), the paper's value (``paper: m``, s-Aff-Wild2 validation) and ``delta: m`` = ours -
@@ -132,15 +123,11 @@ def table1(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     summary = stats.summarize_runs(runs, ["method", "row"], SCORES, level)
     order = {r.method: i for i, r in enumerate(TABLE1)}
     summary = summary.sort_values("method", key=lambda s: s.map(order)).reset_index(drop=True)
-    both = beside_paper(summary, _paper(), on="row", metrics=SCORES)
+    both = beside_paper(summary, paper_table1(), on="row", metrics=SCORES)
     cols = ["method", "row", "n"]
     for m in SCORES:
         cols += [m, f"{m} lo", f"{m} hi", f"paper: {m}", f"delta: {m}"]
     return both[cols]
-
-
-# the paper's own baseline row (SS-MFAR Table 1: the challenge organisers' network, overall only)
-PAPER_BASELINE = "Baseline"
 
 
 def formatted(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -178,7 +165,7 @@ def paired(
     (on-par claims only, :data:`EQUIVALENCE_MARGIN`), "no clear difference"; ``paper's claim on
     our data`` is :func:`stats.claim_verdict` of it. ``detectable`` is the interval's half-width:
     the smallest difference this many seeds could have told from 0."""
-    paper = _paper().set_index("row")
+    paper = paper_table1().set_index("row")
     names = dict(zip(runs["method"], runs["row"], strict=True))
     summary = stats.summarize_runs(runs, "method", scores, level).set_index("method")
     present = set(runs["method"])
@@ -512,8 +499,9 @@ def plot_au_f1(
     every_on: Mapping[str, float] | None = None,
 ):
     """Per-AU F1, mean over seeds, one bar per method; ``chance[AU]``: the label-blind F1 of
-    each AU (predicting it on at its base rate), a black tick across the AU's bars; ``every_on[AU]``
-    (:func:`affectlib.studies.baselines.au_every_on`): its F1 when called on for every face, a purple dash-dot tick."""
+    each AU (predicting it on at its base rate), a black tick across the AU's bars;
+    ``every_on[AU]`` (:func:`affectlib.studies.baselines.au_every_on`): its F1 when called on for
+    every face, a purple dash-dot tick."""
     mean = per_au_matrix(per_au)
     fig, ax = plt.subplots(figsize=(12, 3.6))
     width = 0.8 / mean.shape[1]
