@@ -20,7 +20,14 @@ import pandas as pd
 
 from affectlib import metrics, stats
 from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING
-from affectlib.studies.kollias import N_BASIC, PRIMARY, SCORE_NAMES, Setting, study_scores
+from affectlib.studies.kollias import (
+    N_BASIC,
+    PRIMARY_AE,
+    PRIMARY_AW,
+    SCORE_NAMES,
+    Setting,
+    study_scores,
+)
 from affectlib.studies.ssmfar import PAPER_BASELINE, SCORES, paper_table1
 
 
@@ -114,6 +121,10 @@ def kollias_baselines(setting: Setting, draws: int = 20) -> pd.DataFrame:
 
 
 # --- the floors of notebook 04 --------------------------------------------------------------------
+# the paper's metrics (expression, AU) per data setting of notebook 04
+PRIMARY = {"affectnet+emotionet": PRIMARY_AE, "affwild2": PRIMARY_AW}
+
+
 def kollias_floor(
     runs: pd.DataFrame,
     n_classes: int = N_BASIC,

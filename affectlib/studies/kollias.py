@@ -192,7 +192,6 @@ def affwild2(root: str | Path, *, n_train: int, n_val: int, seed: int) -> Settin
 
 PRIMARY_AE = ("expr_acc", "au_afa")  # Kollias Table 2, AffectNet-EmotioNet: Acc - AFA
 PRIMARY_AW = ("expr_f1", "au_f1")  # Kollias Table 2 (Aff-Wild2) and Table 3: F1 - F1
-PRIMARY = {"affectnet+emotionet": PRIMARY_AE, "affwild2": PRIMARY_AW}  # per data setting
 
 
 def relatedness_options(

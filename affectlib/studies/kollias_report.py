@@ -28,11 +28,10 @@ from affectlib import stats
 from affectlib.files import paper_table
 from affectlib.labels import EXPRESSIONS
 from affectlib.studies import task_relatedness_report
-from affectlib.studies.baselines import kollias_floor
+from affectlib.studies.baselines import PRIMARY, kollias_floor
 from affectlib.studies.kollias import (
     ARMS,
     BASIC,
-    PRIMARY,
     SCORE_NAMES,
     TABLE2_ARMS,
     TABLE3_ARMS,
