@@ -5,8 +5,10 @@ provenance record: ``au_gain`` (how far each AU moves the face; 1 = FACS-sized m
 ``nuisance`` (pose, light, occlusion, blur, noise). They are set with the baseline method and the
 read-out probe only, never by comparing methods: :func:`learnability` measures, at the profile's
 setting and at the ``hard`` variant (:data:`affectlib.profiles.HARD`), per AU and per task, the
-HOG read-out probe (:func:`affectlib.data.difficulty.readout_probe`) and MFAR trained from scratch
-with notebook 03's budget, both on the held-out test split, beside chance and the noise ceiling.
+HOG read-out probe (:func:`affectlib.data.difficulty.readout_probe`), MFAR trained from scratch
+with notebook 03's budget, and the same network with the same budget trained on MFAR's AU loss
+alone (:data:`AU_READOUT`, a read-out of what the network can see), all on the held-out test split,
+beside chance and the noise ceiling.
 
 :func:`readme_section` renders that table as the README's learnability section and
 :func:`update_readme` writes it between the README's markers, so every number there comes from
@@ -15,6 +17,7 @@ a committed table (``results/01_data_audit/table_learnability.csv``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Mapping
@@ -23,13 +26,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectlib import checkpoints, metrics, profiles, train
-from affectlib.data import difficulty, generate
+from affectlib import checkpoints, methods, metrics, models, profiles, train
+from affectlib.data import assembly, difficulty, generate
+from affectlib.distributed import seed_everything
 from affectlib.labels import AU_COLUMNS
+from affectlib.methods import mfar as mfar_method
 from affectlib.studies import ssmfar
+from affectlib.train_config import TrainConfig
 
 SETTINGS: dict[str, dict] = {"chosen": {}, "hard": dict(profiles.HARD)}
 TASKS = ("expr_f1", "au_f1", "va", "overall")
+AU_MEASURES = (*(f"F1 {c}" for c in AU_COLUMNS), "au_f1")  # what the AU read-out is scored on
 BEGIN, END = "<!-- learnability:begin -->", "<!-- learnability:end -->"
 RUNS_DIR = ssmfar.BUILD / "runs" / "01_instrument"
 
@@ -45,6 +52,50 @@ def scores_per_au(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
     }
 
 
+def _au_readout_loss(model, batch, state, ctx):
+    """MFAR's AU term alone (SS-MFAR Eq. 6 with Eq. 2's positive weights), on the weak view."""
+    term = mfar_method.supervised_losses(model(batch["weak"]), batch, state)["au"]
+    return term, {"loss_au": term.detach()}
+
+
+# the instrument's AU read-out: MFAR's network, budget and AU loss, without the expression and VA
+# terms; not a method of any paper, so no table of the study trains it
+AU_READOUT = methods.register(
+    methods.MethodSpec(
+        name="au-readout",
+        loss=_au_readout_loss,
+        init_state=mfar_method.label_weights,
+        options={**mfar_method.MFAR.options, "expr_weights": False},
+        paper="affectlib instrument read-out: MFAR's AU loss (Gera et al. 2022, Eq. 6, Eq. 2) alone",
+    )
+)
+
+
+def au_readout(profile, out_dir: str | Path, seed: int, data_root: str | Path) -> dict[str, float]:
+    """Train :data:`AU_READOUT` as :func:`affectlib.train.run` trains a method, but selecting its
+    epoch on validation mean AU F1 (the only task it learns), and return its test scores
+    (:func:`scores_per_au`)."""
+    _, train_over, options = train.split_extra(AU_READOUT, profile.extra)
+    cfg = TrainConfig.from_profile(profile, seed, progress=False, **train_over)
+    data, record = assembly.build_data(profile, seed, data_root=data_root, progress=False)
+    model_cfg = models.ModelConfig.from_profile(profile)
+    seed_everything(seed)
+    model = models.build_model(model_cfg)
+    record = {
+        "method": AU_READOUT.name,
+        "options": options,
+        "seed": seed,
+        "model": dataclasses.asdict(model_cfg),
+        "train": cfg.record(),
+        "data": record,
+    }
+    shutil.rmtree(out_dir, ignore_errors=True)
+    data = dataclasses.replace(data, select="au_f1")
+    fit = train.fit(model, AU_READOUT, data, cfg, out_dir, record)
+    (Path(out_dir) / checkpoints.CHECKPOINT).unlink(missing_ok=True)
+    return scores_per_au(fit.test_predictions)
+
+
 def learnability(
     profile,
     seed: int = 0,
@@ -55,7 +106,8 @@ def learnability(
     measure (``F1 AU<n>`` per ABAW AU, ``au_f1``, ``expr_f1``, ``va``, ``overall``): the read-out
     probe's test score (``probe``, with the 95% interval over test videos of probe - chance,
     ``probe-chance lo`` / ``hi``), MFAR's test score (``mfar``: notebook 03's budget, from scratch,
-    epoch selected on validation, seed ``seed``), ``chance`` and ``ceiling``. ``overall`` has no
+    epoch selected on validation, seed ``seed``), the AU read-out's (``au readout``, per AU and
+    ``au_f1`` only: :func:`au_readout` with the same budget and seed), ``chance`` and ``ceiling``. ``overall`` has no
     probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
     settings = SETTINGS if settings is None else settings
     plan = ssmfar.budget(profile)
@@ -81,6 +133,7 @@ def learnability(
         fit = train.run("mfar", run_p, out, seed, data_root=sub, progress=False)
         (out / checkpoints.CHECKPOINT).unlink(missing_ok=True)
         mfar = scores_per_au(fit.test_predictions)
+        readout = au_readout(run_p, runs_dir / f"{name}-au-readout", seed, sub)
         for measure in [f"F1 {c}" for c in AU_COLUMNS] + list(TASKS):
             has = measure in probe.index
             rows.append(
@@ -94,6 +147,7 @@ def learnability(
                     "probe-chance hi": probe.at[measure, "hi"] if has else np.nan,
                     "mfar": mfar[measure],
                     "mfar epoch": int(fit.metrics["epoch"]),
+                    "au readout": readout[measure] if measure in AU_MEASURES else np.nan,
                     "chance": bounds.at[measure, "chance"],
                     "ceiling": bounds.at[measure, "ceiling"],
                 }
@@ -103,16 +157,17 @@ def learnability(
 
 def readme_section(table: pd.DataFrame, source: str) -> str:
     """The README's learnability section from :func:`learnability`'s table (read from
-    ``source``, named in the text): per AU and task, probe and MFAR at each setting beside
-    chance, then one sentence per setting."""
+    ``source``, named in the text): per AU and task, probe, MFAR and the AU read-out at each
+    setting beside chance, then one sentence per setting."""
     settings = list(dict.fromkeys(table["setting"]))
+    readout = "au readout" in table  # tables written before the read-out have no such column
     t = table.set_index(["setting", "measure"])
     measures = list(dict.fromkeys(table["measure"]))
     head = ["measure", "chance"]
     for s in settings:
         g = t.loc[s].iloc[0]
         tag = f"{s} (gain {g['au_gain']:g}, nuisance {g['nuisance']:g})"
-        head += [f"probe, {tag}", f"MFAR, {tag}"]
+        head += [f"probe, {tag}", f"MFAR, {tag}"] + ([f"AU read-out, {tag}"] if readout else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def num(x: float) -> str:
@@ -122,6 +177,7 @@ def readme_section(table: pd.DataFrame, source: str) -> str:
         cells = [m.replace("F1 ", ""), num(t.loc[(settings[0], m), "chance"])]
         for s in settings:
             cells += [num(t.loc[(s, m), "probe"]), num(t.loc[(s, m), "mfar"])]
+            cells += [num(t.loc[(s, m), "au readout"])] if readout else []
         lines.append("| " + " | ".join(cells) + " |")
     words = []
     for s in settings:
@@ -135,14 +191,22 @@ def readme_section(table: pd.DataFrame, source: str) -> str:
             f"{g.at['expr_f1', 'mfar']:.2f} (chance {g.at['expr_f1', 'chance']:.2f}), mean AU F1 "
             f"{g.at['au_f1', 'mfar']:.2f} (chance {g.at['au_f1', 'chance']:.2f}), VA CCC "
             f"{g.at['va', 'mfar']:.2f}; MFAR beats chance on {above} of {len(aus)} AUs; the "
-            f"HOG probe reads mean AU F1 {g.at['au_f1', 'probe']:.2f}."
+            f"HOG probe reads mean AU F1 {g.at['au_f1', 'probe']:.2f}"
+            + (
+                f", the same network trained on MFAR's AU loss alone {g.at['au_f1', 'au readout']:.2f}"
+                f" (above chance on {int((g.loc[aus, 'au readout'] > g.loc[aus, 'chance']).sum())}"
+                f" of {len(aus)} AUs)."
+                if readout
+                else "."
+            )
         )
     return "\n".join(
         [
             BEGIN,
             f"Generated from `{source}` by `make reproduce` (notebook 01, §9); do not edit by hand.",
-            "Test split of the cpu profile, data seed 0: the HOG read-out probe and MFAR (compact "
-            "network, notebook 03's budget, from scratch, one seed) at each visibility setting.",
+            "Test split of the cpu profile, data seed 0: the HOG read-out probe, MFAR (compact "
+            "network, notebook 03's budget, from scratch, one seed) and the AU read-out (the same "
+            "network and budget trained on MFAR's AU loss alone) at each visibility setting.",
             "",
             *lines,
             "",
