@@ -251,6 +251,15 @@ def test_floors_match_hand_computed_label_blind_scores():
     assert f["chance"] == pytest.approx(0.5 * (0.25 + 0.0625 + 0.5625))
     pred = np.zeros_like(true)
     assert f["nothing"] == pytest.approx(metrics.emotionet_score(true, pred))
+    # each predictor's F1 and accuracy, against scikit-learn on the predictions themselves
+    from sklearn.metrics import accuracy_score, f1_score
+
+    for name, guess in (("nothing", np.zeros_like(true)), ("everything", np.ones_like(true))):
+        f1 = np.mean([f1_score(true[:, j], guess[:, j], zero_division=0) for j in range(2)])
+        acc = np.mean([accuracy_score(true[:, j], guess[:, j]) for j in range(2)])
+        assert f[f"{name}_f1"] == pytest.approx(f1) and f[f"{name}_accuracy"] == pytest.approx(acc)
+        assert f[name] == pytest.approx(0.5 * (f1 + acc))
+    assert f["chance_f1"] == pytest.approx(0.25) and f["chance_accuracy"] == pytest.approx(0.625)
 
 
 # --- the report: gains paired by seed ---------------------------------------------------------------
@@ -278,8 +287,11 @@ def _scores():
                 )
     import pandas as pd
 
+    blind = {"nothing": 0.375, "everything": 0.325, "chance": 0.4, "floor": 0.4}
+    blind |= {"nothing_f1": 0.0, "everything_f1": 0.5, "chance_f1": 0.25}
+    blind |= {"nothing_accuracy": 0.75, "everything_accuracy": 0.15, "chance_accuracy": 0.55}
     floors = pd.DataFrame(
-        [{"group": "facial", "split": s, "aus": 2, "floor": 0.4} for s in ("B", "test")]
+        [{"group": "facial", "split": s, "aus": 2, **blind} for s in ("B", "test")]
     )
     return pd.DataFrame(rows), floors
 
@@ -298,6 +310,16 @@ def test_selection_bias_is_the_gain_on_b_minus_the_gain_on_test_paired_by_seed()
     assert row["compared with"] == "baseline" and row["B: verdict"] == "A higher"
     assert row["paper: gain"] == pytest.approx(0.8361 - 0.8259)
     assert t1.loc["Ensemble", "ours"].startswith("not reproduced")
+    # below the paper's rows, the label-blind predictors on each split, one value each
+    blind = R.table1(scores, floors, "facial").iloc[-3:]
+    assert blind["paper row"].tolist() == ["label-blind"] * 3
+    assert blind["ours"].tolist() == list(R.FLOOR_ROWS.values())
+    assert blind["B: final"].tolist() == ["0.3750", "0.3250", "0.4000"]
+    assert blind["test: f1"].tolist() == ["0.0000", "0.5000", "0.2500"]
+    t3 = R.table3(scores, floors)  # the full method's row, then the label-blind rows
+    assert t3["variant"].tolist()[1:] == [f"label-blind: {w}" for w in R.FLOOR_ROWS.values()]
+    said = R.claims({"facial": R.table1(scores, floors, "facial")}, t3, bias.reset_index())
+    assert len(said) == 2 + len(bias)  # the label-blind rows make no claim
 
 
 # --- train.fit keeps every epoch's predictions when asked ------------------------------------------

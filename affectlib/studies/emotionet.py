@@ -121,16 +121,20 @@ def floors(true: np.ndarray) -> dict[str, float]:
     ``everything`` predicts every AU (F1 2p / (1 + p), accuracy p); ``chance`` predicts AU j
     present at random with its prevalence p_j (expected F1 p_j, accuracy p_j^2 + (1 - p_j)^2).
     Prevalences are those of ``true`` itself, so ``chance`` is the best a label-blind guess at the
-    right rates can expect; ``floor`` is the largest of the three."""
+    right rates can expect; ``floor`` is the largest of the three. ``<name>_f1`` and
+    ``<name>_accuracy``: each predictor's mean F1 and mean accuracy over the AUs."""
     t = np.asarray(true, dtype=float)
     t = np.where(t == labels.AU_MISSING, np.nan, t)
     p = np.nanmean(t, axis=0)
-    out = {
-        "nothing": float(np.nanmean(0.5 * (1 - p))),
-        "everything": float(np.nanmean(0.5 * (2 * p / (1 + p) + p))),
-        "chance": float(np.nanmean(0.5 * (p + p**2 + (1 - p) ** 2))),
+    parts = {
+        "nothing": (np.zeros_like(p), 1 - p),
+        "everything": (2 * p / (1 + p), p),
+        "chance": (p, p**2 + (1 - p) ** 2),
     }
+    out = {k: float(np.nanmean(0.5 * (f1 + acc))) for k, (f1, acc) in parts.items()}
     out["floor"] = max(out.values())
+    for k, (f1, acc) in parts.items():
+        out |= {f"{k}_f1": float(np.nanmean(f1)), f"{k}_accuracy": float(np.nanmean(acc))}
     return out
 
 
