@@ -616,6 +616,21 @@ def test_table1_carries_the_baselines_below_the_methods_and_the_papers_baseline_
     assert list(baselines.with_baselines(t1, None)["row"])[1:] == [paper["row"]]
 
 
+def test_with_probe_adds_the_read_out_probes_task_scores_and_no_overall():
+    base = pd.DataFrame(
+        [{"baseline": "chance", "expr_f1": 0.1, "au_f1": 0.2, "va": 0.0, "overall": 0.3}]
+    )
+    probe = pd.DataFrame(  # readout_probe's rows: per AU, then the tasks
+        {"measure": ["AU1", "expr_f1", "au_f1", "va"], "probe": [0.7, 0.41, 0.54, 0.34]}
+    )
+    out = baselines.with_probe(base, probe)
+    assert out["baseline"].tolist() == ["chance", baselines.PROBE_ROW]
+    row = out.iloc[1]
+    assert (row["expr_f1"], row["au_f1"], row["va"]) == (0.41, 0.54, 0.34)
+    assert np.isnan(row["overall"])  # fitted task by task: no joint score
+    assert baselines.with_probe(None, probe) is None  # real data: no baselines
+
+
 def test_au_every_on_is_two_p_over_n_plus_p_per_au_on_the_split():
     from sklearn.metrics import f1_score
 
@@ -644,15 +659,19 @@ def test_table1_figure_draws_the_noise_ceiling_everywhere_and_every_au_on_on_the
              "overall": 2.7},
         ]
     )  # fmt: skip
+    probe = {"baseline": baselines.PROBE_ROW, "expr_f1": 0.41, "au_f1": 0.54, "va": 0.34}
+    base = pd.concat([base, pd.DataFrame([probe | {"overall": np.nan}])], ignore_index=True)
     fig = ssmfar_report.plot_table1(ssmfar_report.table1(runs), {"au_f1": 0.18}, base)
     drawn = {
         m: sorted(round(ln.get_xdata()[0], 2) for ln in ax.lines if ln.get_linestyle() != "None")
         for m, ax in zip(ssmfar.SCORES, fig.axes, strict=False)
     }
-    # every panel: the line at 0 and the ceiling; the AU panel also chance and every AU on
-    assert drawn["expr_f1"] == [0.0, 0.9] and drawn["overall"] == [0.0, 2.7]
-    assert drawn["au_f1"] == [0.0, 0.18, 0.31, 0.88]
-    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"noise ceiling", "every AU on"}
+    # every panel: the line at 0 and the ceiling; each task's panel the probe; the AU panel also
+    # chance and every AU on; the overall panel no probe (it has no joint score)
+    assert drawn["expr_f1"] == [0.0, 0.41, 0.9] and drawn["overall"] == [0.0, 2.7]
+    assert drawn["au_f1"] == [0.0, 0.18, 0.31, 0.54, 0.88]
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert legend >= {"noise ceiling", "every AU on", "HOG read-out probe"}
     plt.close(fig)
     per_au = pd.DataFrame([{"method": "mfar", "row": "MFAR", "seed": 0, "AU": "AU1", "F1": 0.5}])
     fig = ssmfar_report.plot_au_f1(per_au, every_on={"AU1": 0.8})

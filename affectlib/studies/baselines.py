@@ -2,7 +2,8 @@
 predictor that never looks at the face scores on the same rows as the methods.
 
 - notebook 03 (SS-MFAR Table 1): :func:`with_baselines` appends the rows of
-  :func:`affectlib.data.difficulty.baseline_scores` and the paper's own baseline row;
+  :func:`affectlib.data.difficulty.baseline_scores` (with :func:`with_probe`, the read-out probe's)
+  and the paper's own baseline row;
   :func:`au_every_on`, each AU's F1 when it is called on for every face (a line on the per-AU
   figure);
 - notebook 04 (Kollias Tables 2 and 3): :func:`kollias_baselines` scores chance, the majority class
@@ -53,6 +54,23 @@ def with_baselines(table: pd.DataFrame, baselines: pd.DataFrame | None) -> pd.Da
             r |= {f"paper: {m}": published, f"delta: {m}": np.nan}
         rows.append(r)
     return pd.concat([table, pd.DataFrame(rows, columns=table.columns)], ignore_index=True)
+
+
+PROBE_ROW = "HOG read-out probe (notebook 01)"
+
+
+def with_probe(baselines: pd.DataFrame | None, probe: pd.DataFrame) -> pd.DataFrame | None:
+    """``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`) with the read-out probe's
+    row (:data:`PROBE_ROW`): the ``probe`` scores of
+    :func:`affectlib.data.difficulty.readout_probe` on the same split for ``expr_f1``, ``au_f1`` and
+    ``va``. Its ``overall`` is left empty: the probe fits each task on its own, so it has no joint
+    score (as in notebook 01's learnability table). None (real data) stays None."""
+    if baselines is None:
+        return None
+    score = probe.set_index("measure")["probe"]
+    row = {"baseline": PROBE_ROW} | {m: float(score.get(m, np.nan)) for m in SCORES}
+    row["overall"] = np.nan
+    return pd.concat([baselines, pd.DataFrame([row])], ignore_index=True)
 
 
 def au_every_on(truth: pd.DataFrame, split: str) -> dict[str, float]:

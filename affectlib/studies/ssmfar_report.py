@@ -26,6 +26,7 @@ from sklearn.metrics import confusion_matrix
 from affectlib import metrics, pretraining, stats
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.results import beside_paper
+from affectlib.studies.baselines import PROBE_ROW
 from affectlib.studies.ssmfar import CONTROL, CONTROL_SHARE, SCORES, TABLE1, paper_table1
 
 # pairs the paper's text calls on par whatever the sign of their Table 1 difference
@@ -362,6 +363,7 @@ def _methods_in(df: pd.DataFrame) -> list[str]:
 TABLE1_LINES = (
     ("noise ceiling", SCORES, {"color": "tab:green", "ls": "--"}, "noise ceiling"),
     ("majority, every AU", ("au_f1",), {"color": "tab:purple", "ls": "-."}, "every AU on"),
+    (PROBE_ROW, SCORES[:3], {"color": "tab:orange", "ls": "-"}, "HOG read-out probe"),
 )
 
 
@@ -373,7 +375,8 @@ def plot_table1(
     """Each score per row: our mean with its interval (bars), the paper's value (x) and, when
     given, the chance floor of our reported split (dotted line; ``chance[score]``) and the
     :data:`TABLE1_LINES` of ``baselines`` (:func:`affectlib.data.difficulty.baseline_scores`):
-    the noise ceiling on every score, and calling every AU on, on the AU panel."""
+    the noise ceiling on every score, calling every AU on (AU panel) and, when ``baselines`` has
+    it, the HOG read-out probe (each task's panel)."""
     lines = {} if baselines is None else {r["baseline"]: r for r in baselines.to_dict("records")}
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), sharey=True)
     y = np.arange(len(table))
