@@ -61,6 +61,10 @@ Measured later with the same script and MFAR alone (seeds 0-2, gain 2, test spli
   brows no better. Notebook 03's per-AU figure shows what MFAR does instead: on AU1, AU2, AU4,
   AU6, AU23 and AU26 every method sits at the F1 of calling the AU on for every face.
 
+Why, then, does MFAR miss the brows the probe reads? Notebook 01's AU read-out (MFAR's network and
+budget on its AU loss alone) reads them no better, and ``benchmarks/au_recipe_ablation.py`` shows
+that the paper's training recipe at this budget, not the faces, is what costs them.
+
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
 
