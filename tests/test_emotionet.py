@@ -322,6 +322,26 @@ def test_selection_bias_is_the_gain_on_b_minus_the_gain_on_test_paired_by_seed()
     assert len(said) == 2 + len(bias)  # the label-blind rows make no claim
 
 
+def test_figure_2_draws_the_label_blind_floor_of_the_average_and_legends_below_the_panels():
+    import matplotlib.pyplot as plt
+
+    from affectlib.studies import emotionet_report as R
+
+    true = np.array([[1, 0], [0, 0], [0, 0], [0, 1]])  # prevalences 0.25: floor 0.45 (chance)
+    probs = np.stack([np.full((4, 2), 0.2), np.where(true == 1, 0.9, 0.1)])  # epoch 2 is perfect
+    run = E.RunPredictions(("AU1", "AU5"), true, probs, true, probs, 1.0)
+    fig = R.plot_figure2(run, {0: run})
+    left = fig.axes[0]
+    dotted = [ln for ln in left.lines if ln.get_linestyle() == ":"]
+    assert len(dotted) == 1 and dotted[0].get_ydata()[0] == pytest.approx(E.floors(true)["floor"])
+    assert dotted[0].get_label() == "label-blind floor of the average"
+    fig.canvas.draw()
+    for ax in fig.axes:  # each legend hangs below its axis, clear of every point
+        box, legend = ax.get_window_extent(), ax.get_legend().get_window_extent()
+        assert legend.y1 < box.y0
+    plt.close(fig)
+
+
 # --- train.fit keeps every epoch's predictions when asked ------------------------------------------
 def test_fit_writes_every_epochs_predictions_on_validation_and_test(tmp_path):
     import pandas as pd

@@ -28,6 +28,7 @@ from affectlib import stats
 from affectlib.files import paper_table
 from affectlib.studies import au_selection
 from affectlib.studies.emotionet import ARMS, BASELINE, RunPredictions
+from affectlib.studies.emotionet import floors as emotionet_floors
 
 METRICS = ("f1", "accuracy", "final")
 PAPER_GROUP = {"facial": "17AU", "pose": "6AU"}
@@ -291,8 +292,10 @@ PAPER_FIG2_AUS = ("AU1", "AU3", "AU5", "AU9", "AU15")  # the AUs of the paper's 
 
 def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | None = None):
     """Figure 2 regenerated from one run: the final score on B over epochs of the paper's AUs
-    (those we have) and of the average, each line's best epoch starred; right: every AU's best
-    epoch in every run of ``all_runs`` (seed -> run) beside the average's."""
+    (those we have) and of the average, each line's best epoch starred, with the label-blind floor
+    of the average (:func:`affectlib.studies.emotionet.floors` of B: the best of predicting no AU,
+    every AU, or each at its prevalence) dotted; right: every AU's best epoch in every run of
+    ``all_runs`` (seed -> run) beside the average's. Legends sit below the panels."""
     curves = au_selection.epoch_curves(run.true_b, run.probs_b)  # (E, M)
     epochs = np.arange(1, curves.shape[0] + 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
@@ -302,6 +305,8 @@ def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | N
     shown = [c for c in PAPER_FIG2_AUS if c in run.columns]
     cmap = plt.get_cmap("tab10")
     lines += [(c, curves[:, run.columns.index(c)], cmap(i), 1.3) for i, c in enumerate(shown)]
+    floor = emotionet_floors(run.true_b)["floor"]
+    ax.axhline(floor, color="black", ls=":", lw=1.2, label="label-blind floor of the average")
     for name, y, color, lw in lines:
         ax.plot(epochs, y, color=color, lw=lw, label=name)
         best = au_selection._argmax_first(y)
@@ -314,7 +319,7 @@ def plot_figure2(run: RunPredictions, all_runs: Mapping[int, RunPredictions] | N
         "per-AU final score on B over epochs (star: each line's best)"
         + (f"\n{', '.join(missing)}: not rendered" if missing else "")
     )
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     ax = axes[1]
     runs = all_runs or {0: run}
     for k, (seed, r) in enumerate(sorted(runs.items())):
