@@ -207,6 +207,8 @@ def normalise_images(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """uint8 [0, 255] or float [0, 1] RGB images (B, 3, H, W) -> ImageNet-normalised float.
 
     Float input is trusted to lie in [0, 1]: checking the range would cost a device sync per batch.
+    The result is channels-last in memory: on CPU (oneDNN) as on CUDA the convolutions run ~1.2x
+    faster on it (``benchmarks/channels_last.py``); the values are the same.
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")
@@ -214,7 +216,8 @@ def normalise_images(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         x = x.float().div_(255.0)
     elif not x.is_floating_point():
         raise TypeError(f"images must be uint8 or floating point, got {x.dtype}")
-    return (x - mean.to(x.dtype)) / std.to(x.dtype)
+    x = (x - mean.to(x.dtype)) / std.to(x.dtype)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 class MultiTaskNet(nn.Module):

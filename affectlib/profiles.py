@@ -64,6 +64,10 @@ class Profile:
     device: str = "cpu"
     compile: bool = False  # torch.compile the network for training (TrainConfig.compile)
     num_workers: int = 0
+    # runs a notebook's executor trains side by side when its parameters name none (executor "",
+    # max_parallel 0): 2 on the cpu profile, each on one core (two small runs on one core each
+    # train ~1.3x faster than one on both: benchmarks/cpu_throughput.py); 1 elsewhere
+    parallel_runs: int = 1
     checkpoint_every: int = 200  # steps between checkpoints (and one per epoch)
     # method and model settings; feature_scale: see models.ModelConfig (1 = the paper's, for
     # pretrained backbones; 16 lets a backbone trained from scratch learn within the cpu budget)
@@ -98,7 +102,12 @@ PROFILES: dict[str, Profile] = {
     # cosine learning rate: at a constant rate MFAR's validation score swung by +-0.15 from epoch to
     # epoch and one seed in three ended far below the others; decayed, it rises steadily (README)
     "cpu": Profile(
-        name="cpu", backbone="compact", au_gain=2.0, batch_size=64, lr_schedule="cosine"
+        name="cpu",
+        backbone="compact",
+        au_gain=2.0,
+        batch_size=64,
+        lr_schedule="cosine",
+        parallel_runs=2,
     ),
     # the embedded data at the papers' network settings on one GPU (not yet measured on a GPU):
     # ResNet-18 at 112 px, batch 256, more subjects and longer videos, tens of epochs; the cpu

@@ -537,13 +537,16 @@ def run(
     data_root: str | Path | None = None,
     format: str = "abaw-mtl",
     data_seed: int = 0,
+    select: str | None = None,
     progress: bool = True,
 ) -> FitResult:
     """Train the registered ``method`` under ``profile`` with ``seed``; outputs in ``out_dir``.
 
     The model is ``profile.backbone`` (``small_input``, local ``weights``); ``profile.extra`` may
     set ``stem_stride`` / ``dropout`` / ``head_hidden`` (model), ``deterministic`` (loop) and the
-    method's options. Rerunning the same call after an interruption resumes (see :func:`fit`).
+    method's options. ``select``: the validation score the epoch is selected on (default: the
+    data's, ``build_data``'s "overall"; e.g. "au_f1" for a method that learns AUs only). Rerunning
+    the same call after an interruption resumes (see :func:`fit`).
     """
     spec = methods.get(method)
     _, train_over, options = split_extra(spec, profile.extra)
@@ -560,6 +563,8 @@ def run(
             data_seed=data_seed,
             progress=progress,
         )
+        if select is not None:
+            data = dataclasses.replace(data, select=select)
         model_cfg = models.ModelConfig.from_profile(profile)
         seed_everything(seed)  # the initialisation
         model = models.build_model(model_cfg)

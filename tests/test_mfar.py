@@ -449,6 +449,23 @@ def test_ss_mfar_nokl_trains_through_the_loop_and_its_metrics_lack_the_kl_column
     assert "train_threshold_Neutral" in history and np.isfinite(history["train_loss"]).all()
 
 
+def test_train_run_selects_the_epoch_on_the_score_it_is_given(tmp_path):
+    import json
+
+    from affectlib import profiles, train
+    from affectlib.studies import instrument  # registers "au-readout"
+
+    assert instrument.AU_READOUT.name == "au-readout"
+    p = profiles.get("smoke", epochs=2, batch_size=48)
+    fit = train.run("au-readout", p, tmp_path / "au", 0, select="au_f1", progress=False)
+    history = pd.read_csv(tmp_path / "au" / "metrics.csv")
+    best = history.loc[history["au_f1"].idxmax()]
+    assert fit.metrics["epoch"] == best["epoch"] and fit.metrics["au_f1"] == best["au_f1"]
+    assert json.loads((tmp_path / "au" / "config.json").read_text())["select"] == "au_f1"
+    with pytest.raises(ValueError, match="select 'kappa' is none of the scores"):
+        train.run("mfar", p, tmp_path / "bad", 0, select="kappa", progress=False)
+
+
 @pytest.mark.parametrize("row", ssmfar.TABLE1, ids=[r.method for r in ssmfar.TABLE1])
 def test_every_table1_method_takes_two_finite_steps_on_smoke_batches(smoke_batches, row):
     from affectlib.data import augment

@@ -141,6 +141,9 @@ def test_budget_takes_the_profile_default_and_nonzero_overrides():
     assert (paper.image_size, paper.epochs, paper.frame_stride) == (224, 50, 1)  # the profile's
     with pytest.raises(KeyError, match="batch"):
         ssmfar.budget(profiles.get("cpu"), batch=3)
+    # the cpu budget's own five paired seeds; the smoke budget has none: the profile's one seed
+    assert cpu.seeds == (0, 1, 2, 3, 4)
+    assert ssmfar.budget(profiles.get("smoke")).seeds == ()
 
 
 def test_frame_subset_keeps_every_kth_training_frame_and_the_whole_validation(smoke_root, tmp_path):

@@ -162,6 +162,20 @@ def test_figures_get_their_caption_on_one_page(tmp_path):
     assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
 
 
+def test_notebook_runner_takes_the_profiles_parallel_runs_unless_given():
+    from affectlib import notebook
+
+    cpu, smoke = profiles.get("cpu"), profiles.get("smoke")
+    assert cpu.parallel_runs == 2 and smoke.parallel_runs == 1
+    assert notebook.runner("", 0, cpu) == {"executor": "pool", "max_parallel": 2}
+    assert notebook.runner("", 0, smoke) == {"executor": "local", "max_parallel": 1}
+    assert notebook.runner("local", 0, cpu) == {"executor": "local", "max_parallel": 2}
+    assert notebook.runner("", 1, cpu) == {"executor": "local", "max_parallel": 1}
+    assert notebook.runner("submitit", 4, smoke) == {"executor": "submitit", "max_parallel": 4}
+    with pytest.raises(ValueError, match="max_parallel must be >= 1"):
+        notebook.runner("", -1, smoke)
+
+
 def test_notebook_finish_writes_the_one_provenance_schema(tmp_path, capsys, monkeypatch):
     from affectlib import notebook
 

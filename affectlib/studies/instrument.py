@@ -17,7 +17,6 @@ a committed table (``results/01_data_audit/table_learnability.csv``).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 from collections.abc import Mapping
@@ -26,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectlib import checkpoints, methods, metrics, models, profiles, train
-from affectlib.data import assembly, difficulty, generate
-from affectlib.distributed import seed_everything
+from affectlib import checkpoints, methods, metrics, profiles, train
+from affectlib.data import difficulty, generate
 from affectlib.labels import AU_COLUMNS
 from affectlib.methods import mfar as mfar_method
 from affectlib.studies import ssmfar
-from affectlib.train_config import TrainConfig
 
 SETTINGS: dict[str, dict] = {"chosen": {}, "hard": dict(profiles.HARD)}
 TASKS = ("expr_f1", "au_f1", "va", "overall")
@@ -75,23 +72,10 @@ def au_readout(profile, out_dir: str | Path, seed: int, data_root: str | Path) -
     """Train :data:`AU_READOUT` as :func:`affectlib.train.run` trains a method, but selecting its
     epoch on validation mean AU F1 (the only task it learns), and return its test scores
     (:func:`scores_per_au`)."""
-    _, train_over, options = train.split_extra(AU_READOUT, profile.extra)
-    cfg = TrainConfig.from_profile(profile, seed, progress=False, **train_over)
-    data, record = assembly.build_data(profile, seed, data_root=data_root, progress=False)
-    model_cfg = models.ModelConfig.from_profile(profile)
-    seed_everything(seed)
-    model = models.build_model(model_cfg)
-    record = {
-        "method": AU_READOUT.name,
-        "options": options,
-        "seed": seed,
-        "model": dataclasses.asdict(model_cfg),
-        "train": cfg.record(),
-        "data": record,
-    }
     shutil.rmtree(out_dir, ignore_errors=True)
-    data = dataclasses.replace(data, select="au_f1")
-    fit = train.fit(model, AU_READOUT, data, cfg, out_dir, record)
+    fit = train.run(
+        AU_READOUT.name, profile, out_dir, seed, data_root=data_root, select="au_f1", progress=False
+    )
     (Path(out_dir) / checkpoints.CHECKPOINT).unlink(missing_ok=True)
     return scores_per_au(fit.test_predictions)
 
@@ -107,8 +91,8 @@ def learnability(
     probe's test score (``probe``, with the 95% interval over test videos of probe - chance,
     ``probe-chance lo`` / ``hi``), MFAR's test score (``mfar``: notebook 03's budget, from scratch,
     epoch selected on validation, seed ``seed``), the AU read-out's (``au readout``, per AU and
-    ``au_f1`` only: :func:`au_readout` with the same budget and seed), ``chance`` and ``ceiling``. ``overall`` has no
-    probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
+    ``au_f1`` only: :func:`au_readout` with the same budget and seed), ``chance`` and
+    ``ceiling``. ``overall`` has no probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
     settings = SETTINGS if settings is None else settings
     plan = ssmfar.budget(profile)
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name

@@ -3,8 +3,8 @@
 - :data:`TABLE1`: the rows of SS-MFAR Table 1 (registered method, the paper's row name, backbone
   and starting weights);
 - :func:`budget`: image size, epochs and the share of training frames of one run, per profile
-  (the cpu profile trains 8 rows and a positive control x 3 seeds + 2 pretrainings in about a
-  quarter of an hour on 2 cores);
+  and the seeds of every row (the cpu profile trains 8 rows and a positive control x 5 seeds + 2
+  pretrainings within twenty minutes on 2 cores);
 - :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
   (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
   the cost), every k-th validation frame (scored after each epoch), the test split whole;
@@ -102,8 +102,9 @@ class Budget:
     the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
     each training video), ``val_stride`` (every k-th frame of each validation video: the split
     scored after every epoch to select one; the test split is always whole), the
-    ``pretrain_epochs`` of each pretraining and ``deep_backbone``, the network of the SS-MFAR-50
-    row (the paper's ResNet-50; where that does not fit the budget, the profile's own)."""
+    ``pretrain_epochs`` of each pretraining, ``deep_backbone``, the network of the SS-MFAR-50
+    row (the paper's ResNet-50; where that does not fit the budget, the profile's own), and the
+    training ``seeds`` of every row (empty: the profile's)."""
 
     image_size: int
     epochs: int
@@ -111,23 +112,28 @@ class Budget:
     pretrain_epochs: int
     val_stride: int = 1
     deep_backbone: str = "resnet50"
+    seeds: tuple[int, ...] = ()
 
 
 # cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px (ResNet-18 ~260),
-# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~2x). 8 rows + the positive control x 3 seeds
-# + 2 pretrainings within ~17 minutes leave ~35 s per run: 4 epochs over every 2nd training frame
-# (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (180 steps), validation on every 3rd frame
-# after each epoch. The epochs were set on MFAR alone: at 3 epochs its best validation epoch was
-# the last for every seed (not converged); over 6 epochs the best were epochs 3, 5 and 6, the
-# score wandering between 0.6 and 0.85 from epoch 3 on. The SS-MFAR-50 row's larger network does
-# not fit: a ResNet-18 from scratch took 92 s per run and left the expression at chance (macro F1
-# 0.07), so on cpu that row trains the compact network from scratch and tests the "no
-# pretraining" half of the row only. The pretrainings were set on their own validation scores:
-# the identity pretraining's identification accuracy (40 identities) is 0.43 / 0.74 / 0.81 / 0.87
-# after 2 / 6 / 10 / 16 epochs (6 / 14 / 24 / 39 s); at 10 epochs the AffectNet-format one's VA
-# CCC levelled off at 0.41 from epoch 5 (42 s) while its expression F1 stays near chance (0.12) on
-# the still images. smoke: every frame (the class-balanced sampler needs a batch of labelled
-# frames), one epoch.
+# an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~2x). Each run: 4 epochs over every 2nd training
+# frame (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (180 steps), validation on every 3rd
+# frame after each epoch. The epochs were set on MFAR alone: at 3 epochs its best validation epoch
+# was the last for every seed (not converged); over 6 epochs the best were epochs 3, 5 and 6, the
+# score wandering between 0.6 and 0.85 from epoch 3 on. The seeds too: more epochs do not steady
+# MFAR (test overall of seeds 0-2: 0.94-0.97 at 4 epochs, 0.71-1.01 at 6, 0.82-1.02 at 8; a run's
+# score moves by ~0.05 with its CPU thread count alone), so the budget buys seeds, not steps: five
+# paired seeds halve the 95% interval of three (t 2.78 / sqrt 5 against 4.30 / sqrt 3). They fit
+# (8 rows + the positive control x 5 seeds + 2 pretrainings within ~19 minutes) because two runs
+# train side by side, one core each (profile.parallel_runs), on channels-last maps. The SS-MFAR-50
+# row's larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the
+# expression at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch
+# and tests the "no pretraining" half of the row only. The pretrainings were set on their own
+# validation scores: the identity pretraining's identification accuracy (40 identities) is 0.43 /
+# 0.74 / 0.81 / 0.87 after 2 / 6 / 10 / 16 epochs (6 / 14 / 24 / 39 s); at 10 epochs the
+# AffectNet-format one's VA CCC levelled off at 0.41 from epoch 5 (42 s) while its expression F1
+# stays near chance (0.12) on the still images. smoke: every frame (the class-balanced sampler
+# needs a batch of labelled frames), one epoch, the profile's seed.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
     "cpu": Budget(
@@ -137,6 +143,7 @@ BUDGETS: dict[str, Budget] = {
         pretrain_epochs=10,
         val_stride=3,
         deep_backbone="compact",
+        seeds=(0, 1, 2, 3, 4),
     ),
 }
 
@@ -379,7 +386,7 @@ def positive_control(
     row ``CONTROL[1]``, over the same ``seeds`` as the table, so that
     :func:`affectlib.studies.ssmfar_report.paired` compares it with MFAR through the same machinery
     as the paper's claims. More labels must score higher:
-    when three seeds cannot show that, they cannot show the paper's smaller differences either."""
+    when the seeds cannot show that, they cannot show the paper's smaller differences either."""
     control_root = frame_subset(
         root,
         plan.frame_stride,
