@@ -489,8 +489,8 @@ def test_table3_follows_the_papers_rows_and_marks_its_numbers():
     assert t["our row"].tolist()[0] == "NC MT" and len(t) == 8  # the paper's 7 + our reading
     assert t["F1 (expr)"].iloc[0] == "50.0 [47.5, 52.5]" and t["F1 (expr)"].iloc[1] == ""
     assert t["paper: expr_f1"].tolist()[0] == 33.7
-    last = t.iloc[-1]  # the Bernoulli reading of Eq. 3: ours only, no paper value
-    assert last["our row"] == "distr-matching (DM, Bernoulli)" and last["relatedness"] == "DM"
+    last = t.iloc[-1]  # Eq. 3 with its gradient to the AUs too: ours only, no paper value
+    assert last["our row"] == "distr-matching (DM, gradient to AUs)" and last["relatedness"] == "DM"
     assert np.isnan(last["paper: expr_f1"]) and np.isnan(last["paper: au_f1"])
 
 

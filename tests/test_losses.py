@@ -271,6 +271,21 @@ def test_printed_eq3_only_lowers_au_probabilities_and_the_bernoulli_reading_foll
         losses.distribution_matching(_t(expr), _t(au), relation, form="kl")
 
 
+def test_the_soft_target_reading_of_eq3_trains_the_expressions_only():
+    expr = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    au = np.array([[0.9, 0.2], [0.4, 0.6]])
+    relation = np.array([[1, 0], [1, 1], [0, 1]])
+    q = expr @ relation  # [[0.8, 0.5], [0.2, 0.9]]
+    p_expr, p_au = _t(expr, grad=True), _t(au, grad=True)
+    got = losses.distribution_matching(p_expr, p_au, relation, form="target")
+    assert got.item() == pytest.approx(-(au * np.log(q)).sum(axis=1).mean())  # the printed value
+    got.backward()
+    assert p_au.grad is None or not p_au.grad.any()  # the AU predictions are the target
+    # d/d expr[b, c] = -sum_i au[b, i] relation[c, i] / q[b, i] / B: mass moves to classes
+    # implying the AUs predicted
+    np.testing.assert_allclose(p_expr.grad.numpy(), -(au / q) @ relation.T / 2, rtol=1e-6)
+
+
 def test_distribution_matching_reproduces_the_papers_au2_example():
     # AU2 is prototypical for surprise and observational for fear: q(AU2) = p(surprise) + p(fear)
     relation = torch.zeros(len(EXPRESSIONS), 1, dtype=torch.float64)

@@ -16,7 +16,7 @@ from affectlib.losses._common import (
 )
 
 # --- coupling of classes and attributes (DM, Kollias et al. 2024) ---------------------------------
-DM_FORMS = ("printed", "bernoulli")
+DM_FORMS = ("printed", "bernoulli", "target")
 
 
 def class_attribute_matching(
@@ -36,7 +36,10 @@ def class_attribute_matching(
     reads "cross entropy with the soft targets" (the text beside Eq. 3) as the cross entropy of the
     two Bernoulli distributions of each attribute, ``-[p log q + (1 - p) log(1 - q)]``, whose slope
     ``log((1 - q) / q)`` raises p where q > 1/2 and lowers it where q < 1/2 (both logs of ``eps``
-    at least).
+    at least). ``form="target"`` keeps the printed sum and reads it as distillation does, "cross
+    entropy with the soft targets" ``H(p, q)``: the attribute predictions p are the soft target,
+    detached, so the loss trains the class predictions only (their mixture q is raised where p is
+    high) and leaves the attribute head to its labels.
 
     ``class_probs`` (B, C) softmax scores, ``attr_probs`` (B, M) sigmoid scores, ``relation`` (C, M)
     in [0, 1] (a tensor or array, e.g. from ``relatedness.relation_matrix``): 0/1 relatedness (Case
@@ -68,7 +71,8 @@ def class_attribute_matching(
     if class_probs.shape[0] == 0:
         return _zero(class_probs) + _zero(attr_probs)
     q = class_probs @ relation  # (B, M)
-    per_entry = attr_probs * q.clamp_min(eps).log()
+    target = attr_probs.detach() if form == "target" else attr_probs
+    per_entry = target * q.clamp_min(eps).log()
     if form == "bernoulli":
         per_entry = per_entry + (1 - attr_probs) * (1 - q).clamp_min(eps).log()
     return -per_entry.sum(dim=1).mean()
