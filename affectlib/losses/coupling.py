@@ -36,10 +36,15 @@ def class_attribute_matching(
     reads "cross entropy with the soft targets" (the text beside Eq. 3) as the cross entropy of the
     two Bernoulli distributions of each attribute, ``-[p log q + (1 - p) log(1 - q)]``, whose slope
     ``log((1 - q) / q)`` raises p where q > 1/2 and lowers it where q < 1/2 (both logs of ``eps``
-    at least). ``form="target"`` keeps the printed sum and reads it as distillation does, "cross
-    entropy with the soft targets" ``H(p, q)``: the attribute predictions p are the soft target,
-    detached, so the loss trains the class predictions only (their mixture q is raised where p is
-    high) and leaves the attribute head to its labels.
+    at least). ``form="target"`` keeps the printed sum and takes its first argument, the attribute
+    predictions p, as the soft target of a distillation-style cross entropy ``H(p, q)`` (our
+    reading; the paper's prose can also be read with q as the target): p is detached, so only the
+    class predictions learn, and the attribute head is left to its labels. Its gradient on
+    ``class_probs[b, c]`` is ``-sum_i p[b, i] relation[c, i] / q[b, i] / B``: zero for a class
+    without related attributes (Neutral) and negative for every other, most for classes related to
+    many predicted attributes; since p is never exactly 0, through a softmax it always moves mass
+    off unrelated classes towards classes related to many attributes, and nothing lowers q where p
+    is low.
 
     ``class_probs`` (B, C) softmax scores, ``attr_probs`` (B, M) sigmoid scores, ``relation`` (C, M)
     in [0, 1] (a tensor or array, e.g. from ``relatedness.relation_matrix``): 0/1 relatedness (Case
@@ -49,8 +54,8 @@ def class_attribute_matching(
     (Neutral, Other) adds no mass to any q. Where q = 0 the log is taken of ``eps``: a large finite
     penalty that pushes that attribute's prediction towards 0, which is the paper's intent; an
     attribute related to no class at all is therefore always pushed off — leave such columns out of
-    ``relation`` and ``attr_probs``. Gradients flow to both predictions. Empty batch: 0,
-    graph-attached.
+    ``relation`` and ``attr_probs``. Gradients flow to both predictions (to the class predictions
+    only with ``form="target"``). Empty batch: 0, graph-attached.
     """
     relation = torch.as_tensor(relation, dtype=class_probs.dtype, device=class_probs.device)
     _check_shape("class_probs", class_probs, 2)
@@ -127,7 +132,7 @@ def distribution_matching(
     """DM loss of Kollias et al. 2024, Case Study I, Eq. 2-3: expressions x AUs.
 
     ``expr_probs`` (B, C), ``au_probs`` (B, M), ``relation`` (C, M) 0/1 (``p(y_au^i | y_exp)``); see
-    :func:`class_attribute_matching` for the formula, the two ``form`` readings and edge cases.
+    :func:`class_attribute_matching` for the formula, the three ``form`` readings and edge cases.
     """
     return class_attribute_matching(expr_probs, au_probs, relation, form=form)
 

@@ -20,11 +20,13 @@ Registered methods (``python -m affectlib train NAME`` and
 - ``nc-mt``: ``L_Exp + L_AU``, no coupling ("NC MT"); trained on one task's data it is the
   single-task baseline ("ST").
 - ``c-mt``: Eq. 1 ("C MT"); options ``dm`` / ``sca`` switch the two coupling terms (Table 3),
-  ``dm_form`` reads Eq. 3 as the distillation its text names (``"target"``, the default: the AU
-  predictions are the soft target, without gradient, and the expression predictions learn to
-  imply them), with the gradient reaching the AU predictions too (``"printed"``: it lowers every
-  AU probability, never raises one, and can silence the AU head) or as the Bernoulli cross
-  entropy of each AU (``"bernoulli"``); see :func:`affectlib.losses.class_attribute_matching`,
+  ``dm_form`` reads Eq. 3 with the AU predictions as the soft target of the cross entropy the text
+  beside it names (``"target"``, the default and our reading: no gradient reaches the AU
+  predictions; the expression predictions move towards classes that imply the AUs predicted, and
+  off Neutral, which implies none), with the gradient reaching the AU predictions too
+  (``"printed"``: it lowers every AU probability, never raises one, and can silence the AU head)
+  or as the Bernoulli cross entropy of each AU (``"bernoulli"``); see
+  :func:`affectlib.losses.class_attribute_matching`,
   ``relation`` / ``au_weights`` are the (classes x AUs) matrices of Eq. 2 / Eq. 4 as nested lists
   (None: domain knowledge, Du et al., on the training table's classes and AUs), ``relatedness``
   names their source for the record.
