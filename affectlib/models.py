@@ -208,7 +208,7 @@ def normalise_images(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
     Float input is trusted to lie in [0, 1]: checking the range would cost a device sync per batch.
     The result is channels-last in memory: on CPU (oneDNN) as on CUDA the convolutions run ~1.2x
-    faster on it (``benchmarks/channels_last.py``); the values are the same.
+    faster on it (``benchmarks/cpu_throughput.py``); the values are the same.
     """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")

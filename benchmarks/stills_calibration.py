@@ -17,7 +17,13 @@ floor at every level tried (1.25, 1.0, 0.75), so the level stays 1.25; from the 
 pretraining on 1,200 images per set, no ST run did, which is notebook 04's budget.
 
     python benchmarks/stills_calibration.py [--levels 1.25 1.0 0.75] [--seeds 0 1 2] \
-        [--init none|identity] [--n-train 600]
+        [--init none|identity] [--n-train 600] [--n-au N] [--epochs 5] [--arms ST "NC MT"]
+
+Notebook 04's set size on the cpu profile (README, "How learnable"; five seeds, identity
+pretraining, level 1.25, ST and NC MT): ``--init identity --levels 1.25 --seeds 0 1 2 3 4
+--arms ST "NC MT"`` with ``--n-train 1200`` (notebook 04's), ``--n-train 1800``,
+``--n-train 2400`` (all 2,091 AffectNet-format basic-expression training images, 2,400
+EmotioNet-format ones) and ``--n-train 1200 --epochs 10``.
 
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
@@ -41,7 +47,20 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n-train", type=int, default=600, help="training images per set (nb 04)")
+    ap.add_argument(
+        "--n-au", type=int, default=None, help="EmotioNet-format ones (default: --n-train)"
+    )
+    ap.add_argument(
+        "--arms",
+        nargs="+",
+        default=["ST"],
+        choices=("ST", "NC MT"),
+        help="notebook 04's baselines to train: ST (single-task) and/or NC MT (uncoupled)",
+    )
     ap.add_argument("--n-val", type=int, default=200)
+    ap.add_argument(
+        "--max-parallel", type=int, default=2, help="runs side by side, as notebook 04 (cpu: 2)"
+    )
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=48)
@@ -67,8 +86,9 @@ def main() -> None:
         model=models.ModelConfig.from_profile(base, weights=None),
     )
     plan = pd.DataFrame(
-        {"setting": ["affectnet+emotionet"], "backbone": [args.backbone], "arm": ["ST"]}
+        {"setting": "affectnet+emotionet", "backbone": args.backbone, "arm": args.arms}
     )
+    n_au = args.n_train if args.n_au is None else args.n_au
     rows = []
     for level in args.levels:
         p = base.replace(stills_nuisance=level)
@@ -83,7 +103,7 @@ def main() -> None:
             epochs=args.pretrain_epochs,
         )
         setting = kollias.affectnet_emotionet(
-            root, n_expr=args.n_train, n_au=args.n_train, n_val=args.n_val, seed=0
+            root, n_expr=args.n_train, n_au=n_au, n_val=args.n_val, seed=0
         )
         t0 = time.perf_counter()
         runs = kollias.run_study(
@@ -93,6 +113,8 @@ def main() -> None:
             dataclasses.replace(study, weights=weights),
             args.seeds,
             progress=False,
+            executor="pool" if args.max_parallel > 1 else "local",
+            max_parallel=args.max_parallel,
         )
         wall = time.perf_counter() - t0
         for r in runs.itertuples():
@@ -100,6 +122,7 @@ def main() -> None:
                 {
                     "stills_nuisance": level,
                     "init": args.init,
+                    "arm": r.arm,
                     "seed": r.seed,
                     "expr_aa": r.expr_aa,
                     "expr_f1": r.expr_f1,
@@ -108,17 +131,17 @@ def main() -> None:
                     "au_floor": r.au_f1 <= 0,
                 }
             )
-        print(f"stills_nuisance {level:g}: data {gen_s:.0f} s, {len(runs)} ST runs {wall:.0f} s")
+        print(f"stills_nuisance {level:g}: data {gen_s:.0f} s, {len(runs)} runs {wall:.0f} s")
         print(pd.DataFrame(rows[-len(runs) :]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
-    summary = table.groupby("stills_nuisance", sort=False).agg(
+    summary = table.groupby(["stills_nuisance", "arm"], sort=False).agg(
         expr_aa=("expr_aa", "mean"),
         expr_f1=("expr_f1", "mean"),
         au_f1=("au_f1", "mean"),
         expr_floor=("expr_floor", "sum"),
         au_floor=("au_floor", "sum"),
     )
-    print("\nmean over seeds and runs at a floor, per level:")
+    print("\nmean over seeds and runs at a floor, per level and arm:")
     print(summary.round(4).to_string())
 
 

@@ -694,3 +694,35 @@ def test_table1_figure_draws_the_noise_ceiling_everywhere_and_every_au_on_on_the
     fig = ssmfar_report.plot_au_f1(per_au, every_on={"AU1": 0.8})
     assert [c.get_label() for c in fig.axes[0].collections] == ["every AU on"]
     plt.close(fig)
+
+
+def test_both_control_arms_are_described_and_neither_counts_as_a_papers_claim():
+    # three seeds: MFAR scores 1.0, 1.1, 1.2 overall; the quarter arm 0.4 lower, the half arm
+    # 0.1 lower give or take 0.05 (a spread, so the paired interval is finite); SS-MFAR above MFAR
+    rows = []
+    for s in range(3):
+        for method, row, shift in (
+            ("mfar", "MFAR", 0.0),
+            ("mfar-q25", "MFAR, 25% of expression labels", -0.4),
+            ("mfar-q50", "MFAR, 50% of expression labels", -0.1 + 0.05 * (s - 1)),
+            ("ss-mfar", "SS-MFAR", 0.2 + 0.01 * s),
+        ):
+            rows.append(
+                {"method": method, "row": row, "seed": s, "expr_f1": 0.3 + shift / 3,
+                 "au_f1": 0.3, "va": 0.3, "overall": 1.0 + 0.1 * s + shift}
+            )  # fmt: skip
+    runs = pd.DataFrame(rows)
+    pairs = ssmfar_report.paired(runs, (("ss-mfar", "mfar"),) + ssmfar.CONTROLS, ["overall"])
+    assert len(pairs) == 3
+    said = ssmfar_report.control_sentences(pairs)
+    assert said[0].startswith(
+        "positive control, overall: with all labels minus with 25% of them +0.400"
+    )
+    assert said[0].endswith("detected.")
+    assert said[1].startswith(
+        "positive control, overall: with all labels minus with 50% of them +0.100"
+    )
+    assert said[1].endswith("not detected (no clear difference).")  # 0.1 +- 4.3 * 0.05 / sqrt 3
+    assert said[2].startswith("smallest difference in overall these seeds could tell from 0")
+    # the paper's claims only: SS-MFAR above MFAR, not the two control arms
+    assert ssmfar_report.verdict_counts(pairs, "overall") == "1 claims on overall: 1 holds."

@@ -53,8 +53,8 @@ def class_attribute_matching(
     already lies in [0, 1] and is a probability of activation. A class without related attributes
     (Neutral, Other) adds no mass to any q. Where q = 0 the log is taken of ``eps``: a large finite
     penalty that pushes that attribute's prediction towards 0, which is the paper's intent; an
-    attribute related to no class at all is therefore always pushed off — leave such columns out of
-    ``relation`` and ``attr_probs``. Gradients flow to both predictions (to the class predictions
+    attribute related to no class at all is therefore always pushed off — leave such columns out
+    of ``relation`` and ``attr_probs``. Gradients flow to both predictions (to the class predictions
     only with ``form="target"``). Empty batch: 0, graph-attached.
     """
     relation = torch.as_tensor(relation, dtype=class_probs.dtype, device=class_probs.device)

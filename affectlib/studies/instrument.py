@@ -92,7 +92,8 @@ def learnability(
     ``probe-chance lo`` / ``hi``), MFAR's test score (``mfar``: notebook 03's budget, from scratch,
     epoch selected on validation, seed ``seed``), the AU read-out's (``au readout``, per AU and
     ``au_f1`` only: :func:`au_readout` with the same budget and seed), ``chance`` and
-    ``ceiling``. ``overall`` has no probe (the probe does not score it jointly) and its chance/ceiling are those of P_MTL."""
+    ``ceiling``. ``overall`` has no probe (the probe does not score it jointly) and its chance
+    and ceiling are those of P_MTL."""
     settings = SETTINGS if settings is None else settings
     plan = ssmfar.budget(profile)
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name

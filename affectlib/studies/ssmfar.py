@@ -3,7 +3,7 @@
 - :data:`TABLE1`: the rows of SS-MFAR Table 1 (registered method, the paper's row name, backbone
   and starting weights);
 - :func:`budget`: image size, epochs and the share of training frames of one run, per profile
-  and the seeds of every row (the cpu profile trains 8 rows and a positive control x 5 seeds + 2
+  and the seeds of every row (the cpu profile trains 8 rows and the two arms of the positive control x 5 seeds + 2
   pretrainings within twenty minutes on 2 cores);
 - :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
   (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
@@ -273,9 +273,11 @@ def run_profile(
     return p
 
 
-# the positive control: MFAR with a quarter of the training videos' expression labels
-CONTROL = ("mfar", "mfar-q25")
-CONTROL_SHARE = 0.25
+# the positive control: MFAR against itself with the expression labels of a share of the
+# training videos, a quarter (the control first planned) and a half (a weaker arm that does not
+# start at the floor), each row's label -> share
+CONTROL_SHARES = {"mfar-q25": 0.25, "mfar-q50": 0.5}
+CONTROLS = tuple(("mfar", label) for label in CONTROL_SHARES)
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -379,22 +381,22 @@ def positive_control(
     plan: Budget,
     *,
     data_seed: int = 0,
+    shares: Mapping[str, float] | None = None,
     **kwargs,
 ) -> pd.DataFrame:
     """The positive control's runs: MFAR, as its Table 1 row, on the same frames with the
-    expression labels of only :data:`CONTROL_SHARE` of the training videos (:func:`frame_subset`),
-    row ``CONTROL[1]``, over the same ``seeds`` as the table, so that
-    :func:`affectlib.studies.ssmfar_report.paired` compares it with MFAR through the same machinery
-    as the paper's claims. More labels must score higher:
-    when the seeds cannot show that, they cannot show the paper's smaller differences either."""
-    control_root = frame_subset(
-        root,
-        plan.frame_stride,
-        val_stride=plan.val_stride,
-        expr_share=CONTROL_SHARE,
-        seed=data_seed,
-    )
-    row = table1_row(CONTROL[0])
-    return train_rows(
-        [row], seeds, profile, control_root, weights, label=CONTROL[1], **kwargs
-    ).assign(row=f"MFAR, {CONTROL_SHARE:.0%} of expression labels")
+    expression labels of only a share of the training videos (:func:`frame_subset`), one row per
+    entry of ``shares`` (label -> share; default :data:`CONTROL_SHARES`), over the same ``seeds``
+    as the table, so that :func:`affectlib.studies.ssmfar_report.paired` compares each with MFAR
+    (:data:`CONTROLS`) through the same machinery as the paper's claims. More labels must score
+    higher: when the seeds cannot show that, they cannot show the paper's smaller differences
+    either."""
+    row = table1_row("mfar")
+    parts = []
+    for label, share in (CONTROL_SHARES if shares is None else shares).items():
+        control_root = frame_subset(
+            root, plan.frame_stride, val_stride=plan.val_stride, expr_share=share, seed=data_seed
+        )
+        runs = train_rows([row], seeds, profile, control_root, weights, label=label, **kwargs)
+        parts.append(runs.assign(row=f"MFAR, {share:.0%} of expression labels"))
+    return pd.concat(parts, ignore_index=True)

@@ -27,7 +27,7 @@ from affectlib import metrics, pretraining, stats
 from affectlib.labels import AU_COLUMNS, EXPRESSIONS, N_EXPR
 from affectlib.results import beside_paper
 from affectlib.studies.baselines import PROBE_ROW
-from affectlib.studies.ssmfar import CONTROL, CONTROL_SHARE, SCORES, TABLE1, paper_table1
+from affectlib.studies.ssmfar import CONTROL_SHARES, CONTROLS, SCORES, TABLE1, paper_table1
 
 # pairs the paper's text calls on par whatever the sign of their Table 1 difference
 # (§4.1.3: SSP-MFAR "obtained relatable performance"). Its text also calls SS-MFAR-50 on par,
@@ -47,20 +47,21 @@ PAIRS: tuple[tuple[str, str], ...] = (
 
 
 def control_sentences(pairs: pd.DataFrame) -> list[str]:
-    """The positive control in words: per score, MFAR minus its fewer-labels twin and whether the
-    difference was detected; then the smallest difference the paired comparisons of this
-    notebook could detect (the median half-width of their intervals on ``overall``)."""
-    a, b = CONTROL
-    sel = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+    """The positive control in words: per arm (:data:`CONTROLS`) and score, MFAR minus its
+    fewer-labels twin and whether the difference was detected; then the smallest difference the
+    paired comparisons of this notebook could detect (the median half-width of their intervals on
+    ``overall``)."""
     out = []
-    for r in sel.to_dict("records"):
-        found = r["paper's claim on our data"]
-        word = {"holds": "detected", "fails": "REVERSED"}.get(found, f"not detected ({found})")
-        out.append(
-            f"positive control, {r['metric']}: all labels minus {CONTROL_SHARE:.0%} of them "
-            f"{r['diff']:+.3f} [{r['diff lo']:+.3f}, {r['diff hi']:+.3f}] over {r['seeds']} "
-            f"seeds: {word}."
-        )
+    for a, b in CONTROLS:
+        sel = pairs[(pairs["a"] == a) & (pairs["b"] == b)]
+        for r in sel.to_dict("records"):
+            found = r["paper's claim on our data"]
+            word = {"holds": "detected", "fails": "REVERSED"}.get(found, f"not detected ({found})")
+            out.append(
+                f"positive control, {r['metric']}: with all labels minus with "
+                f"{CONTROL_SHARES[b]:.0%} of them {r['diff']:+.3f} [{r['diff lo']:+.3f}, "
+                f"{r['diff hi']:+.3f}] over {r['seeds']} seeds: {word}."
+            )
     overall = pairs[pairs["metric"] == "overall"]["detectable"]
     if len(overall):
         out.append(
@@ -256,9 +257,8 @@ def claims_summary(pairs: pd.DataFrame, metric: str = "overall") -> list[str]:
 
 def verdict_counts(pairs: pd.DataFrame, metric: str = "overall") -> str:
     """How many of the paper's claims on ``metric`` got each :func:`verdict`, as one sentence."""
-    claims = pairs[
-        (pairs["metric"] == metric) & ~((pairs["a"] == CONTROL[0]) & (pairs["b"] == CONTROL[1]))
-    ]
+    control = pd.Series(list(zip(pairs["a"], pairs["b"], strict=True))).isin(CONTROLS)
+    claims = pairs[(pairs["metric"] == metric) & ~control.to_numpy()]
     found = [verdict(r) for r in claims.to_dict("records")]
     parts = [f"{found.count(v)} {v}" for v in VERDICTS if v in found]
     return f"{len(found)} claims on {metric}: " + ", ".join(parts) + "."
