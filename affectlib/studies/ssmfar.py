@@ -3,8 +3,8 @@
 - :data:`TABLE1`: the rows of SS-MFAR Table 1 (registered method, the paper's row name, backbone
   and starting weights);
 - :func:`budget`: image size, epochs and the share of training frames of one run, per profile
-  and the seeds of every row (the cpu profile trains 8 rows and the positive control's two arms x
-  5 seeds + 2 pretrainings within twenty minutes on 2 cores);
+  and the seeds of every row (the cpu profile trains 8 rows and the two arms of the positive control x 5 seeds + 2
+  pretrainings within twenty minutes on 2 cores);
 - :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
   (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
   the cost), every k-th validation frame (scored after each epoch), the test split whole;
