@@ -726,3 +726,41 @@ def test_both_control_arms_are_described_and_neither_counts_as_a_papers_claim():
     assert said[2].startswith("smallest difference in overall these seeds could tell from 0")
     # the paper's claims only: SS-MFAR above MFAR, not the two control arms
     assert ssmfar_report.verdict_counts(pairs, "overall") == "1 claims on overall: 1 holds."
+
+
+def test_the_control_arms_train_in_one_plan_each_on_its_own_labels(tmp_path, monkeypatch):
+    # both arms go to the executor as one plan (so two workers are never left with one run each
+    # at the end of an arm), each job on the data root with its own share of the labels
+    from types import SimpleNamespace
+
+    from affectlib import profiles
+
+    plans = []
+
+    def fake_plan(jobs, **kwargs):
+        plans.append(jobs)
+        return [
+            {**{k: 0.0 for k in ssmfar.SCORES}, "method": j.kwargs["method"],
+             "row": j.kwargs["row"], "seed": j.kwargs["seed"], "split": "test", "epoch": 1,
+             "wall_s": 0.0, "reused": False, "dir": str(j.out_dir)}
+            for j in jobs
+        ]  # fmt: skip
+
+    monkeypatch.setattr(ssmfar, "run_plan", fake_plan)
+    monkeypatch.setattr(ssmfar, "frame_subset", lambda root, k, **kw: f"{root}-{kw['expr_share']}")
+    budget = SimpleNamespace(frame_stride=4, val_stride=2)
+    runs = ssmfar.positive_control(
+        [0, 1], profiles.get("smoke"), "root", {"identity": None}, budget, runs_dir=tmp_path,
+        log=None,
+    )  # fmt: skip
+    assert len(plans) == 1 and len(plans[0]) == 2 * len(ssmfar.CONTROL_SHARES)
+    for j in plans[0]:
+        label = j.out_dir.parent.name
+        assert j.kwargs["method"] == "mfar"
+        assert j.kwargs["data_root"] == f"root-{ssmfar.CONTROL_SHARES[label]}"
+        assert j.out_dir == tmp_path / label / f"seed{j.kwargs['seed']}"
+    assert list(runs["method"]) == ["mfar-q25", "mfar-q25", "mfar-q50", "mfar-q50"]
+    assert list(runs["row"].unique()) == [
+        "MFAR, 25% of expression labels",
+        "MFAR, 50% of expression labels",
+    ]

@@ -3,23 +3,23 @@
 - :data:`TABLE1`: the rows of SS-MFAR Table 1 (registered method, the paper's row name, backbone
   and starting weights);
 - :func:`budget`: image size, epochs and the share of training frames of one run, per profile
-  and the seeds of every row (the cpu profile trains 8 rows and the two arms of the positive control x 5 seeds + 2
-  pretrainings within twenty minutes on 2 cores);
+  and the seeds of every row (the cpu profile trains 8 rows and the two arms of the positive
+  control x 5 seeds + 2 pretrainings within twenty minutes on 2 cores);
 - :func:`frame_subset`: the data root of every ``frame_stride``-th frame of each training video
   (consecutive frames are nearly the same image: striding keeps every subject at a fraction of
   the cost), every k-th validation frame (scored after each epoch), the test split whole;
 - :func:`start_weights`: the weights file each initialisation source gives (a user's file, or the
   embedded pretraining of :mod:`affectlib.pretraining`);
-- :func:`train_rows`: ``train.run`` of every (row, seed) through :mod:`affectlib.executor`, one
-  record per run;
-  :func:`positive_control`: the same for MFAR with fewer expression labels.
+- :func:`train_arms`: ``train.run`` of every (:class:`Arm`, seed), arms on any data, as one plan
+  of :mod:`affectlib.executor`, one record per run; :func:`train_rows`: the same for Table 1
+  rows on one data root; :func:`positive_control`: MFAR with fewer expression labels.
 
 The tables, comparisons and figures are :mod:`affectlib.studies.ssmfar_report`.
 
 Scores are SS-MFAR Eq. 10 on the held-out test split (the embedded set; on real data the
-validation split, the papers' practice), at the epoch each run selects on validation: ``expr_f1`` (macro F1 of the 8 expressions),
-``au_f1`` (mean F1 of the 12 AUs), ``va`` (mean CCC of valence and arousal), ``overall`` (their
-sum).
+validation split, the papers' practice), at the epoch each run selects on validation:
+``expr_f1`` (macro F1 of the 8 expressions), ``au_f1`` (mean F1 of the 12 AUs), ``va`` (mean CCC
+of valence and arousal), ``overall`` (their sum).
 """
 
 from __future__ import annotations
@@ -315,53 +315,66 @@ def run_one(
     }
 
 
-def train_rows(
-    rows: Sequence[Table1Row],
+@dataclass(frozen=True)
+class Arm:
+    """One row of a training plan: a Table 1 row trained on ``data_root``; ``label`` names its runs
+    (their ``method`` and folder) where the row's own method would not, e.g. a positive-control
+    arm of MFAR on fewer labels."""
+
+    row: Table1Row
+    data_root: str | Path | None
+    label: str | None = None
+
+
+def train_arms(
+    arms: Sequence[Arm],
     seeds: Sequence[int],
     profile,
-    data_root: str | Path,
     weights: Mapping[str, Path | None],
     runs_dir: str | Path | None = None,
     *,
     deep_backbone: str = "resnet50",
-    label: str | None = None,
     executor: str = "local",
     max_parallel: int = 1,
     fresh: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> pd.DataFrame:
-    """Train every row with every seed by :func:`affectlib.train.run`, each in
-    ``runs_dir/<method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``), through
-    :func:`affectlib.executor.run_plan` on ``executor`` ("local", "pool" with ``max_parallel``
-    runs at once, "submitit"): a run that finished there under the same configuration and code is
-    not trained again (its stored record, wall time included, is returned; ``fresh``: train every
-    run anew), an interrupted one continues from its checkpoint.
+    """Train every arm with every seed by :func:`affectlib.train.run`, each in
+    ``runs_dir/<label or method>/seed<k>`` (default ``<repo>/build/runs/03_mfar_ssmfar/<profile>``),
+    all as one plan of :func:`affectlib.executor.run_plan` on ``executor`` ("local", "pool" with
+    ``max_parallel`` runs at once, "submitit"), so arms on different data share the workers: a run
+    that finished there under the same configuration and code is not trained again (its stored
+    record, wall time included, is returned; ``fresh``: train every run anew), an interrupted one
+    continues from its checkpoint.
 
-    One record per run, in (row, seed) order whatever the backend: ``method``, ``row`` (the
-    paper's name, or ``label`` when given: the positive control's row), ``seed``, the four scores
-    on the reported split (``split``: "test" when the data has the held-out split, else
-    "validation", the papers' practice), the same on validation at the selected epoch
-    (``val_<score>``: optimistic, the epoch was chosen there), ``epoch`` (selected on validation
-    overall), ``wall_s`` (the whole ``train.run`` call), ``img_per_s`` (training throughput),
-    ``reused`` (True: a finished earlier run) and ``dir``."""
+    One record per run, in (arm, seed) order whatever the backend: ``method`` (the arm's label, else
+    its method), ``row`` (the label, else the paper's name), ``seed``, the four scores on the
+    reported split (``split``: "test" when the data has the held-out split, else "validation", the
+    papers' practice), the same on validation at the selected epoch (``val_<score>``: optimistic,
+    the epoch was chosen there), ``epoch`` (selected on validation overall), ``wall_s`` (the whole
+    ``train.run`` call), ``img_per_s`` (training throughput), ``reused`` (True: a finished earlier
+    run) and ``dir``."""
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
-    jobs = []
-    for row in rows:
-        p = run_profile(row, profile, weights, deep_backbone)
-        name = label or row.paper_row
+    jobs, names = [], []
+    for arm in arms:
+        p = run_profile(arm.row, profile, weights, deep_backbone)
+        name = arm.label or arm.row.method
         for seed in seeds:
-            out = runs_dir / (name if label else row.method) / f"seed{seed}"
-            kwargs = {"method": row.method, "row": name, "profile": p, "seed": int(seed)}
-            jobs.append(
-                Job(f"{label or row.method}/seed{seed}", out, run_one,
-                    {**kwargs, "data_root": data_root})
-            )  # fmt: skip
+            kwargs = {
+                "method": arm.row.method,
+                "row": arm.label or arm.row.paper_row,
+                "profile": p,
+                "seed": int(seed),
+                "data_root": arm.data_root,
+            }
+            jobs.append(Job(f"{name}/seed{seed}", runs_dir / name / f"seed{seed}", run_one, kwargs))
+            names.append(name)
     records = run_plan(
         jobs, executor=executor, max_parallel=max_parallel, fresh=fresh, progress=progress
     )
-    for r in records:
-        r["method"] = label or r["method"]
+    for name, r in zip(names, records, strict=True):
+        r["method"] = name
         r.pop("job_wall_s", None)
         if log is not None:
             scores = ", ".join(f"{k} {r[k]:.3f}" for k in SCORES)
@@ -373,6 +386,22 @@ def train_rows(
     return pd.DataFrame(records)
 
 
+def train_rows(
+    rows: Sequence[Table1Row],
+    seeds: Sequence[int],
+    profile,
+    data_root: str | Path | None,
+    weights: Mapping[str, Path | None],
+    runs_dir: str | Path | None = None,
+    **kwargs,
+) -> pd.DataFrame:
+    """:func:`train_arms` of every row on one ``data_root``, each run in
+    ``runs_dir/<method>/seed<k>`` under the row's paper name; ``kwargs`` as there."""
+    return train_arms(
+        [Arm(r, data_root) for r in rows], seeds, profile, weights, runs_dir, **kwargs
+    )
+
+
 def positive_control(
     seeds: Sequence[int],
     profile,
@@ -381,22 +410,32 @@ def positive_control(
     plan: Budget,
     *,
     data_seed: int = 0,
-    shares: Mapping[str, float] | None = None,
     **kwargs,
 ) -> pd.DataFrame:
     """The positive control's runs: MFAR, as its Table 1 row, on the same frames with the
-    expression labels of only a share of the training videos (:func:`frame_subset`), one row per
-    entry of ``shares`` (label -> share; default :data:`CONTROL_SHARES`), over the same ``seeds``
-    as the table, so that :func:`affectlib.studies.ssmfar_report.paired` compares each with MFAR
-    (:data:`CONTROLS`) through the same machinery as the paper's claims. More labels must score
-    higher: when the seeds cannot show that, they cannot show the paper's smaller differences
-    either."""
+    expression labels of only a share of the training videos (:func:`frame_subset`), one arm per
+    entry of :data:`CONTROL_SHARES` (the one list the report reads too), all in one plan
+    (:func:`train_arms`, ``kwargs`` as there), over the same ``seeds`` as the table, so that
+    :func:`affectlib.studies.ssmfar_report.paired` compares each with MFAR (:data:`CONTROLS`)
+    through the same machinery as the paper's claims. More labels must score higher: when the
+    seeds cannot show that, they cannot show the paper's smaller differences either."""
     row = table1_row("mfar")
-    parts = []
-    for label, share in (CONTROL_SHARES if shares is None else shares).items():
-        control_root = frame_subset(
-            root, plan.frame_stride, val_stride=plan.val_stride, expr_share=share, seed=data_seed
+    arms = [
+        Arm(
+            row,
+            frame_subset(
+                root,
+                plan.frame_stride,
+                val_stride=plan.val_stride,
+                expr_share=share,
+                seed=data_seed,
+            ),
+            label,
         )
-        runs = train_rows([row], seeds, profile, control_root, weights, label=label, **kwargs)
-        parts.append(runs.assign(row=f"MFAR, {share:.0%} of expression labels"))
-    return pd.concat(parts, ignore_index=True)
+        for label, share in CONTROL_SHARES.items()
+    ]
+    runs = train_arms(arms, seeds, profile, weights, **kwargs)
+    named = {
+        label: f"MFAR, {share:.0%} of expression labels" for label, share in CONTROL_SHARES.items()
+    }
+    return runs.assign(row=runs["method"].map(named))
