@@ -23,7 +23,7 @@ Notebook 04's set size on the cpu profile (README, "How learnable"; five seeds, 
 pretraining, level 1.25, ST and NC MT): ``--init identity --levels 1.25 --seeds 0 1 2 3 4
 --arms ST "NC MT"`` with ``--n-train 1200`` (notebook 04's), ``--n-train 1800``,
 ``--n-train 2400`` (all 2,091 AffectNet-format basic-expression training images, 2,400
-EmotioNet-format ones) and ``--n-train 1200 --epochs 10``.
+EmotioNet-format ones), ``--n-train 2400 --epochs 4`` and ``--n-train 1200 --epochs 10``.
 
 A benchmark, not a test: three seeds are three draws of one small budget.
 """
