@@ -399,6 +399,10 @@ def test_study_scores_match_sklearn_on_labelled_rows():
     acc = [accuracy_score([1, 0, 1, 0], [1, 1, 0, 0]), accuracy_score([0, 1, 0], [0, 1, 1])]
     assert s["au_f1"] == pytest.approx(np.mean(f1))
     assert s["au_afa"] == pytest.approx(0.5 * (np.mean(f1) + np.mean(acc)))
+    # the collapse diagnosis: predictions 0, 2, 2, 1 on the labelled rows (the -1 row left out)
+    assert s["expr_top"] == 2 and s["expr_top_share"] == pytest.approx(2 / 4)
+    none = K.study_scores({**pred, "expr_true": np.full(5, -1)})
+    assert np.isnan(none["expr_top"]) and np.isnan(none["expr_top_share"])
 
 
 def test_the_plan_trains_each_shared_row_once():
@@ -682,3 +686,44 @@ def test_a_data_and_backbone_with_no_finite_difference_gets_no_empty_panel():
     fig = R.plot_deltas(pairs)
     assert len(fig.axes) == 1 and "sn" not in fig.axes[0].get_title()
     assert all(len(ax.get_xticks()) > 0 for ax in fig.axes)
+
+
+def test_a_collapsed_row_is_named_with_its_class_and_its_relatedness_counts():
+    # C MT (DB) predicts Happiness (ABAW index 4) for every image in both runs; NC MT learnt
+    runs = pd.DataFrame(
+        {
+            "setting": ["s"] * 4,
+            "backbone": ["b"] * 4,
+            "arm": ["C MT (DB)", "C MT (DB)", "NC MT", "NC MT"],
+            "seed": [0, 1, 0, 1],
+            "expr_aa": [1 / 7, 1 / 7, 0.3, 0.25],
+            "au_f1": [0.1, 0.2, 0.1, 0.2],
+            "expr_top": [4.0, 4.0, 0.0, 4.0],
+            "expr_top_share": [1.0, 0.98, 0.5, 0.6],
+        }
+    )
+    f = B.kollias_floor(runs)
+    assert f.set_index("arm").loc["NC MT", "top_class"] == "Neutral"  # tie 0 / 4: the lower index
+    assert f.set_index("arm").loc["NC MT", "top_share"] == pytest.approx(0.55)
+    related = pd.DataFrame(
+        {
+            "relatedness": ["DB"] * 4 + ["DM"],
+            "expression": ["Happiness", "Happiness", "Happiness", "Fear", "Anger"],
+            "au": ["AU6", "AU12", "AU25", "AU1", "AU4"],
+            "relation": [1.0] * 5,
+            "weight": [0.5] * 5,
+        }
+    )
+    (said,) = B.kollias_collapse_sentences(f, {"s": related})
+    assert said.startswith("C MT (DB) (s, b): all 2 runs predict one class, Happiness for 99% of")
+    assert "the DB relatedness relates Happiness to 3 AUs, the most of any class (Fear 1, " in said
+    assert "Anger 0" in said  # the DM pair is not counted under DB
+    assert B.kollias_collapse_sentences(f[f["arm"] == "NC MT"], {"s": related}) == []
+    assert "relatedness" not in B.kollias_collapse_sentences(f, {"elsewhere": related})[0]
+    # a class that another class outranks is not called the most related
+    fear = pd.DataFrame(
+        {"relatedness": "DB", "expression": "Fear", "au": ["AU2", "AU4", "AU5"], "relation": 1.0,
+         "weight": 0.5}
+    )  # fmt: skip
+    (said,) = B.kollias_collapse_sentences(f, {"s": pd.concat([related, fear])})
+    assert "relates Happiness to 3 AUs, 1 class is related to more (Fear 4, " in said

@@ -9,7 +9,8 @@ predictor that never looks at the face scores on the same rows as the methods.
 - notebook 04 (Kollias Tables 2 and 3): :func:`kollias_baselines` scores chance, the majority class
   with no AU and with every AU on, by the study's own metrics; :func:`kollias_floor` finds the
   rows that did not leave the floor (a collapsed run, or an interval reaching chance), whose
-  comparisons are untestable, and :func:`kollias_floor_sentence` counts them.
+  comparisons are untestable, and :func:`kollias_floor_sentence` counts them;
+  :func:`kollias_collapse_sentences` names the class of every row whose runs all predict one.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from affectlib import metrics, stats
-from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING
+from affectlib.labels import AU_COLUMNS, AU_MISSING, EXPR_MISSING, EXPRESSIONS
 from affectlib.studies.kollias import (
+    ARMS,
+    BASIC,
     N_BASIC,
     PRIMARY_AE,
     PRIMARY_AW,
@@ -158,7 +161,12 @@ def kollias_floor(
     ``expr_at_chance`` / ``au_at_chance``: whether the row's 95% interval over seeds on the
     setting's metric of that task (:data:`PRIMARY`) reaches the "label-blind chance" score
     (:func:`affectlib.stats.reaches_floor`), as notebook 03 judges its rows. A comparison with a
-    row at either floor compares nothing learnt."""
+    row at either floor compares nothing learnt.
+
+    Where ``runs`` has :data:`affectlib.studies.kollias.COLLAPSE_NAMES` (the diagnosis, not a
+    floor): ``top_class``, the expression the row's runs most often predict most (its name), and
+    ``top_share``, the mean over runs of the share of images each run gives its most predicted
+    class (1: every run predicts one class for every image)."""
     r = runs.assign(
         expr_floor=(runs["expr_aa"] - 1.0 / n_classes).abs() <= tol,
         au_floor=runs["au_f1"] <= 0.0,
@@ -167,6 +175,9 @@ def kollias_floor(
     out = g.agg(
         runs=("seed", "size"), expr_floor=("expr_floor", "sum"), au_floor=("au_floor", "sum")
     ).reset_index()
+    if "expr_top" in runs and "expr_top_share" in runs:
+        out["top_class"] = [_modal_class(grp["expr_top"]) for _, grp in g]
+        out["top_share"] = g["expr_top_share"].mean().to_numpy()
     if chance is None:
         return out
     for i, task in enumerate(("expr", "au")):
@@ -178,6 +189,14 @@ def kollias_floor(
             for key, grp in g
         ]
     return out
+
+
+def _modal_class(top: pd.Series) -> str:
+    """The expression (ABAW name) most runs predict most; ties: the lower index; "" for none."""
+    top = top.dropna()
+    return (
+        "" if top.empty else EXPRESSIONS[int(top.astype(int).value_counts().sort_index().idxmax())]
+    )
 
 
 def _chance_level(chance: Mapping[str, pd.DataFrame], setting: str, metric: str) -> float:
@@ -209,3 +228,45 @@ def kollias_floor_sentence(floor: pd.DataFrame) -> str:
         "label-blind chance (the baseline row of Tables 2 and 3) on the paper's metric: their "
         "comparisons on that task are untestable too."
     )
+
+
+def kollias_collapse_sentences(
+    floor: pd.DataFrame, related: Mapping[str, pd.DataFrame]
+) -> list[str]:
+    """One sentence per row of :func:`kollias_floor` whose every run sits at the expression floor:
+    the class its runs predict (``top_class``, ``top_share``) and, for a row whose distribution
+    matching (Eq. 3) couples with a relatedness, how many AUs that relatedness relates to each
+    basic class (``related``: setting -> :func:`affectlib.studies.kollias_report.relatedness_long`
+    on that setting's AUs; pairs with relation 1), since that term moves expression mass towards the
+    classes related to many predicted AUs (notebook 04, section 4). Empty when no row collapsed."""
+    out = []
+    whole = floor[(floor["expr_floor"] == floor["runs"]) & (floor["runs"] > 0)]
+    for _, r in whole.iterrows():
+        top = r.get("top_class", "")
+        text = (
+            f"{r['arm']} ({r['setting']}, {r['backbone']}): all {r['runs']} runs predict one class"
+        )
+        if top:
+            text += f", {top} for {r['top_share']:.0%} of the images on average"
+        options = ARMS.get(r["arm"], ("", {}))[1]
+        source = options.get("relatedness")
+        names = [EXPRESSIONS[c] for c in BASIC]
+        if options.get("dm") and source is not None and top in names and r["setting"] in related:
+            pairs = related[r["setting"]]
+            pairs = pairs[(pairs["relatedness"] == source) & (pairs["relation"] > 0)]
+            n = pairs.groupby("expression")["au"].nunique().reindex(names, fill_value=0)
+            more, tied = int((n > n[top]).sum()), int((n == n[top]).sum()) - 1
+            place = (
+                (f"{more} classes are" if more > 1 else "1 class is") + " related to more"
+                if more
+                else ("as many as any class" if tied else "the most of any class")
+            )
+            others = n.drop(top).sort_values(ascending=False, kind="stable")
+            text += (
+                f"; the {source} relatedness relates {top} to {n[top]} AUs, {place} ("
+                + ", ".join(f"{c} {k}" for c, k in others.items())
+                + "), and the distribution-matching term moves expression mass towards the "
+                "classes related to many predicted AUs (section 4)"
+            )
+        out.append(text + ".")
+    return out

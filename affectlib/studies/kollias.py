@@ -245,6 +245,7 @@ TABLE3_ARMS = (
 )
 TABLE5_ARMS = ("ST", "NC MT", "C MT (DM)", "C MT (DB)", "GradNorm", "MGDA-UB")
 SCORE_NAMES = ("expr_acc", "expr_aa", "expr_f1", "au_f1", "au_acc", "au_afa")
+COLLAPSE_NAMES = ("expr_top", "expr_top_share")  # which class a run predicts most, how often
 
 
 def study_plan(
@@ -278,9 +279,14 @@ def study_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
     predictions scores 0), ``au_f1`` mean per-AU F1, ``au_acc`` mean per-AU accuracy,
     ``au_afa`` their mean (EmotioNet's AFA), ``f1_mean`` the mean of ``expr_f1`` and ``au_f1``
     over the tasks with labelled rows (what each run selects its epoch on). NaN for a task without
-    labelled rows."""
+    labelled rows.
+
+    Not a paper's metric, a diagnosis of collapse: ``expr_top`` the class the model predicts most
+    often over the expression-labelled rows (its index, as a float), ``expr_top_share`` the share
+    of those rows it is predicted for (1: one class for every image)."""
     n_classes = pred["expr_prob"].shape[1]
     et, ep = pred["expr_true"], pred["expr_prob"].argmax(axis=1)
+    counts = np.bincount(ep[et != EXPR_MISSING], minlength=n_classes)
     at, ap = pred["au_true"], (pred["au_prob"] > 0.5).astype(int)
     acc = metrics.per_au_accuracy(at, ap)
     scores = {
@@ -292,7 +298,11 @@ def study_scores(pred: Mapping[str, np.ndarray]) -> dict[str, float]:
         "au_afa": metrics.afa(at, ap),
     }
     f1 = [v for v in (scores["expr_f1"], scores["au_f1"]) if np.isfinite(v)]
-    return {**scores, "f1_mean": float(np.mean(f1)) if f1 else float("nan")}
+    top = {
+        "expr_top": float(counts.argmax()) if counts.sum() else float("nan"),
+        "expr_top_share": float(counts.max() / counts.sum()) if counts.sum() else float("nan"),
+    }
+    return {**scores, "f1_mean": float(np.mean(f1)) if f1 else float("nan"), **top}
 
 
 @dataclass(frozen=True)
@@ -538,7 +548,7 @@ def run_group(
             where / _slug(arm),
             teachers if method == "st-nc-mt" else None,
         )
-        scores = {k: _reported(result.metrics)[k] for k in SCORE_NAMES}
+        scores = {k: _reported(result.metrics)[k] for k in SCORE_NAMES + COLLAPSE_NAMES}
         wall = time.perf_counter() - t0
         images = int(result.metrics["last_step"]) * cfg.batch_size
         rows.append({**key, "arm": arm, **scores, "wall_s": wall, "train_images": images})
