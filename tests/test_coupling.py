@@ -413,7 +413,7 @@ def test_the_plan_trains_each_shared_row_once():
     assert plan[(plan.setting == "a") & (plan.backbone == "r18")]["arm"].tolist() == [
         "ST", "NC MT", "S-T NC MT", "C MT (DM)", "C MT (DB)", "GradNorm", "MGDA-UB",
     ]  # fmt: skip
-    assert len(plan[plan.setting == "b"]) == 10 and len(plan[plan.backbone == "sn"]) == 5
+    assert len(plan[plan.setting == "b"]) == 11 and len(plan[plan.backbone == "sn"]) == 5
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -490,12 +490,40 @@ def test_a_row_whose_interval_reaches_label_blind_chance_is_at_the_floor():
 def test_table3_follows_the_papers_rows_and_marks_its_numbers():
     runs = _runs({})
     t = R.table3(R.summarise(runs), "affwild2", "r18")
-    assert t["our row"].tolist()[0] == "NC MT" and len(t) == 8  # the paper's 7 + our reading
+    assert t["our row"].tolist()[0] == "NC MT" and len(t) == 9  # the paper's 7 + our 2 readings
     assert t["F1 (expr)"].iloc[0] == "50.0 [47.5, 52.5]" and t["F1 (expr)"].iloc[1] == ""
     assert t["paper: expr_f1"].tolist()[0] == 33.7
-    last = t.iloc[-1]  # Eq. 3 with its gradient to the AUs too: ours only, no paper value
-    assert last["our row"] == "distr-matching (DM, gradient to AUs)" and last["relatedness"] == "DM"
-    assert np.isnan(last["paper: expr_f1"]) and np.isnan(last["paper: au_f1"])
+    # Eq. 3 with its gradient to the AUs too, Eq. 6 as -q log p: ours only, no paper value
+    ours = t.iloc[-2:]
+    assert ours["our row"].tolist() == [
+        "distr-matching (DM, gradient to AUs)",
+        "soft co-annotation (DM, q as target)",
+    ]
+    assert ours["coupling"].tolist()[1] == "soft co-annotation, Eq. 6 as -q log p"
+    assert (ours["relatedness"] == "DM").all()
+    assert ours["paper: expr_f1"].isna().all() and ours["paper: au_f1"].isna().all()
+
+
+def test_the_eq6_reading_row_trains_sca_alone_with_q_as_target_and_is_reported_against_printed():
+    method, options = K.ARMS["soft co-annotation (DM, q as target)"]
+    printed = K.ARMS["soft co-annotation (DM)"][1]
+    assert method == "c-mt" and options == printed | {"sca_form": "label"}
+    runs = pd.concat(
+        [
+            _runs({}).assign(arm=lambda d: d.arm.replace({"ST": "soft co-annotation (DM)"})),
+            _runs({"C MT (DM)": 0.05})
+            .query("arm == 'C MT (DM)'")
+            .assign(arm="soft co-annotation (DM, q as target)"),
+        ],
+        ignore_index=True,
+    )
+    said = R.readings(R.paired(runs))
+    # C MT (DM) of _runs is 0.5 as is the printed row; the q-as-target row sits 5 points above
+    assert said == [
+        "Eq. 6 with the soft label as the target, -q log p (soft co-annotation (DM, q as target)) "
+        "minus Eq. 6 as printed, -p log q (soft co-annotation (DM)), points: affwild2/r18/"
+        "expressions: better, +5.0 [+5.0, +5.0]; affwild2/r18/AUs: better, +5.0 [+5.0, +5.0]."
+    ]
 
 
 def test_table2_puts_each_paper_network_beside_our_backbones():
@@ -564,7 +592,7 @@ def test_tables_2_and_3_put_the_baselines_below_our_rows_in_percent():
     assert t2["r18: F1"].tolist()[-3:] == ["10.0", "20.0", "30.0"]
     assert pd.isna(t2["paper: F1 (TMIF-FEA)"].iloc[-1])
     t3 = R.table3(R.summarise(_runs({})), "affwild2", "r18", baselines)
-    assert len(t3) == 8 + 3 and t3["coupling"].tolist()[-3:] == ["baseline"] * 3
+    assert len(t3) == 9 + 3 and t3["coupling"].tolist()[-3:] == ["baseline"] * 3
     assert t3["F1 (AU)"].tolist()[-3:] == ["10.0", "20.0", "30.0"]
 
 
@@ -603,9 +631,27 @@ def test_at_floor_counts_constant_expression_and_silent_au_runs():
         f.loc["ST", "runs"] == 2 and f.loc["ST", "expr_floor"] == 1 and f.loc["ST", "au_floor"] == 1
     )
     assert f.loc["NC MT", "expr_floor"] == 1 and f.loc["NC MT", "au_floor"] == 0
-    assert B.kollias_floor_sentence(f.reset_index()).startswith("Of 3 runs, 2 have expression")
+    assert B.kollias_floor_sentence(f.reset_index()).startswith(
+        "Of 3 runs, 2 predict one expression"
+    )
     learnt = B.kollias_floor(runs.iloc[[1]])
     assert B.kollias_floor_sentence(learnt).startswith("All 1 runs left both floors")
+
+
+def test_a_constant_expression_run_is_at_the_floor_on_a_split_missing_classes():
+    # a test split with 4 of the 7 classes: predicting one class everywhere scores AA 1/4, not
+    # 1/7; its top share (one class for every image) still puts it at the floor
+    runs = pd.DataFrame(
+        {"setting": "s", "backbone": "b", "arm": ["ST", "ST", "NC MT"], "seed": [0, 1, 0],
+         "expr_aa": [0.25, 0.40, 1 / 7], "expr_top": [4, 0, 0],
+         "expr_top_share": [1.0, 0.6, 0.989], "au_f1": 0.2}
+    )  # fmt: skip
+    f = B.kollias_floor(runs).set_index("arm")
+    assert f.loc["ST", "expr_floor"] == 1  # seed 0 by its share; seed 1 learnt
+    assert f.loc["NC MT", "expr_floor"] == 1  # by its average accuracy (share just under 0.99)
+    assert B.kollias_floor(runs, share=0.5).loc[0, "expr_floor"] == 2
+    without = B.kollias_floor(runs.drop(columns=["expr_top", "expr_top_share"]))
+    assert without.set_index("arm").loc["ST", "expr_floor"] == 0  # AA alone misses it
 
 
 def test_the_still_image_test_rows_are_the_validation_images_not_drawn_for_validation():

@@ -333,6 +333,41 @@ def test_soft_coannotation_follows_eq4_to_eq6_and_scores_neutral_zero():
     assert got.item() == pytest.approx(expected)
 
 
+def test_soft_coannotation_with_the_soft_label_as_target_is_minus_q_log_p():
+    # the same worked example as Eq. 4-6 above, read as -sum_c q log p (the text's "cross
+    # entropy with the soft targets", q the target), computed by hand in numpy
+    w = _happy_weights()
+    labels = np.array([[1, 1, 0], [0, 0, 1]])
+    expr = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    indicator = np.array([[0.0, 1.51 / 2.51, 0.0], [0.0, 1.0 / 2.51, 1.0]])
+    q = _softmax(indicator)
+    expected = -(q * np.log(expr)).sum(axis=1).mean()
+    got = losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="label")
+    assert got.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="form must be one of"):
+        losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="target")
+
+
+def test_printed_soft_coannotation_takes_all_mass_to_the_top_soft_class_the_other_reading_to_q():
+    # minimise each reading over the expression logits of one AU-labelled image: as printed the
+    # loss is linear in p, so its minimum is all mass on the class of largest q; with q as the
+    # target the minimum is p = q (the cross entropy H(q, p) is least at p = q)
+    w = _t(_happy_weights())
+    labels = _t([[1, 1, 0]])
+    q = _softmax(np.array([[0.0, 1.51 / 2.51, 0.0]]))[0]
+    found = {}
+    for form in ("printed", "label"):
+        logits = torch.zeros(1, 3, requires_grad=True)
+        opt = torch.optim.SGD([logits], lr=2.0)
+        for _ in range(3000):
+            opt.zero_grad()
+            losses.soft_coannotation(logits.softmax(dim=1), labels, w, form=form).backward()
+            opt.step()
+        found[form] = logits.softmax(dim=1).detach().numpy()[0]
+    assert found["printed"][1] > 0.99  # Happiness, the class of largest q (0.42 of it only)
+    np.testing.assert_allclose(found["label"], q, atol=1e-3)
+
+
 def test_soft_coannotation_ignores_images_without_au_labels():
     w = _t(_happy_weights())
     expr = _t([[0.2, 0.7, 0.1], [0.6, 0.2, 0.2]])

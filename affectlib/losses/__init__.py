@@ -21,6 +21,7 @@ from __future__ import annotations
 from affectlib.losses._common import EPS
 from affectlib.losses.coupling import (
     DM_FORMS,
+    SCA_FORMS,
     class_attribute_coannotation,
     class_attribute_matching,
     distribution_matching,
@@ -84,6 +85,7 @@ __all__ = [
     "ExprLossWeights",
     "LAMBDAS",
     "DM_FORMS",
+    "SCA_FORMS",
     "class_attribute_matching",
     "class_attribute_coannotation",
     "distribution_matching",

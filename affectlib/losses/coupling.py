@@ -17,6 +17,7 @@ from affectlib.losses._common import (
 
 # --- coupling of classes and attributes (DM, Kollias et al. 2024) ---------------------------------
 DM_FORMS = ("printed", "bernoulli", "target")
+SCA_FORMS = ("printed", "label")
 
 
 def class_attribute_matching(
@@ -84,12 +85,24 @@ def class_attribute_matching(
 
 
 def class_attribute_coannotation(
-    class_probs: Tensor, attr_labels: Tensor, attr_weights: Tensor
+    class_probs: Tensor,
+    attr_labels: Tensor,
+    attr_weights: Tensor,
+    eps: float = EPS,
+    form: str = "printed",
 ) -> Tensor:
     """Soft co-annotation of classes from attribute labels, DM Eq. 4-6 / Case II.
 
     Indicator ``I[b, c] = sum_i w[c, i] y[b, i] / sum_i w[c, i]`` (Eq. 4), soft label
-    ``q[b] = softmax(I[b])`` (Eq. 5), loss ``mean_b sum_c -class_probs[b, c] log q[b, c]`` (Eq. 6).
+    ``q[b] = softmax(I[b])`` (Eq. 5), loss ``mean_b sum_c -class_probs[b, c] log q[b, c]`` (Eq. 6
+    as printed, and the Case II loss, ``form="printed"``).
+
+    The printed loss is linear in ``class_probs`` with slope ``-log q[b, c]``: its minimum puts all
+    of an image's mass on the class of largest q (winner-take-all), however flat q is.
+    ``form="label"`` reads "the cross entropy with the soft targets" (the text beside Eq. 6) with
+    the soft label q as the target, ``-sum_c q[b, c] log class_probs[b, c]`` (the log of ``eps`` at
+    least), whose minimum is ``class_probs[b] = q[b]``: it pulls the prediction towards the soft
+    label instead of towards its top class.
 
     ``class_probs`` (B, C) softmax scores; ``attr_labels`` (B, M) 1 / 0, -1 = not annotated;
     ``attr_weights`` (C, M) >= 0 (Case I: 1 prototypical, annotator fraction observational, 0 else).
@@ -112,6 +125,8 @@ def class_attribute_coannotation(
     if attr_labels.shape[0] != class_probs.shape[0]:
         raise ValueError("class_probs and attr_labels must have the same batch size")
     _check_probs("class_probs", class_probs)
+    if form not in SCA_FORMS:
+        raise ValueError(f"form must be one of {SCA_FORMS}, got {form!r}")
     labels = attr_labels.detach()
     _check_labels("attr_labels", labels, 2)
     w = attr_weights.detach()
@@ -121,7 +136,11 @@ def class_attribute_coannotation(
     y = labels.to(class_probs.dtype).clamp_min(0) * annotated
     num, den = y @ w.T, annotated @ w.T  # (B, C)
     indicator = torch.where(den > 0, num / den.clamp_min(EPS), torch.zeros_like(den))
-    per_image = -(class_probs * torch.log_softmax(indicator, dim=1)).sum(dim=1)  # (B,)
+    log_q = torch.log_softmax(indicator, dim=1)
+    if form == "label":
+        per_image = -(log_q.exp() * class_probs.clamp_min(eps).log()).sum(dim=1)  # (B,)
+    else:
+        per_image = -(class_probs * log_q).sum(dim=1)  # (B,)
     has = annotated.amax(dim=1) if annotated.numel() else annotated.sum(dim=1)
     return (per_image * has).sum() / has.sum().clamp_min(1)
 
@@ -137,10 +156,12 @@ def distribution_matching(
     return class_attribute_matching(expr_probs, au_probs, relation, form=form)
 
 
-def soft_coannotation(expr_probs: Tensor, au_labels: Tensor, au_weights: Tensor) -> Tensor:
+def soft_coannotation(
+    expr_probs: Tensor, au_labels: Tensor, au_weights: Tensor, form: str = "printed"
+) -> Tensor:
     """SCA loss of Kollias et al. 2024, Case Study I, Eq. 4-6: expressions from AU labels.
 
     ``expr_probs`` (B, C), ``au_labels`` (B, M) 1 / 0 / -1, ``au_weights`` (C, M); see
-    :func:`class_attribute_coannotation` for the formula and edge cases.
+    :func:`class_attribute_coannotation` for the formula, the two ``form`` readings and edge cases.
     """
-    return class_attribute_coannotation(expr_probs, au_labels, au_weights)
+    return class_attribute_coannotation(expr_probs, au_labels, au_weights, form=form)

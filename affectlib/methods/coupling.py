@@ -26,7 +26,11 @@ Registered methods (``python -m affectlib train NAME`` and
   off Neutral, which implies none), with the gradient reaching the AU predictions too
   (``"printed"``: it lowers every AU probability, never raises one, and can silence the AU head)
   or as the Bernoulli cross entropy of each AU (``"bernoulli"``); see
-  :func:`affectlib.losses.class_attribute_matching`,
+  :func:`affectlib.losses.class_attribute_matching`; ``sca_form`` reads Eq. 6 as printed
+  (``"printed"``, the default: ``-sum p log q``, linear in the expression predictions, which it
+  drives to the class of largest soft label) or with the soft label as the target of the cross
+  entropy the text beside it names (``"label"``: ``-sum q log p``, which pulls the predictions
+  towards the soft label); see :func:`affectlib.losses.class_attribute_coannotation`;
   ``relation`` / ``au_weights`` are the (classes x AUs) matrices of Eq. 2 / Eq. 4 as nested lists
   (None: domain knowledge, Du et al., on the training table's classes and AUs), ``relatedness``
   names their source for the record.
@@ -111,7 +115,9 @@ def coupling_terms(
             p_expr, p_au, state["relation"][:, cols], form=options["dm_form"]
         )
     if options["sca"]:
-        terms["sca"] = losses.soft_coannotation(p_expr, au_targets(batch), state["au_weights"])
+        terms["sca"] = losses.soft_coannotation(
+            p_expr, au_targets(batch), state["au_weights"], form=options["sca_form"]
+        )
     return terms
 
 
@@ -355,6 +361,7 @@ C_MT = register(
             "dm": True,
             "dm_form": "target",  # Eq. 3, AU predictions the soft target; see the module doc
             "sca": True,
+            "sca_form": "printed",  # Eq. 6 as printed; see the module doc
             "relatedness": "domain",
             "relation": None,
             "au_weights": None,

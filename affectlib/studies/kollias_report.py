@@ -61,7 +61,8 @@ TABLE3_KEYS = {
 }
 # rows of our Table 3 that the paper does not have: (arm) -> the "coupling" cell
 EXTRA_ROWS = {
-    "distr-matching (DM, gradient to AUs)": "distribution matching, Eq. 3 with gradient to the AUs"
+    "distr-matching (DM, gradient to AUs)": "distribution matching, Eq. 3 with gradient to the AUs",
+    "soft co-annotation (DM, q as target)": "soft co-annotation, Eq. 6 as -q log p",
 }
 # Table 5 (Case Study II): NTS-Net's rows stand for ST / NC MT / C MT; Case II couples with
 # relatedness inferred from the data set's annotations, i.e. our DB
@@ -152,7 +153,7 @@ def table3(
             "paper: au_f1": paper["au_f1"],
         }
     )
-    # our rows beyond the paper's (Eq. 3 with its gradient to the AU predictions), without a paper value
+    # our rows beyond the paper's (other readings of Eq. 3 and Eq. 6), without a paper value
     extra = [a for a in TABLE3_ARMS if a not in arm]
     table = pd.concat(
         [table, pd.DataFrame({"coupling": [EXTRA_ROWS.get(a, a) for a in extra], "our row": extra})]
@@ -246,6 +247,8 @@ COMPARISONS = (
     ("C MT (DB)", "distr-matching (DB)"),
     ("distr-matching (DM, gradient to AUs)", "distr-matching (DM)"),
     ("distr-matching (DM, gradient to AUs)", "NC MT"),
+    ("soft co-annotation (DM, q as target)", "soft co-annotation (DM)"),
+    ("soft co-annotation (DM, q as target)", "NC MT"),
     ("C MT (DM)", "GradNorm"),
     ("C MT (DM)", "MGDA-UB"),
     ("C MT (DB)", "GradNorm"),
@@ -377,6 +380,36 @@ def _verdict(pairs: pd.DataFrame, a: str, b: str, task: str | None = None) -> tu
         n = int((sel["status"] == "better").sum())
         status = f"{stats.NO_CLEAR} ({n} of {len(sel)} cases with an interval above 0)"
     return status, "; ".join(cases)
+
+
+# our readings of an equation (a row beyond the paper's) against the reading of the paper's rows:
+# (what the reading is, its row, the row it is compared with, what that row reads)
+READINGS = (
+    ("Eq. 3 with the gradient reaching the AU predictions too",
+     "distr-matching (DM, gradient to AUs)", "distr-matching (DM)",
+     "our reading, the AU predictions a soft target"),
+    ("Eq. 6 with the soft label as the target, -q log p",
+     "soft co-annotation (DM, q as target)", "soft co-annotation (DM)",
+     "Eq. 6 as printed, -p log q"),
+)  # fmt: skip
+
+
+def readings(pairs: pd.DataFrame) -> list[str]:
+    """One sentence per reading of :data:`READINGS` that was run: its paired difference from the
+    row with the reading the paper's rows use, per (setting, backbone, task), with the verdict of
+    :func:`paired` (``better``: the other reading scores higher). Not a claim of the paper's."""
+    out = []
+    for text, a, b, against in READINGS:
+        sel = _oriented(pairs, a, b)
+        if sel.empty:
+            continue
+        cases = "; ".join(
+            f"{r.setting}/{r.backbone}/{TASK_NAME[r.task]}: {r.status}, "
+            f"{_pts(r.diff)} [{_pts(r.lo)}, {_pts(r.hi)}]"
+            for r in sel.itertuples(index=False)
+        )
+        out.append(f"{text} ({a}) minus {against} ({b}), points: {cases}.")
+    return out
 
 
 def claims(pairs: pd.DataFrame) -> list[str]:

@@ -319,11 +319,13 @@ def run_one(
 class Arm:
     """One row of a training plan: a Table 1 row trained on ``data_root``; ``label`` names its runs
     (their ``method`` and folder) where the row's own method would not, e.g. a positive-control
-    arm of MFAR on fewer labels."""
+    arm of MFAR on fewer labels, and ``title`` their ``row`` (default: the label, else the row's
+    paper name)."""
 
     row: Table1Row
     data_root: str | Path | None
     label: str | None = None
+    title: str | None = None
 
 
 def train_arms(
@@ -349,7 +351,7 @@ def train_arms(
     continues from its checkpoint.
 
     One record per run, in (arm, seed) order whatever the backend: ``method`` (the arm's label, else
-    its method), ``row`` (the label, else the paper's name), ``seed``, the four scores on the
+    its method), ``row`` (the arm's title, else its label, else the paper's name), ``seed``, the four scores on the
     reported split (``split``: "test" when the data has the held-out split, else "validation", the
     papers' practice), the same on validation at the selected epoch (``val_<score>``: optimistic,
     the epoch was chosen there), ``epoch`` (selected on validation overall), ``wall_s`` (the whole
@@ -363,7 +365,7 @@ def train_arms(
         for seed in seeds:
             kwargs = {
                 "method": arm.row.method,
-                "row": arm.label or arm.row.paper_row,
+                "row": arm.title or arm.label or arm.row.paper_row,
                 "profile": p,
                 "seed": int(seed),
                 "data_root": arm.data_root,
@@ -431,11 +433,8 @@ def positive_control(
                 seed=data_seed,
             ),
             label,
+            f"MFAR, {share:.0%} of expression labels",
         )
         for label, share in CONTROL_SHARES.items()
     ]
-    runs = train_arms(arms, seeds, profile, weights, **kwargs)
-    named = {
-        label: f"MFAR, {share:.0%} of expression labels" for label, share in CONTROL_SHARES.items()
-    }
-    return runs.assign(row=runs["method"].map(named))
+    return train_arms(arms, seeds, profile, weights, **kwargs)
