@@ -98,8 +98,9 @@ RELATION = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
 WEIGHTS = np.array([[1.0, 0.0], [0.0, 0.5], [1.0, 1.0]])
 
 
-def _hand_terms() -> dict[str, float]:
-    """CE, BCE, DM and SCA of the batch above, by hand."""
+def _hand_terms(sca_form: str = "printed") -> dict[str, float]:
+    """CE, BCE, DM and SCA of the batch above, by hand (SCA as printed, -p log q, or with the
+    soft label as the target, -q log p)."""
     pe, pa = _softmax(EXPR_LOGITS), _sigmoid(AU_LOGITS)
     ce = -np.log(pe[0, 0])
     y = {(1, 0): 1.0, (1, 1): 0.0, (2, 0): 0.0}
@@ -114,7 +115,10 @@ def _hand_terms() -> dict[str, float]:
         w = WEIGHTS[:, annotated]
         indicator = np.where(w.sum(1) > 0, (w * lab).sum(1) / np.maximum(w.sum(1), 1e-12), 0)
         soft = np.exp(indicator) / np.exp(indicator).sum()
-        sca.append(-(pe[i] * np.log(soft)).sum())
+        if sca_form == "label":
+            sca.append(-(soft * np.log(pe[i])).sum())
+        else:
+            sca.append(-(pe[i] * np.log(soft)).sum())
     return {"expr": ce, "au": bce, "dm": dm, "sca": float(np.mean(sca))}
 
 
@@ -149,6 +153,35 @@ def test_the_ablation_options_switch_each_coupling_term_alone(dm, sca):
     kept = ["expr", "au"] + ["dm"] * dm + ["sca"] * sca
     assert set(logs) == {f"loss_{k}" for k in kept}
     assert float(loss.detach()) == pytest.approx(sum(hand[k] for k in kept), rel=1e-5)
+
+
+def test_c_mt_passes_the_eq6_reading_to_the_soft_coannotation_term():
+    _, printed = _coupled(dm=False)
+    _, label = _coupled(dm=False, sca_form="label")
+    assert float(printed["loss_sca"]) == pytest.approx(_hand_terms()["sca"], rel=1e-5)
+    assert float(label["loss_sca"]) == pytest.approx(_hand_terms("label")["sca"], rel=1e-5)
+    assert abs(float(label["loss_sca"]) - float(printed["loss_sca"])) > 1e-3
+
+
+def test_the_label_reading_still_pulls_a_class_whose_probability_underflowed():
+    # a network sure of class 0: p of the other classes is far below 1e-8, where a clamped log
+    # passes no gradient; from the logits' log-softmax the q-as-target term raises every class
+    # the soft label gives mass to
+    logits = torch.tensor([[60.0, 0.0, 0.0]], requires_grad=True)
+    batch = {
+        k: v[1:2] for k, v in _batch().items()
+    }  # AU1 present, AU2 absent: q = softmax(1, 0, .5)
+    opts = methods.resolve_options(
+        C.C_MT,
+        {"relation": RELATION.tolist(), "au_weights": WEIGHTS.tolist(), "dm": False,
+         "sca_form": "label"},
+    )  # fmt: skip
+    state = C.coupling_state(pd.DataFrame(), opts)
+    C.coupling_terms({"expr": logits, "au": torch.zeros(1, 2)}, batch, state, opts)[
+        "sca"
+    ].backward()
+    assert (logits.grad[0, 1:] < 0).all()  # descent raises both starved classes
+    assert logits.grad[0, 0] > 0
 
 
 def test_soft_coannotation_reads_au_labels_of_au_labelled_entries_only():
@@ -500,7 +533,7 @@ def test_table3_follows_the_papers_rows_and_marks_its_numbers():
         "soft co-annotation (DM, q as target)",
     ]
     assert ours["coupling"].tolist()[1] == "soft co-annotation, Eq. 6 as -q log p"
-    assert (ours["relatedness"] == "DM").all()
+    assert ours["relatedness"].tolist() == [K.ARMS[a][1]["relatedness"] for a in ours["our row"]]
     assert ours["paper: expr_f1"].isna().all() and ours["paper: au_f1"].isna().all()
 
 
@@ -632,7 +665,7 @@ def test_at_floor_counts_constant_expression_and_silent_au_runs():
     )
     assert f.loc["NC MT", "expr_floor"] == 1 and f.loc["NC MT", "au_floor"] == 0
     assert B.kollias_floor_sentence(f.reset_index()).startswith(
-        "Of 3 runs, 2 predict one expression"
+        "Of 3 runs, 2 are at the expression floor"
     )
     learnt = B.kollias_floor(runs.iloc[[1]])
     assert B.kollias_floor_sentence(learnt).startswith("All 1 runs left both floors")

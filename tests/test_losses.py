@@ -364,7 +364,7 @@ def test_printed_soft_coannotation_takes_all_mass_to_the_top_soft_class_the_othe
             losses.soft_coannotation(logits.softmax(dim=1), labels, w, form=form).backward()
             opt.step()
         found[form] = logits.softmax(dim=1).detach().numpy()[0]
-    assert found["printed"][1] > 0.99  # Happiness, the class of largest q (0.42 of it only)
+    assert found["printed"][1] > 0.99  # Happiness, the class of largest q (q = 0.42 only)
     np.testing.assert_allclose(found["label"], q, atol=1e-3)
 
 

@@ -90,6 +90,7 @@ def class_attribute_coannotation(
     attr_weights: Tensor,
     eps: float = EPS,
     form: str = "printed",
+    log_probs: Tensor | None = None,
 ) -> Tensor:
     """Soft co-annotation of classes from attribute labels, DM Eq. 4-6 / Case II.
 
@@ -97,12 +98,17 @@ def class_attribute_coannotation(
     ``q[b] = softmax(I[b])`` (Eq. 5), loss ``mean_b sum_c -class_probs[b, c] log q[b, c]`` (Eq. 6
     as printed, and the Case II loss, ``form="printed"``).
 
-    The printed loss is linear in ``class_probs`` with slope ``-log q[b, c]``: its minimum puts all
-    of an image's mass on the class of largest q (winner-take-all), however flat q is.
-    ``form="label"`` reads "the cross entropy with the soft targets" (the text beside Eq. 6) with
-    the soft label q as the target, ``-sum_c q[b, c] log class_probs[b, c]`` (the log of ``eps`` at
-    least), whose minimum is ``class_probs[b] = q[b]``: it pulls the prediction towards the soft
-    label instead of towards its top class.
+    Each I lies in [0, 1], so q is flat: with C classes every q lies in [1 / (e + C - 1),
+    e / (e + C - 1)] (7 classes: 0.058 to 0.312). The printed loss is linear in ``class_probs``
+    with slope ``-log q[b, c]``: its minimum puts all of an image's mass on the class of largest q
+    (a hard label of that class, however small its lead), and where q is uniform (no related
+    attribute present) it is constant, without gradient. ``form="label"`` takes the soft label as
+    the target of "the cross entropy with the soft targets" (the text beside Eq. 6),
+    ``-sum_c q[b, c] log class_probs[b, c]``, whose minimum is ``class_probs[b] = q[b]``: a nearly
+    uniform prediction tilted towards the related classes, so on an image it acts mostly against
+    confident predictions. Its log is ``log_probs`` when given (e.g. the log-softmax of the
+    logits: exact where a probability underflows), else the log of ``class_probs`` clamped at
+    ``eps``, which passes no gradient to a class below ``eps``.
 
     ``class_probs`` (B, C) softmax scores; ``attr_labels`` (B, M) 1 / 0, -1 = not annotated;
     ``attr_weights`` (C, M) >= 0 (Case I: 1 prototypical, annotator fraction observational, 0 else).
@@ -138,7 +144,13 @@ def class_attribute_coannotation(
     indicator = torch.where(den > 0, num / den.clamp_min(EPS), torch.zeros_like(den))
     log_q = torch.log_softmax(indicator, dim=1)
     if form == "label":
-        per_image = -(log_q.exp() * class_probs.clamp_min(eps).log()).sum(dim=1)  # (B,)
+        log_p = class_probs.clamp_min(eps).log() if log_probs is None else log_probs
+        if log_p.shape != class_probs.shape:
+            raise ValueError(
+                f"log_probs must have the shape of class_probs {tuple(class_probs.shape)}, "
+                f"got {tuple(log_p.shape)}"
+            )
+        per_image = -(log_q.exp() * log_p).sum(dim=1)  # (B,)
     else:
         per_image = -(class_probs * log_q).sum(dim=1)  # (B,)
     has = annotated.amax(dim=1) if annotated.numel() else annotated.sum(dim=1)
@@ -157,11 +169,18 @@ def distribution_matching(
 
 
 def soft_coannotation(
-    expr_probs: Tensor, au_labels: Tensor, au_weights: Tensor, form: str = "printed"
+    expr_probs: Tensor,
+    au_labels: Tensor,
+    au_weights: Tensor,
+    form: str = "printed",
+    log_probs: Tensor | None = None,
 ) -> Tensor:
     """SCA loss of Kollias et al. 2024, Case Study I, Eq. 4-6: expressions from AU labels.
 
-    ``expr_probs`` (B, C), ``au_labels`` (B, M) 1 / 0 / -1, ``au_weights`` (C, M); see
-    :func:`class_attribute_coannotation` for the formula, the two ``form`` readings and edge cases.
+    ``expr_probs`` (B, C), ``au_labels`` (B, M) 1 / 0 / -1, ``au_weights`` (C, M), ``log_probs``
+    (B, C) or None; see :func:`class_attribute_coannotation` for the formula, the two ``form``
+    readings and edge cases.
     """
-    return class_attribute_coannotation(expr_probs, au_labels, au_weights, form=form)
+    return class_attribute_coannotation(
+        expr_probs, au_labels, au_weights, form=form, log_probs=log_probs
+    )

@@ -30,7 +30,8 @@ Registered methods (``python -m affectlib train NAME`` and
   (``"printed"``, the default: ``-sum p log q``, linear in the expression predictions, which it
   drives to the class of largest soft label) or with the soft label as the target of the cross
   entropy the text beside it names (``"label"``: ``-sum q log p``, which pulls the predictions
-  towards the soft label); see :func:`affectlib.losses.class_attribute_coannotation`;
+  towards the soft label, a nearly uniform one); see
+  :func:`affectlib.losses.class_attribute_coannotation`;
   ``relation`` / ``au_weights`` are the (classes x AUs) matrices of Eq. 2 / Eq. 4 as nested lists
   (None: domain knowledge, Du et al., on the training table's classes and AUs), ``relatedness``
   names their source for the record.
@@ -116,7 +117,11 @@ def coupling_terms(
         )
     if options["sca"]:
         terms["sca"] = losses.soft_coannotation(
-            p_expr, au_targets(batch), state["au_weights"], form=options["sca_form"]
+            p_expr,
+            au_targets(batch),
+            state["au_weights"],
+            form=options["sca_form"],
+            log_probs=out["expr"].float().log_softmax(dim=1),
         )
     return terms
 

@@ -214,18 +214,18 @@ def _chance_level(chance: Mapping[str, pd.DataFrame], setting: str, metric: str)
     return 100 * float(row[metric])
 
 
-def kollias_floor_sentence(floor: pd.DataFrame) -> str:
-    """Sentences counting the runs of :func:`kollias_floor` at either floor and, when it judged
-    them, the rows whose interval reaches label-blind chance."""
+def kollias_floor_sentence(floor: pd.DataFrame, share: float = CONSTANT_SHARE) -> str:
+    """Sentences counting the runs of :func:`kollias_floor` (called with ``share``) at either floor
+    and, when it judged them, the rows whose interval reaches label-blind chance."""
     n, e, a = int(floor["runs"].sum()), int(floor["expr_floor"].sum()), int(floor["au_floor"].sum())
     if e == 0 and a == 0:
         text = f"All {n} runs left both floors (no constant expression, some AU predicted)."
     else:
         text = (
-            f"Of {n} runs, {e} predict one expression (average accuracy at 1/{N_BASIC}, or one "
-            f"class for at least {CONSTANT_SHARE:.0%} of the images) and {a} predict no AU present "
-            "on any image of the reported split (AU F1 0): those runs learnt nothing, and every "
-            "comparison with them is untestable."
+            f"Of {n} runs, {e} are at the expression floor (average accuracy at 1/{N_BASIC}, what a "
+            f"constant prediction gets, or one class for at least {share:.0%} of the images) and "
+            f"{a} predict no AU present on any image of the reported split (AU F1 0): those runs "
+            "learnt nothing, and every comparison with them is untestable."
         )
     if "expr_at_chance" not in floor:
         return text

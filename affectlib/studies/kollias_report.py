@@ -382,8 +382,8 @@ def _verdict(pairs: pd.DataFrame, a: str, b: str, task: str | None = None) -> tu
     return status, "; ".join(cases)
 
 
-# our readings of an equation (a row beyond the paper's) against the reading of the paper's rows:
-# (what the reading is, its row, the row it is compared with, what that row reads)
+# our other readings of an equation (a row beyond the paper's) against the reading our rows of the
+# paper's tables use: (what the reading is, its row, the row it is compared with, what that reads)
 READINGS = (
     ("Eq. 3 with the gradient reaching the AU predictions too",
      "distr-matching (DM, gradient to AUs)", "distr-matching (DM)",
@@ -396,8 +396,9 @@ READINGS = (
 
 def readings(pairs: pd.DataFrame) -> list[str]:
     """One sentence per reading of :data:`READINGS` that was run: its paired difference from the
-    row with the reading the paper's rows use, per (setting, backbone, task), with the verdict of
-    :func:`paired` (``better``: the other reading scores higher). Not a claim of the paper's."""
+    row with the reading our rows of the paper's tables use, per (setting, backbone, task), with
+    the verdict of :func:`paired` (``better``: the other reading scores higher). Not a claim of
+    the paper's."""
     out = []
     for text, a, b, against in READINGS:
         sel = _oriented(pairs, a, b)

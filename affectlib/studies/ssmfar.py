@@ -351,12 +351,12 @@ def train_arms(
     continues from its checkpoint.
 
     One record per run, in (arm, seed) order whatever the backend: ``method`` (the arm's label, else
-    its method), ``row`` (the arm's title, else its label, else the paper's name), ``seed``, the four scores on the
-    reported split (``split``: "test" when the data has the held-out split, else "validation", the
-    papers' practice), the same on validation at the selected epoch (``val_<score>``: optimistic,
-    the epoch was chosen there), ``epoch`` (selected on validation overall), ``wall_s`` (the whole
-    ``train.run`` call), ``img_per_s`` (training throughput), ``reused`` (True: a finished earlier
-    run) and ``dir``."""
+    its method), ``row`` (the arm's title, else its label, else the paper's name), ``seed``, the
+    four scores on the reported split (``split``: "test" when the data has the held-out split, else
+    "validation", the papers' practice), the same on validation at the selected epoch
+    (``val_<score>``: optimistic, the epoch was chosen there), ``epoch`` (selected on validation
+    overall), ``wall_s`` (the whole ``train.run`` call), ``img_per_s`` (training throughput),
+    ``reused`` (True: a finished earlier run) and ``dir``."""
     runs_dir = Path(runs_dir) if runs_dir else RUNS_DIR / profile.name
     jobs, names = [], []
     for arm in arms:
