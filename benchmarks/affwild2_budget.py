@@ -26,8 +26,9 @@ import argparse
 import time
 
 import pandas as pd
+from stills_calibration import notebook04_study  # this folder: python benchmarks/<name>.py
 
-from affectlib import models, profiles
+from affectlib import profiles
 from affectlib.data import generate
 from affectlib.studies import baselines, kollias
 
@@ -46,17 +47,7 @@ def main() -> None:
     weights = kollias.start_weights(
         "identity", ["compact"], base.replace(image_size=48), root, epochs=10
     )
-    study = kollias.StudyConfig(
-        image_size=48,
-        batch_size=32,
-        epochs=args.epochs,
-        lr_backbone=1e-3,
-        lr_heads=1e-3,
-        device=base.device,
-        schedule=base.lr_schedule,
-        model=models.ModelConfig.from_profile(base, weights=None),
-        weights=weights,
-    )
+    study = notebook04_study(base, epochs=args.epochs, weights=weights)
     plan = pd.DataFrame({"setting": "affwild2", "backbone": "compact", "arm": ["ST", "NC MT"]})
     for n in args.n_train:
         setting = kollias.affwild2(root, n_train=n, n_val=200, seed=0)

@@ -41,6 +41,24 @@ from affectlib.data import generate
 from affectlib.studies import kollias
 
 
+def notebook04_study(
+    base, *, image_size: int = 48, batch_size: int = 32, epochs: int = 5, weights=None
+) -> kollias.StudyConfig:
+    """Notebook 04's training settings on profile ``base`` (its learning rates, a compact head
+    started fresh), with ``weights`` (backbone -> file) as the starting weights."""
+    return kollias.StudyConfig(
+        image_size=image_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        lr_backbone=1e-3,
+        lr_heads=1e-3,
+        device=base.device,
+        schedule=base.lr_schedule,
+        model=models.ModelConfig.from_profile(base, weights=None),
+        weights=dict(weights or {}),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", type=float, nargs="+", default=[1.25, 1.0, 0.75])
@@ -75,15 +93,8 @@ def main() -> None:
     args = ap.parse_args()
 
     base = profiles.get(args.profile)
-    study = kollias.StudyConfig(
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        lr_backbone=1e-3,
-        lr_heads=1e-3,
-        device=base.device,
-        schedule=base.lr_schedule,
-        model=models.ModelConfig.from_profile(base, weights=None),
+    study = notebook04_study(
+        base, image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs
     )
     plan = pd.DataFrame(
         {"setting": "affectnet+emotionet", "backbone": args.backbone, "arm": args.arms}
