@@ -302,7 +302,7 @@ def build_model(cfg: ModelConfig) -> MultiTaskNet:
     """Build a :class:`MultiTaskNet`; load ``cfg.weights`` if set (heads may be missing from it)."""
     model = MultiTaskNet(cfg)
     if cfg.weights is not None:
-        load_weights(model, cfg.weights, strict=False)
+        load_weights(model, cfg.weights, strict=False, fresh_heads=True)
     return model
 
 
@@ -354,7 +354,9 @@ def _list(keys: list[str], limit: int = 12) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) -> LoadReport:
+def load_weights(
+    module: nn.Module, path: str | Path, *, strict: bool = True, fresh_heads: bool = False
+) -> LoadReport:
     """Load a local checkpoint into ``module`` (a :class:`MultiTaskNet`, a backbone, any module).
 
     Formats: ``*.safetensors`` via ``safetensors.torch.load_file``; anything else via
@@ -365,7 +367,10 @@ def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) ->
 
     Errors name the keys: shape mismatches always raise; missing or unexpected keys raise when
     ``strict``, otherwise they are skipped with a warning that lists them (e.g. heads absent from a
-    backbone checkpoint). A file that matches no key at all always raises. Nothing is downloaded.
+    backbone checkpoint). ``fresh_heads``: the heads are meant to start fresh (a backbone-only
+    file into a whole model, as the model builders load one), so missing keys outside
+    ``backbone.`` go unannounced; a missing backbone key or an unexpected key still warns. A file
+    that matches no key at all always raises. Nothing is downloaded.
     """
     path = Path(path)
     if not path.is_file():
@@ -396,7 +401,8 @@ def load_weights(module: nn.Module, path: str | Path, *, strict: bool = True) ->
             "(pass strict=False to load the matching keys only)"
         )
     module.load_state_dict({k: state[k] for k in common}, strict=False)
-    if missing or unexpected:
+    announced = [k for k in missing if k.startswith("backbone.")] if fresh_heads else missing
+    if announced or unexpected:
         warnings.warn(
             f"{path}: loaded {len(common)} keys; missing [{_list(missing)}]; "
             f"unexpected [{_list(unexpected)}]",
@@ -510,7 +516,7 @@ def build_va_bins_model(cfg: ModelConfig, n_bins: int = 20) -> VABinsNet:
     """Build a :class:`VABinsNet`; load ``cfg.weights`` if set (its heads may be absent)."""
     model = VABinsNet(cfg, n_bins)
     if cfg.weights is not None:
-        load_weights(model, cfg.weights, strict=False)
+        load_weights(model, cfg.weights, strict=False, fresh_heads=True)
     return model
 
 

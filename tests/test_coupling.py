@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from affectlib import methods, models, profiles, stats, train
+from affectlib import methods, models, profiles, relatedness, stats, train
 from affectlib.data import assembly, datasets, generate
 from affectlib.files import paper_table
 from affectlib.methods import StepContext
@@ -726,6 +726,43 @@ def test_a_study_run_starts_from_its_backbones_weights_and_others_from_scratch(
     )
     k, v = next(iter(fresh.backbone.named_parameters()))
     assert not torch.equal(v.detach(), state[k])
+
+
+def test_the_study_couples_each_setting_with_its_own_matrices_or_refuses_before_training(
+    tmp_path, monkeypatch
+):
+    root = generate.ensure(profiles.get("smoke"))
+    settings = {"affwild2": K.affwild2(root, n_train=16, n_val=8, seed=0)}
+    dm = relatedness.domain_table()
+    options = K.coupling_options(settings, {"DM": dm})
+    aus = [K.au_number(c) for c in settings["affwild2"].au_columns]
+    assert (
+        options["affwild2"]["DM"]["relation"]
+        == relatedness.relation_matrix(dm, K.BASIC, aus).tolist()
+    )
+    cfg = K.StudyConfig(image_size=32, batch_size=8, epochs=1, lr_backbone=1e-3, lr_heads=1e-3)
+    seen = []
+    monkeypatch.setattr(K, "run_plan", lambda jobs, **kw: seen.extend(jobs) or [])
+    plan = pd.DataFrame({"setting": "affwild2", "backbone": "compact", "arm": ["C MT (DB)"]})
+    with pytest.raises(KeyError, match=r"'C MT \(DB\)' couples with relatedness 'DB'.*'affwild2'"):
+        K.run_study(settings, plan, options, cfg, [0], runs_dir=tmp_path)
+    assert seen == []
+    plan = pd.DataFrame({"setting": "affwild2", "backbone": "compact", "arm": ["C MT (DM)"]})
+    K.run_study(settings, plan, options, cfg, [0, 1], runs_dir=tmp_path)
+    assert [j.kwargs["relatedness"] for j in seen] == [options["affwild2"]] * 2
+
+
+def test_a_setting_with_its_own_epochs_trains_them_and_others_the_studys(tmp_path, monkeypatch):
+    root = generate.ensure(profiles.get("smoke"))
+    cfg = K.StudyConfig(image_size=32, batch_size=8, epochs=5, lr_backbone=1e-3, lr_heads=1e-3)
+    epochs = []
+    monkeypatch.setattr(
+        K.train, "fit", lambda model, spec, data, tcfg, *a: epochs.append(tcfg.epochs)
+    )
+    for own in (2, None, 0):
+        setting = K.affwild2(root, n_train=16, n_val=8, seed=0, epochs=own)
+        K._fit_one(setting, setting.parts, "compact", "nc-mt", {}, 0, cfg, tmp_path / str(own))
+    assert epochs == [2, 5, 5]
 
 
 def test_start_weights_pretrain_each_backbone_once_or_none(monkeypatch, tmp_path):

@@ -346,6 +346,14 @@ def test_soft_coannotation_with_the_soft_label_as_target_is_minus_q_log_p():
     assert got.item() == pytest.approx(expected)
     with pytest.raises(ValueError, match="form must be one of"):
         losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="target")
+    # its log given as log-probabilities: the same value; the printed form reads none
+    log_p = _t(np.log(expr))
+    given = losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="label", log_probs=log_p)
+    assert given.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="form='label' only"):
+        losses.soft_coannotation(_t(expr), _t(labels), _t(w), log_probs=log_p)
+    with pytest.raises(ValueError, match=r"shape of class_probs \(2, 3\), got \(2, 2\)"):
+        losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="label", log_probs=log_p[:, :2])
 
 
 def test_printed_soft_coannotation_takes_all_mass_to_the_top_soft_class_the_other_reading_to_q():

@@ -144,6 +144,22 @@ def test_a_backbone_checkpoint_reports_the_missing_heads(tmp_path):
         models.load_weights(target.backbone, path)  # strict into the backbone itself
 
 
+def test_the_model_builder_starts_fresh_heads_quietly_but_not_a_partial_backbone(tmp_path):
+    source, _ = _two_models()
+    trunk = {k: v.contiguous() for k, v in source.backbone.state_dict().items()}
+    path = tmp_path / "trunk.safetensors"
+    save_file(trunk, str(path))
+    cfg = ModelConfig(small_input=True, weights=str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # heads fresh from a backbone-only file: as intended
+        model = build_model(cfg)
+    assert _same_weights(source.backbone, model.backbone)
+    partial = tmp_path / "partial.safetensors"
+    save_file({k: v for k, v in trunk.items() if "layer4" not in k}, str(partial))
+    with pytest.warns(UserWarning, match=r"missing \[.*backbone\.layer4"):
+        build_model(ModelConfig(small_input=True, weights=str(partial)))
+
+
 def test_load_weights_reports_shape_mismatches_and_unexpected_keys(tmp_path):
     small = build_model(ModelConfig(small_input=True))
     path = tmp_path / "small.pt"

@@ -108,7 +108,8 @@ def class_attribute_coannotation(
     uniform prediction tilted towards the related classes, so on an image it acts mostly against
     confident predictions. Its log is ``log_probs`` when given (e.g. the log-softmax of the
     logits: exact where a probability underflows), else the log of ``class_probs`` clamped at
-    ``eps``, which passes no gradient to a class below ``eps``.
+    ``eps``, which passes no gradient to a class below ``eps``; the printed form reads no log of
+    ``class_probs`` and refuses ``log_probs``.
 
     ``class_probs`` (B, C) softmax scores; ``attr_labels`` (B, M) 1 / 0, -1 = not annotated;
     ``attr_weights`` (C, M) >= 0 (Case I: 1 prototypical, annotator fraction observational, 0 else).
@@ -143,13 +144,15 @@ def class_attribute_coannotation(
     num, den = y @ w.T, annotated @ w.T  # (B, C)
     indicator = torch.where(den > 0, num / den.clamp_min(EPS), torch.zeros_like(den))
     log_q = torch.log_softmax(indicator, dim=1)
+    if log_probs is not None and form != "label":
+        raise ValueError(f"log_probs is read by form='label' only, not by form={form!r}")
+    if log_probs is not None and log_probs.shape != class_probs.shape:
+        raise ValueError(
+            f"log_probs must have the shape of class_probs {tuple(class_probs.shape)}, "
+            f"got {tuple(log_probs.shape)}"
+        )
     if form == "label":
         log_p = class_probs.clamp_min(eps).log() if log_probs is None else log_probs
-        if log_p.shape != class_probs.shape:
-            raise ValueError(
-                f"log_probs must have the shape of class_probs {tuple(class_probs.shape)}, "
-                f"got {tuple(log_p.shape)}"
-            )
         per_image = -(log_q.exp() * log_p).sum(dim=1)  # (B,)
     else:
         per_image = -(class_probs * log_q).sum(dim=1)  # (B,)

@@ -116,12 +116,13 @@ def coupling_terms(
             p_expr, p_au, state["relation"][:, cols], form=options["dm_form"]
         )
     if options["sca"]:
+        label_form = options["sca_form"] == "label"  # its log from the logits; printed: none read
         terms["sca"] = losses.soft_coannotation(
             p_expr,
             au_targets(batch),
             state["au_weights"],
             form=options["sca_form"],
-            log_probs=out["expr"].float().log_softmax(dim=1),
+            log_probs=out["expr"].float().log_softmax(dim=1) if label_form else None,
         )
     return terms
 

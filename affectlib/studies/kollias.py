@@ -5,7 +5,7 @@ Tables 2, 3 and 5), trained with the methods of :mod:`affectlib.methods.coupling
 - the data settings: :func:`affectnet_emotionet` (an expression-only and an AU-only set, disjoint
   images) and :func:`affwild2` (one set with both tasks), each a :class:`Setting` with its
   multi-task and single-task data; :func:`relatedness_options`, the ``c-mt`` matrices of one
-  relatedness;
+  relatedness, and :func:`coupling_options`, those of every relatedness on every setting;
 - the plan: :data:`ARMS` (each row of the paper's tables as a method and its options) and
   :func:`study_plan` (the runs the three tables need, each once);
 - the runs: :func:`run_study` trains every run of the plan for every seed through
@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +94,8 @@ class Setting:
     parts:      the multi-task training data (every set, every label);
     expr_parts: the single-task expression data; au_parts: the single-task AU data;
     au_columns: the model's AUs, in order; primary: the paper's metrics for this pair of data
-                sets, (expression, AU) names of :func:`study_scores`.
+                sets, (expression, AU) names of :func:`study_scores`;
+    epochs:     the epochs of this setting's runs; None: :attr:`StudyConfig.epochs`.
     """
 
     name: str
@@ -104,6 +104,7 @@ class Setting:
     au_parts: tuple[assembly.DataPart, ...]
     au_columns: tuple[str, ...]
     primary: tuple[str, str]
+    epochs: int | None = None
 
 
 def _part(
@@ -169,13 +170,16 @@ def affectnet_emotionet(
     return Setting("affectnet+emotionet", (expr, au), (expr,), (au,), au_columns, PRIMARY_AE)
 
 
-def affwild2(root: str | Path, *, n_train: int, n_val: int, seed: int) -> Setting:
+def affwild2(
+    root: str | Path, *, n_train: int, n_val: int, seed: int, epochs: int | None = None
+) -> Setting:
     """The Aff-Wild2-format (ABAW MTL) set under ``root``: frames with expressions and the 12
     ABAW AUs, partly missing. Expressions: the 7 basic classes ("Other" frames keep their AUs but
     no expression label). ``n_train`` training and ``n_val`` validation frames with at least one
     label are drawn with ``seed`` (0: all), and as many test frames from the held-out test split
     when the set has one (the embedded set). Single-task data: the same frames, one task's labels
-    each. Paper metrics: F1 for both tasks (TMIF-FEA's columns of Table 2, Table 3)."""
+    each. Paper metrics: F1 for both tasks (TMIF-FEA's columns of Table 2, Table 3). ``epochs``:
+    its runs' epochs (None or 0: the study's)."""
     part = assembly.load_part(root, "abaw-mtl", "affwild2")
     test = None
     if part.test is not None:
@@ -188,7 +192,9 @@ def affwild2(root: str | Path, *, n_train: int, n_val: int, seed: int) -> Settin
     )
     expr_only = _part(part, keep_task(part.train, "expr", AU_COLUMNS), part.validation, test)
     au_only = _part(part, keep_task(part.train, "au", AU_COLUMNS), part.validation, test)
-    return Setting("affwild2", (part,), (expr_only,), (au_only,), AU_COLUMNS, PRIMARY_AW)
+    return Setting(
+        "affwild2", (part,), (expr_only,), (au_only,), AU_COLUMNS, PRIMARY_AW, epochs or None
+    )
 
 
 PRIMARY_AE = ("expr_acc", "au_afa")  # Kollias Table 2, AffectNet-EmotioNet: Acc - AFA
@@ -207,6 +213,17 @@ def relatedness_options(
         "relatedness": label,
         "relation": rel.relation_matrix(source, BASIC, aus).tolist(),
         "au_weights": rel.weight_matrix(source, BASIC, aus).tolist(),
+    }
+
+
+def coupling_options(
+    settings: Mapping[str, Setting], sources: Mapping[str, pd.DataFrame]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`relatedness_options` of every relatedness ``sources`` names ("DM", "DB") on every
+    setting's own AUs: ``{setting: {label: options}}``, what :func:`run_study` couples with."""
+    return {
+        name: {k: relatedness_options(v, s.au_columns, k) for k, v in sources.items()}
+        for name, s in settings.items()
     }
 
 
@@ -320,7 +337,8 @@ class StudyConfig:
 
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
     lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
-    :class:`affectlib.train.TrainConfig`; device; model: the network of every run
+    :class:`affectlib.train.TrainConfig` (a :class:`Setting` with its own ``epochs`` trains those
+    instead); device; model: the network of every run
     (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
     ``dropout``, ...), whose backbone, expression classes and AUs each run sets; weights: the
     starting weights of each backbone (backbone name -> file; a backbone not named starts from
@@ -400,12 +418,9 @@ def _fit_one(
         weights=cfg.weights.get(backbone),
     )
     distributed.seed_everything(seed)  # the initialisation
-    with warnings.catch_warnings():
-        # a backbone-only file leaves the heads fresh, as intended: no warning per run
-        warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
-        model = models.build_model(model_cfg)
+    model = models.build_model(model_cfg)  # a backbone-only file: the heads start fresh
     tcfg = train.TrainConfig.for_study(
-        epochs=cfg.epochs,
+        epochs=setting.epochs or cfg.epochs,
         lr_backbone=cfg.lr_backbone,
         lr_heads=cfg.lr_heads,
         seed=seed,
@@ -448,7 +463,7 @@ def teacher_labels(
 def run_study(
     settings: Mapping[str, Setting],
     plan: pd.DataFrame,
-    relatedness: Mapping[str, pd.DataFrame],
+    relatedness: Mapping[str, Mapping[str, Mapping[str, Any]]],
     cfg: StudyConfig,
     seeds: Sequence[int],
     runs_dir: str | Path | None = None,
@@ -463,8 +478,8 @@ def run_study(
     data has none) of the epoch selected on validation (``f1_mean``), ``wall_s`` and
     ``train_images`` (images seen in training).
 
-    ``relatedness`` maps "DM" / "DB" to the table the ``c-mt`` rows couple with
-    (:func:`relatedness_options`). "ST" is two single-task runs, the setting's ``expr_parts`` and
+    ``relatedness``: per setting, the ``c-mt`` options of each relatedness ("DM", "DB") its
+    coupled rows name (:func:`coupling_options`); a plan without coupled rows may pass ``{}``. "ST" is two single-task runs, the setting's ``expr_parts`` and
     ``au_parts``: its expression scores come from the first, its AU scores from the second; they
     are also the teachers of "S-T NC MT" for the same seed and backbone. Every arm of a (setting,
     backbone) uses the same seeds, so comparisons pair by seed.
@@ -480,12 +495,19 @@ def run_study(
     missing = sorted(set(plan["setting"]) - set(settings))
     if missing:
         raise KeyError(f"plan names settings {missing} that were not built")
+    for name, arm in plan[["setting", "arm"]].drop_duplicates().itertuples(index=False):
+        label = ARMS[arm][1].get("relatedness")
+        if label is not None and label not in relatedness.get(name, {}):
+            raise KeyError(
+                f"arm {arm!r} couples with relatedness {label!r}, which has no options for "
+                f"setting {name!r}; built: {sorted(relatedness.get(name, {}))}"
+            )
     scratch = tempfile.TemporaryDirectory(prefix="coupling-runs-") if runs_dir is None else None
     root = Path(scratch.name if scratch else runs_dir)
     jobs = []
     for (name, backbone), group in plan.groupby(["setting", "backbone"], sort=False):
         setting, arms = settings[name], list(group["arm"])
-        options = {k: relatedness_options(v, setting.au_columns, k) for k, v in relatedness.items()}
+        options = relatedness.get(name, {})
         for seed in seeds:
             kwargs = dict(setting=setting, backbone=backbone, arms=arms, relatedness=options)
             jobs.append(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -293,10 +292,7 @@ def run_one(
     """One run of :func:`train_rows`: ``train.run`` into ``out_dir``, its record (the checkpoint is
     removed after a finished run, to spare the disk). An :mod:`affectlib.executor` job."""
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # a backbone-only file leaves the heads fresh, as intended: no warning per run
-        warnings.filterwarnings("ignore", message=r".*loaded \d+ keys; missing \[")
-        fit = train.run(method, profile, out_dir, seed, data_root=data_root, progress=False)
+    fit = train.run(method, profile, out_dir, seed, data_root=data_root, progress=False)
     wall = time.perf_counter() - t0
     (Path(out_dir) / checkpoints.CHECKPOINT).unlink(missing_ok=True)
     prov = json.loads((Path(out_dir) / "provenance.json").read_text())
