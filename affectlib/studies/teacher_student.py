@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +245,10 @@ def _fit(
         select="select",
     )
     distributed.seed_everything(seed)
-    with warnings.catch_warnings():
-        # the start weights hold the backbone only: both heads start fresh in every run
-        warnings.filterwarnings("ignore", r".*; missing \[expr_head", UserWarning)
-        model = models.build_va_bins_model(
-            dataclasses.replace(cfg.model, n_expr=N_BASIC), options["n_bins"]
-        )
+    # the start weights hold the backbone only: both heads start fresh in every run
+    model = models.build_va_bins_model(
+        dataclasses.replace(cfg.model, n_expr=N_BASIC), options["n_bins"]
+    )
     tcfg = train.TrainConfig.for_study(
         epochs=b.epochs,
         lr_backbone=b.lr,
