@@ -1,20 +1,26 @@
 """How many Aff-Wild2-like frames notebook 04's baselines need to see AUs, and what each costs.
 
 Notebook 04 trains its Aff-Wild2 rows (Kollias et al. 2024, Tables 2, 3 and 5) on ``n_affwild2_train``
-labelled training frames (1,200 on the cpu profile). This trains its two baselines only, "ST" (one
-network per task, ``nc-mt`` on the expression frames, another on the AU frames) and "NC MT" (one
-network, both tasks, no coupling), with notebook 04's budget otherwise (compact network from the
-embedded identity pretraining, 48 px, 5 epochs, best epoch on validation, 200 validation frames),
-for each training-frame count, and scores them on the held-out test subjects. Printed per count:
+labelled training frames for ``affwild2_epochs`` epochs (cpu profile: every frame, 4,994, for two).
+This trains its two baselines only, "ST" (one network per task, ``nc-mt`` on the expression frames,
+another on the AU frames) and "NC MT" (one network, both tasks, no coupling), with notebook 04's
+budget otherwise (compact network from the embedded identity pretraining, 48 px, best epoch on
+validation, 200 validation frames), for each training-frame count and ``--epochs``, and scores them
+on the held-out test subjects. Printed per count:
 each run's expression and AU F1 (the paper's Aff-Wild2 metrics), the mean per arm, the label-blind
 baselines on the same test rows, and the wall time of the count's runs.
 
 Only the baselines are run: the frame count is a budget setting, never chosen by comparing methods.
-What it showed on the cpu profile (2 cores, seeds 0-2; README, "How learnable"): at 1,200 frames
-(notebook 04's) AU F1 ST 0.21, NC MT 0.13 against label-blind chance 0.18 (79 s); at 2,400, 0.33 and
-0.23 (159 s); at every frame (4,994), 0.48 and 0.27 (298 s). Expression F1 0.28-0.40 throughout.
+What it showed on the cpu profile (2 cores, seeds 0-2; README, "How learnable"), five epochs: at
+1,200 frames AU F1 ST 0.21, NC MT 0.13 against label-blind chance 0.18 (79 s); at 2,400, 0.33 and
+0.23 (159 s); at every frame (4,994), 0.48 and 0.27 (298 s).
+Fewer epochs: 2,400 frames for three, 0.24 and 0.18 (NC MT at chance; 109 s); every frame for two
+(notebook 04's budget now), 0.29 and 0.22, every run above chance (134 s). Expression F1 0.27-0.40
+throughout. What buys the AUs is training passes: ~10,000 image passes (every frame twice) put every
+run above chance, 7,200 (2,400 frames three times) did not.
 
-    python benchmarks/affwild2_budget.py [--n-train 1200 2400 0] [--seeds 0 1 2] [--max-parallel 2]
+    python benchmarks/affwild2_budget.py [--n-train 1200 2400 0] [--epochs 5] [--seeds 0 1 2]
+    python benchmarks/affwild2_budget.py --n-train 0 --epochs 2    # notebook 04's budget
 
 (``0``: every labelled training frame.) A benchmark, not a test: three seeds are three draws of
 one small budget.
