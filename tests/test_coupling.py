@@ -732,14 +732,24 @@ def test_the_study_couples_each_setting_with_its_own_matrices_or_refuses_before_
     tmp_path, monkeypatch
 ):
     root = generate.ensure(profiles.get("smoke"))
-    settings = {"affwild2": K.affwild2(root, n_train=16, n_val=8, seed=0)}
+    settings = {
+        "affwild2": K.affwild2(root, n_train=16, n_val=8, seed=0),
+        "affectnet+emotionet": K.affectnet_emotionet(root, n_expr=16, n_au=16, n_val=8, seed=0),
+    }
     dm = relatedness.domain_table()
     options = K.coupling_options(settings, {"DM": dm})
-    aus = [K.au_number(c) for c in settings["affwild2"].au_columns]
-    assert (
-        options["affwild2"]["DM"]["relation"]
-        == relatedness.relation_matrix(dm, K.BASIC, aus).tolist()
-    )
+    for name, setting in settings.items():  # 12 ABAW AUs and 16 EmotioNet AUs: one matrix each
+        aus = [K.au_number(c) for c in setting.au_columns]
+        assert (
+            options[name]["DM"]["relation"]
+            == relatedness.relation_matrix(dm, K.BASIC, aus).tolist()
+        )
+        assert (
+            options[name]["DM"]["au_weights"]
+            == relatedness.weight_matrix(dm, K.BASIC, aus).tolist()
+        )
+    assert len(options["affwild2"]["DM"]["relation"][0]) == 12
+    assert len(options["affectnet+emotionet"]["DM"]["relation"][0]) == 16
     cfg = K.StudyConfig(image_size=32, batch_size=8, epochs=1, lr_backbone=1e-3, lr_heads=1e-3)
     seen = []
     monkeypatch.setattr(K, "run_plan", lambda jobs, **kw: seen.extend(jobs) or [])
@@ -747,9 +757,12 @@ def test_the_study_couples_each_setting_with_its_own_matrices_or_refuses_before_
     with pytest.raises(KeyError, match=r"'C MT \(DB\)' couples with relatedness 'DB'.*'affwild2'"):
         K.run_study(settings, plan, options, cfg, [0], runs_dir=tmp_path)
     assert seen == []
-    plan = pd.DataFrame({"setting": "affwild2", "backbone": "compact", "arm": ["C MT (DM)"]})
+    plan = pd.DataFrame(
+        {"setting": list(settings), "backbone": "compact", "arm": ["C MT (DM)", "C MT (DM)"]}
+    )
     K.run_study(settings, plan, options, cfg, [0, 1], runs_dir=tmp_path)
-    assert [j.kwargs["relatedness"] for j in seen] == [options["affwild2"]] * 2
+    got = {(j.kwargs["setting"].name, j.kwargs["seed"]): j.kwargs["relatedness"] for j in seen}
+    assert got == {(n, seed): options[n] for n in settings for seed in (0, 1)}
 
 
 def test_a_setting_with_its_own_epochs_trains_them_and_others_the_studys(tmp_path, monkeypatch):

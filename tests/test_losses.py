@@ -346,10 +346,13 @@ def test_soft_coannotation_with_the_soft_label_as_target_is_minus_q_log_p():
     assert got.item() == pytest.approx(expected)
     with pytest.raises(ValueError, match="form must be one of"):
         losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="target")
-    # its log given as log-probabilities: the same value; the printed form reads none
-    log_p = _t(np.log(expr))
+    # its log given (e.g. the logits' log-softmax): that log is read, not the probabilities'
+    other = np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])
+    log_p = _t(np.log(other))
     given = losses.soft_coannotation(_t(expr), _t(labels), _t(w), form="label", log_probs=log_p)
-    assert given.item() == pytest.approx(expected)
+    assert given.item() == pytest.approx(-(q * np.log(other)).sum(axis=1).mean())
+    assert given.item() != pytest.approx(expected)
+    # the printed form reads none
     with pytest.raises(ValueError, match="form='label' only"):
         losses.soft_coannotation(_t(expr), _t(labels), _t(w), log_probs=log_p)
     with pytest.raises(ValueError, match=r"shape of class_probs \(2, 3\), got \(2, 2\)"):
