@@ -815,6 +815,8 @@ def test_a_data_and_backbone_with_no_finite_difference_gets_no_empty_panel():
     fig = R.plot_deltas(pairs)
     assert len(fig.axes) == 1 and "sn" not in fig.axes[0].get_title()
     assert all(len(ax.get_xticks()) > 0 for ax in fig.axes)
+    # the task names its metric once: "AUs (F1)", not "AUs (F1 (AU))"
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["expressions (F1)", "AUs (F1)"]
 
 
 def test_a_collapsed_row_is_named_with_its_class_and_its_relatedness_counts():

@@ -49,6 +49,13 @@ METRIC_LABEL = {
     "au_afa": "AFA",
 }
 TASK_NAME = {"expr": "expressions", "au": "AUs"}
+
+
+def _short(labels) -> list[str]:
+    """Metric labels beside a task's name, which already says "AUs": "F1 (AU)" -> "F1"."""
+    return [str(m).removesuffix(" (AU)") for m in labels]
+
+
 # Table 3's (coupling, relatedness) rows; "affwild2" is the paper's data-base relatedness (DB)
 TABLE3_KEYS = {
     ("none", ""): "NC MT",
@@ -521,7 +528,7 @@ def plot_deltas(pairs: pd.DataFrame):
                 ms=4,
                 capsize=2,
                 color=colour,
-                label=f"{TASK_NAME[task]} ({', '.join(t['metric'].dropna().unique())})",
+                label=f"{TASK_NAME[task]} ({', '.join(_short(t['metric'].dropna().unique()))})",
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(x, arms, rotation=60, ha="right", fontsize=7)
