@@ -91,8 +91,10 @@ def predict_run(
     device = torch.device("cpu")
     previous = torch.are_deterministic_algorithms_enabled()
     configure_runtime(device, record.get("train", {}).get("deterministic", True))
+    # the precision the run was validated at (runs recorded before the field: float32 on CPU)
+    precision = record.get("train", {}).get("precision", "fp32")
     try:
-        pred = train.predict(model, loader, device)
+        pred = train.predict(model, loader, device, precision)
     finally:
         torch.use_deterministic_algorithms(previous)
     return rows, pred, record

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
 
 
 # --- processes and devices ------------------------------------------------------------------------
@@ -118,9 +119,49 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def autocast(device: torch.device):
-    """The forward pass's precision context: bf16 autocast on CUDA, nothing on CPU."""
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX-512 BF16): there
+    bf16 autocast trains the cpu profile's network ~1.9x faster than float32
+    (``benchmarks/cpu_throughput.py``); elsewhere bf16 is emulated and slower than float32."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu, private
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` ("auto", "bf16" or "fp32") means on
+    ``device``. "auto": bf16 on CUDA and on a CPU that runs bf16 in hardware
+    (:func:`cpu_runs_bf16`), float32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_runs_bf16()):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """The forward pass's precision context: bf16 autocast where ``precision`` resolves to bf16
+    (:func:`resolve_precision`), nothing otherwise. The weights, their gradients and the
+    optimiser stay float32."""
     # bf16 keeps float32's exponent range: no loss scaling is needed
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if resolve_precision(device, precision) == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def outputs_to_f32(module: nn.Module, inputs: Any, out: Any) -> Any:
+    """A forward hook, the training loop's under bf16: the network's floating outputs (a tensor,
+    or a dict / tuple / list of them) as float32; others as they are. The shared representation
+    ``feat`` stays the tensor the heads read, so that a method can differentiate the task losses
+    with respect to it (MGDA-UB's ``dL_t / dZ``): a float32 copy would not be in the graph."""
+    if isinstance(out, Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, Mapping):
+        return {k: v if k == "feat" else outputs_to_f32(module, inputs, v) for k, v in out.items()}
+    if isinstance(out, tuple | list):
+        return type(out)(outputs_to_f32(module, inputs, v) for v in out)
+    return out

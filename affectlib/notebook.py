@@ -56,9 +56,9 @@ def setup(profile: str, seed: int = 0, data_root: str = "") -> Setup:
 def runner(executor: str, max_parallel: int, profile: profiles.Profile) -> dict[str, object]:
     """A training notebook's ``executor`` and ``max_parallel`` parameters as
     :func:`affectlib.executor.run_plan` takes them: ``max_parallel`` 0 is the profile's
-    ``parallel_runs``; an empty ``executor`` is "pool" when more than one run goes at once, else
+    (:attr:`affectlib.profiles.Profile.runs_at_once`); an empty ``executor`` is "pool" when more than one run goes at once, else
     "local". Given values win."""
-    n = int(max_parallel) or profile.parallel_runs
+    n = int(max_parallel) or profile.runs_at_once
     if n < 1:
         raise ValueError(f"max_parallel must be >= 1 (0: the profile's), got {max_parallel}")
     return {"executor": executor or ("pool" if n > 1 else "local"), "max_parallel": n}

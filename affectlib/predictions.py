@@ -24,8 +24,12 @@ def _au_mask(batch: Mapping[str, Tensor]) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndarray]:
-    """Run ``model`` in eval mode over ``loader``; labels come back with the ABAW markers.
+def predict(
+    model: nn.Module, loader, device: torch.device, precision: str = "auto"
+) -> dict[str, np.ndarray]:
+    """Run ``model`` in eval mode over ``loader`` under
+    :func:`affectlib.distributed.autocast` (``precision``: "auto", "bf16" or "fp32"); labels come
+    back with the ABAW markers.
 
     Returns ``index`` (N,) table rows, ``expr_true`` (N,) with -1, ``au_true`` (N, n_au) with -1,
     ``va_true`` (N, 2) with -5, ``expr_prob`` (N, n_expr) softmax, ``au_prob`` (N, n_au) sigmoid,
@@ -38,7 +42,7 @@ def predict(model: nn.Module, loader, device: torch.device) -> dict[str, np.ndar
         images = batch["image"].to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        with autocast(device, precision):
             out = model(images)
         rows = {
             "index": batch["index"],
@@ -65,12 +69,18 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def write_epoch_predictions(
-    out: Path, epoch: int, pred: Mapping[str, np.ndarray], test, model: nn.Module, device
+    out: Path,
+    epoch: int,
+    pred: Mapping[str, np.ndarray],
+    test,
+    model: nn.Module,
+    device,
+    precision: str = "auto",
 ) -> None:
     """``TrainConfig.epoch_predictions``: this epoch's validation predictions and, when there is a
     test loader, the test predictions of the same model, as ``epochs/{val,test}_NNN.npz``."""
     splits = {"val": pred}
     if test is not None:
-        splits["test"] = predict(model, test, device)
+        splits["test"] = predict(model, test, device, precision)
     for split, p in splits.items():
         write_npz(out / "epochs" / f"{split}_{epoch:03d}.npz", p)

@@ -409,6 +409,9 @@ def settings(source: str, profile, seed: int = 0) -> dict[str, Any]:
         **{k: getattr(profile, k) for k in (*keys, "lr_heads", "extra")},
         # the loss's options (MFAR's for the AffectNet-format source): a changed option retrains
         "options": dict(OBJECTIVES[source].options) if source in OBJECTIVES else {},
+        # the forward pass's precision as resolved on this machine: bf16 weights are not reused
+        # for a float32 study, nor the other way round
+        "precision": distributed.resolve_precision(torch.device(profile.device), profile.precision),
     }
 
 

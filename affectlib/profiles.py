@@ -17,6 +17,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+import torch
+
+from affectlib.distributed import PRECISIONS, resolve_precision
+
 PROFILE_ENV = "AFFECTLIB_PROFILE"
 RESULTS_ENV = "AFFECTLIB_RESULTS"
 
@@ -62,11 +66,18 @@ class Profile:
     seeds: tuple[int, ...] = (0, 1, 2)
     # run
     device: str = "cpu"
+    # the forward pass's precision: "auto" = bf16 autocast on CUDA and on a CPU that runs bf16 in
+    # hardware (AMX / AVX-512 BF16: the cpu profile's network then trains ~1.9x faster), float32
+    # elsewhere; "fp32" or "bf16" force one (distributed.resolve_precision). Runs record the value
+    # used, so results obtained on CPUs with and without bf16 are told apart
+    precision: str = "auto"
     compile: bool = False  # torch.compile the network for training (TrainConfig.compile)
     num_workers: int = 0
     # runs a notebook's executor trains side by side when its parameters name none (executor "",
-    # max_parallel 0): 2 on the cpu profile, each on one core (two small runs on one core each
-    # train ~1.3x faster than one on both: benchmarks/cpu_throughput.py); 1 elsewhere
+    # max_parallel 0; Profile.runs_at_once); 0 = by precision, the cpu profile's: in float32 two
+    # small runs on one core each train ~1.3x faster than one on both, in bf16 one on both is
+    # faster (five MFAR runs of notebook 03: 63 s one at a time, 83 s two side by side;
+    # benchmarks/cpu_throughput.py); 1 elsewhere
     parallel_runs: int = 1
     checkpoint_every: int = 200  # steps between checkpoints (and one per epoch)
     # method and model settings; feature_scale: see models.ModelConfig (1 = the paper's, for
@@ -75,6 +86,17 @@ class Profile:
 
     def replace(self, **overrides) -> Profile:
         return _apply(self, overrides)
+
+    @property
+    def runs_at_once(self) -> int:
+        """Runs a notebook trains side by side by default: ``parallel_runs``; for 0, one where the
+        forward pass resolves to bf16 (or the device is not a CPU), else two."""
+        if self.parallel_runs:
+            return self.parallel_runs
+        device = torch.device(self.device)
+        if device.type != "cpu" or resolve_precision(device, self.precision) == "bf16":
+            return 1
+        return 2
 
 
 PROFILES: dict[str, Profile] = {
@@ -107,7 +129,7 @@ PROFILES: dict[str, Profile] = {
         au_gain=2.0,
         batch_size=64,
         lr_schedule="cosine",
-        parallel_runs=2,
+        parallel_runs=0,  # two side by side in float32, one in bf16 (runs_at_once)
     ),
     # the embedded data at the papers' network settings on one GPU (not yet measured on a GPU):
     # ResNet-18 at 112 px, batch 256, more subjects and longer videos, tens of epochs; the cpu
@@ -167,6 +189,12 @@ def _apply(p: Profile, overrides: dict) -> Profile:
         )
     if "seeds" in overrides:
         overrides = {**overrides, "seeds": tuple(int(s) for s in overrides["seeds"])}
+    if overrides.get("parallel_runs", 0) < 0:
+        raise ValueError(
+            f"parallel_runs must be >= 0 (0: by precision), got {overrides['parallel_runs']}"
+        )
+    if overrides.get("precision", "auto") not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {overrides['precision']!r}")
     # `extra` overrides are entries: they join the profile's own (`--set extra.log_every=4` keeps
     # its feature_scale); always a fresh dict, so changing one profile's never changes the preset's
     overrides = {**overrides, "extra": {**p.extra, **dict(overrides.get("extra") or {})}}

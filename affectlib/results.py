@@ -77,10 +77,15 @@ def device_description() -> str:
 
         if torch.cuda.is_available():
             return f"cuda: {torch.cuda.get_device_name(0)}"
+        from affectlib.distributed import cpu_runs_bf16  # deferred with torch
+
         threads = torch.get_num_threads()
+        bf16 = ", bf16 in hardware" if cpu_runs_bf16() else ", no bf16 hardware"
     except ImportError:  # pragma: no cover - torch is a dependency
-        threads = os.cpu_count()
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads"
+        threads, bf16 = os.cpu_count(), ""
+    cpu = platform.processor() or platform.machine()
+    # whether the cpu profile's "auto" precision ran in bf16 (distributed.resolve_precision)
+    return f"cpu: {cpu}, {os.cpu_count()} cores, {threads} threads{bf16}"
 
 
 def package_versions(names: Iterable[str] = _VERSIONED_PACKAGES) -> dict[str, str]:

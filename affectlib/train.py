@@ -35,8 +35,10 @@ the run ends with exactly the metrics of an uninterrupted one. A checkpoint writ
 configuration is refused, with the differing keys named.
 
 Devices. CPU: torch uses every core (shared among the processes of a multi-process run). CUDA:
-bf16 autocast, channels-last images and weights, pinned host memory and non-blocking copies,
-augmentation on the GPU. Under ``torchrun`` (``WORLD_SIZE`` > 1) the same entry point trains with
+channels-last images and weights, pinned host memory and non-blocking copies, augmentation on the
+GPU. Precision (``TrainConfig.precision``, "auto"): bf16 autocast on CUDA and on a CPU that runs
+bf16 in hardware, float32 elsewhere; the weights and the optimiser stay float32 and the network's
+outputs reach the losses as float32. Under ``torchrun`` (``WORLD_SIZE`` > 1) the same entry point trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process takes its share of every epoch's
 permutation and ``batch_size / world_size`` images per step; rank 0 validates and writes.
 
@@ -84,6 +86,7 @@ from affectlib.distributed import (
     dist_from_env,
     gather,
     init_distributed,
+    outputs_to_f32,
     resolve_device,
     rng_state,
     seed_everything,
@@ -202,7 +205,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     if method.step is None:
         # forward and loss
-        with autocast(ctx.device):
+        with autocast(ctx.device, ctx.precision):
             loss, logs = method.loss(net, batch, state, ctx)
     else:
         # forward, loss and backward, owned by the method (MethodSpec.step)
@@ -334,6 +337,11 @@ def _fit(
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg)
+    precision = cfg.resolved_precision
+    # under bf16 autocast the heads' outputs leave the network as float32: every loss, softmax and
+    # threshold of a method is computed in float32 (CPU autocast, unlike CUDA's, keeps softmax and
+    # reductions in bf16)
+    cast_back = model.register_forward_hook(outputs_to_f32) if precision == "bf16" else None
     steps_per_epoch = len(data.train)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batch (fewer images than one batch?)")
@@ -410,12 +418,14 @@ def _fit(
         else:
             data.train.set_epoch(epoch)
             sums = {}
-            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
             if method.on_epoch_start is not None:
                 method.on_epoch_start(state, ctx)
             if method.on_train_predictions is not None and data.train_eval is not None:
                 # the model as it enters the epoch, eval mode, unaugmented training images
-                method.on_train_predictions(state, ctx, predict(model, data.train_eval, device))
+                method.on_train_predictions(
+                    state, ctx, predict(model, data.train_eval, device, precision)
+                )
         net.train()
         bar = tqdm(
             data.train,
@@ -432,7 +442,7 @@ def _fit(
             # data: to the device, then the method's augmented views
             batch = prepare_batch(batch, method, data.augment, device, cfg.seed, d.rank, step)
             # forward, loss, backward, step
-            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
             on_host = cfg.log_every == 1
             values = train_step(net, method, batch, state, ctx, optimizer, schedule[step], on_host)
             step += 1
@@ -454,17 +464,18 @@ def _fit(
 
         # end of epoch: hook, mean losses over the processes, validation, checkpoint, CSV
         if method.on_epoch_end is not None:
-            method.on_epoch_end(state, StepContext(epoch + 1, step, cfg.epochs, device, options))
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
+            method.on_epoch_end(state, ctx)
         means = _epoch_means(sums, d, device)
         epochs_done = epoch + 1
         if d.main:
-            pred = predict(model, data.val, device)
+            pred = predict(model, data.val, device, precision)
             scores = score_fn(pred)
             if data.select is not None and data.select not in scores:
                 raise ValueError(f"select {data.select!r} is none of the scores {sorted(scores)}")
             history.append({"epoch": epochs_done, "step": step, **means, **scores})
             if cfg.epoch_predictions:
-                write_epoch_predictions(out, epochs_done, pred, data.test, model, device)
+                write_epoch_predictions(out, epochs_done, pred, data.test, model, device, precision)
             value = history[-1][data.select] if data.select else epochs_done
             value = value if math.isfinite(value) else -math.inf
             # a NaN score never beats a finite one; ties keep the earlier epoch, except that with
@@ -488,13 +499,13 @@ def _fit(
         return FitResult({}, pd.DataFrame(), {}, out, resumed_at)
     # the selected epoch's model: its validation predictions, then the test split, once
     model.load_state_dict(best["model"])
-    pred = predict(model, data.val, device)
+    pred = predict(model, data.val, device, precision)
     chosen = history[best["epoch"] - 1]
     final = {k: chosen[k] for k in score_fn(pred)}
     preds = {"val": pred}
     test_pred: dict[str, np.ndarray] = {}
     if data.test is not None:
-        test_pred = predict(model, data.test, device)
+        test_pred = predict(model, data.test, device, precision)
         final.update({f"test_{k}": v for k, v in score_fn(test_pred).items()})
         preds["test"] = test_pred
     final.update(
@@ -506,6 +517,8 @@ def _fit(
         method=method.name,
     )
     _write_outputs(out, writer, history, preds, final)
+    if cast_back is not None:
+        cast_back.remove()
     writer.write_provenance(
         resumed_at_step=resumed_at,
         train_images_per_s=round(images_seen * d.world / t_train, 1) if t_train else None,

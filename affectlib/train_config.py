@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from affectlib import models
+from affectlib.distributed import resolve_precision
 
 SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "lars")
@@ -62,8 +63,13 @@ class TrainConfig:
                       checkpoint, so a GPU is not made to wait for the host every step (a
                       non-finite loss then stops the run at the end of its window, with the last
                       good checkpoint kept). The model trained is the same.
-    The last five are recorded only when they differ from their defaults, so the records (and
-    checkpoints) of runs that do not use them stay as they were.
+    precision:        the forward pass's: "auto" (bf16 autocast on CUDA and on a CPU that runs
+                      bf16 in hardware, float32 elsewhere), "bf16" or "fp32"
+                      (:func:`affectlib.distributed.resolve_precision`). The weights, gradients and
+                      optimiser stay float32, and the network's outputs are cast to float32 before
+                      any loss sees them. The record holds the resolved value, "bf16" or "fp32".
+    The five before it are recorded only when they differ from their defaults, so the records
+    (and checkpoints) of runs that do not use them stay as they were.
     """
 
     epochs: int
@@ -82,8 +88,10 @@ class TrainConfig:
     optimizer: str = "adam"
     compile: bool = False
     log_every: int = 1
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        resolve_precision(torch.device(self.device), self.precision)  # checks the name
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.optimizer not in OPTIMIZERS:
@@ -100,11 +108,12 @@ class TrainConfig:
             raise ValueError(f"learning rates must be > 0, got {self.lr_backbone}, {self.lr_heads}")
 
     @classmethod
-    def for_study(cls, *, device: str, **fields: Any) -> TrainConfig:
+    def for_study(cls, *, device: str, precision: str = "auto", **fields: Any) -> TrainConfig:
         """The configuration of one of a study's many short runs: quiet (no progress bars), no
         checkpoints (rerunning costs less than writing them), deterministic on CPU."""
         return cls(
             device=device,
+            precision=precision,
             deterministic=device == "cpu",
             progress=False,
             checkpoints=False,
@@ -123,6 +132,7 @@ class TrainConfig:
             "deterministic": profile.device == "cpu",
             "schedule": profile.lr_schedule,
             "compile": profile.compile,
+            "precision": profile.precision,
         }
         return cls(**{**fields, **overrides})
 
@@ -136,11 +146,18 @@ class TrainConfig:
             "compile": False,
             "log_every": 1,
         }
-        return {
+        out = {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in dataclasses.asdict(self).items()
             if k not in skip and not (k in defaults and _same(v, defaults[k]))
         }
+        out["precision"] = self.resolved_precision
+        return out
+
+    @property
+    def resolved_precision(self) -> str:
+        """ "bf16" or "fp32": :attr:`precision` on this machine's :attr:`device`."""
+        return resolve_precision(torch.device(self.device), self.precision)
 
 
 def _same(a: Any, b: Any) -> bool:

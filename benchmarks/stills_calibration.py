@@ -36,7 +36,7 @@ import time
 
 import pandas as pd
 
-from affectlib import models, profiles
+from affectlib import profiles
 from affectlib.data import generate
 from affectlib.studies import kollias
 
@@ -46,16 +46,14 @@ def notebook04_study(
 ) -> kollias.StudyConfig:
     """Notebook 04's training settings on profile ``base`` (its learning rates, a compact head
     started fresh), with ``weights`` (backbone -> file) as the starting weights."""
-    return kollias.StudyConfig(
+    return kollias.StudyConfig.from_profile(
+        base,
         image_size=image_size,
         batch_size=batch_size,
         epochs=epochs,
         lr_backbone=1e-3,
         lr_heads=1e-3,
-        device=base.device,
-        schedule=base.lr_schedule,
-        model=models.ModelConfig.from_profile(base, weights=None),
-        weights=dict(weights or {}),
+        weights=weights,
     )
 
 

@@ -65,3 +65,9 @@ def test_extra_overrides_join_the_profiles_own_entries():
     assert p.extra == {**profiles.get("smoke").extra, "log_every": 4}
     assert p.extra["feature_scale"] == 16.0  # not dropped by another entry's override
     assert profiles.get("smoke").extra == profiles.PROFILES["smoke"].extra  # preset unchanged
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices():
+    assert profiles.get("cpu", precision="fp32").precision == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of .*'bf16'.*got 'fp16'"):
+        profiles.get("cpu", precision="fp16")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affectlib import files, profiles, results
+from affectlib import distributed, files, profiles, results
 
 
 def test_table_is_written_as_csv_and_markdown_with_provenance(tmp_path):
@@ -162,11 +162,18 @@ def test_figures_get_their_caption_on_one_page(tmp_path):
     assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
 
 
-def test_notebook_runner_takes_the_profiles_parallel_runs_unless_given():
+def test_notebook_runner_takes_the_profiles_parallel_runs_unless_given(monkeypatch):
     from affectlib import notebook
 
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: False)
     cpu, smoke = profiles.get("cpu"), profiles.get("smoke")
-    assert cpu.parallel_runs == 2 and smoke.parallel_runs == 1
+    assert cpu.parallel_runs == 0 and cpu.runs_at_once == 2 and smoke.runs_at_once == 1
+    # in bf16 one run takes both cores; a value given wins
+    assert profiles.get("cpu", precision="bf16").runs_at_once == 1
+    assert profiles.get("cpu", precision="bf16", parallel_runs=2).runs_at_once == 2
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: True)
+    assert cpu.runs_at_once == 1 and profiles.get("cpu", precision="fp32").runs_at_once == 2
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: False)
     assert notebook.runner("", 0, cpu) == {"executor": "pool", "max_parallel": 2}
     assert notebook.runner("", 0, smoke) == {"executor": "local", "max_parallel": 1}
     assert notebook.runner("local", 0, cpu) == {"executor": "local", "max_parallel": 2}

@@ -494,3 +494,49 @@ def test_a_non_finite_loss_read_in_a_window_stops_the_run_before_any_checkpoint_
     err = capsys.readouterr().err
     assert "non-finite loss at step 4 (read once per window" in err and "loss_va=nan" in err
     assert _step_of(out) == 3 and not (out / "metrics.json").exists()
+
+
+def test_auto_precision_is_bf16_on_cuda_and_on_a_cpu_with_bf16_hardware_only(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: True)
+    assert distributed.resolve_precision(cpu) == "bf16"
+    assert distributed.resolve_precision(cpu, "fp32") == "fp32"
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: False)
+    assert distributed.resolve_precision(cpu) == "fp32"
+    assert distributed.resolve_precision(cpu, "bf16") == "bf16"
+    assert distributed.resolve_precision(cuda) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        distributed.resolve_precision(cpu, "half")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train.TrainConfig(epochs=1, precision="half")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_under_bf16_the_forward_runs_in_bf16_and_every_loss_sees_float32(tmp_path, precision):
+    seen = []
+    nc_mt = methods.get("nc-mt")
+
+    def loss(model, batch, state, ctx):
+        inner = []
+        hook = model.backbone[1].register_forward_hook(lambda m, i, o: inner.append(o.dtype))
+        out = model(batch["weak"])
+        hook.remove()
+        seen.append((inner[0], {k: v.dtype for k, v in out.items()}, ctx.precision))
+        return nc_mt.loss(lambda x: out, batch, state, ctx)
+
+    spec = dataclasses.replace(nc_mt, name="precision-test", loss=loss)
+    model = _Toy()
+    cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False, precision=precision)
+    train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
+    inside = torch.bfloat16 if precision == "bf16" else torch.float32
+    assert len(seen) == 2  # two steps of 4 faces
+    for layer, outputs, ctx_precision in seen:
+        assert layer == inside  # the network's own layers ran at the precision asked for
+        # what the loss reads is float32; the representation is the tensor the heads read
+        assert {v for k, v in outputs.items() if k != "feat"} == {torch.float32}
+        assert outputs["feat"] == inside
+        assert ctx_precision == precision
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # float32 weights
+    assert not model._forward_hooks  # the cast back leaves with the loop
+    record = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert record["precision"] == precision  # the resolved value, so runs are told apart

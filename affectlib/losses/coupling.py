@@ -144,13 +144,14 @@ def class_attribute_coannotation(
     num, den = y @ w.T, annotated @ w.T  # (B, C)
     indicator = torch.where(den > 0, num / den.clamp_min(EPS), torch.zeros_like(den))
     log_q = torch.log_softmax(indicator, dim=1)
-    if log_probs is not None and form != "label":
-        raise ValueError(f"log_probs is read by form='label' only, not by form={form!r}")
-    if log_probs is not None and log_probs.shape != class_probs.shape:
-        raise ValueError(
-            f"log_probs must have the shape of class_probs {tuple(class_probs.shape)}, "
-            f"got {tuple(log_probs.shape)}"
-        )
+    if log_probs is not None:
+        if form != "label":
+            raise ValueError(f"log_probs is read by form='label' only, not by form={form!r}")
+        if log_probs.shape != class_probs.shape:
+            raise ValueError(
+                f"log_probs must have the shape of class_probs {tuple(class_probs.shape)}, "
+                f"got {tuple(log_probs.shape)}"
+            )
     if form == "label":
         log_p = class_probs.clamp_min(eps).log() if log_probs is None else log_probs
         per_image = -(log_q.exp() * log_p).sum(dim=1)  # (B,)

@@ -144,7 +144,8 @@ class StudyConfig:
     """Training settings of every run.
 
     backbones: the two views' backbones (:data:`affectlib.models.BACKBONES`); image_size,
-    batch_size, epochs, lr_backbone, lr_heads, schedule: as :class:`train.TrainConfig`; model:
+    batch_size, epochs, lr_backbone, lr_heads, schedule, precision: as :class:`train.TrainConfig`;
+    model:
     the view settings (:meth:`models.ModelConfig.from_profile`: ``feature_scale``, ``dropout``,
     ...), whose backbone, AUs and weights each view sets; weights: starting weights per backbone
     name (a backbone not named starts from scratch; the classifiers always start fresh)."""
@@ -159,6 +160,7 @@ class StudyConfig:
     schedule: str = "constant"
     model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    precision: str = "auto"
 
 
 def build_model(cfg: StudyConfig, n_au: int) -> models.MultiViewAUNet:
@@ -239,6 +241,7 @@ def fit_run(
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
+        precision=cfg.precision,
         schedule=cfg.schedule,
         epoch_predictions=True,
     )

@@ -188,7 +188,8 @@ def floors(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> dict[str, float
 class StudyConfig:
     """Fine-tuning settings shared by every run.
 
-    image_size, device, schedule, lr_backbone, lr_heads: as :class:`affectlib.train.TrainConfig`;
+    image_size, device, precision, schedule, lr_backbone, lr_heads: as
+    :class:`affectlib.train.TrainConfig`;
     betas: Adam's (supplement §1.2: 0.5, 0.99); batch_size: images per step (the paper: 32),
     lowered for a subset smaller than three batches (:func:`budget`); epochs: epochs at 100% of the
     labels; min_steps: the fewest optimiser steps any regime gets (:func:`budget`: a smaller
@@ -208,6 +209,7 @@ class StudyConfig:
     schedule: str = "cosine"
     model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     weights: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    precision: str = "auto"
 
 
 def budget(n_rows: int, cfg: StudyConfig) -> tuple[int, int]:
@@ -270,6 +272,7 @@ def run_one(
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
+        precision=cfg.precision,
         schedule=cfg.schedule,
         betas=tuple(cfg.betas),
     )
@@ -435,6 +438,7 @@ def run_au_one(
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
+        precision=cfg.precision,
         schedule=cfg.schedule,
         betas=tuple(cfg.betas),
     )
@@ -443,7 +447,7 @@ def run_au_one(
               "data": data.source}  # fmt: skip
     t0 = time.perf_counter()
     result = train.fit(model, FINETUNE_AU_INTENSITY, data, tcfg, out, record)
-    test_pred = train.predict(model, loaders["test"], torch.device(cfg.device))
+    test_pred = train.predict(model, loaders["test"], torch.device(cfg.device), cfg.precision)
     test = intensity_scores(setting.intensity["test"])(test_pred)
     return {**test, "val_icc": result.metrics["icc"], "epoch": result.metrics["epoch"],
             "epochs": epochs, "batch_size": batch, "train_rows": len(rows),

@@ -338,8 +338,8 @@ class StudyConfig:
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
     lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
     :class:`affectlib.train.TrainConfig` (a :class:`Setting` with its own ``epochs`` trains those
-    instead); device; model: the network of every run
-    (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
+    instead); device, precision: as :class:`affectlib.train.TrainConfig`; model: the network of
+    every run (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
     ``dropout``, ...), whose backbone, expression classes and AUs each run sets; weights: the
     starting weights of each backbone (backbone name -> file; a backbone not named starts from
     scratch), loaded into every run of that backbone (the heads start fresh).
@@ -354,6 +354,34 @@ class StudyConfig:
     model: models.ModelConfig = dataclasses.field(default_factory=models.ModelConfig)
     schedule: str = "constant"
     weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    precision: str = "auto"
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile,
+        *,
+        image_size: int,
+        batch_size: int,
+        epochs: int,
+        lr_backbone: float,
+        lr_heads: float,
+        weights: Mapping[str, str] | None = None,
+    ) -> StudyConfig:
+        """The study's settings on ``profile``: its device, precision, learning-rate schedule and
+        model settings (every run's heads start fresh: ``weights`` holds backbones only)."""
+        return cls(
+            image_size=image_size,
+            batch_size=batch_size,
+            epochs=epochs,
+            lr_backbone=lr_backbone,
+            lr_heads=lr_heads,
+            device=profile.device,
+            precision=profile.precision,
+            schedule=profile.lr_schedule,
+            model=models.ModelConfig.from_profile(profile, weights=None),
+            weights=dict(weights or {}),
+        )
 
 
 INITS = ("identity", "none")
@@ -420,11 +448,12 @@ def _fit_one(
     distributed.seed_everything(seed)  # the initialisation
     model = models.build_model(model_cfg)  # a backbone-only file: the heads start fresh
     tcfg = train.TrainConfig.for_study(
-        epochs=setting.epochs or cfg.epochs,
+        epochs=cfg.epochs if setting.epochs is None else setting.epochs,
         lr_backbone=cfg.lr_backbone,
         lr_heads=cfg.lr_heads,
         seed=seed,
         device=cfg.device,
+        precision=cfg.precision,
         schedule=cfg.schedule,
     )
     record = {
@@ -455,8 +484,8 @@ def teacher_labels(
         au_columns=setting.au_columns,
     )
     device = torch.device(cfg.device)
-    expr = train.predict(teachers["expr"], loader, device)["expr_prob"]
-    au = train.predict(teachers["au"], loader, device)["au_prob"]
+    expr = train.predict(teachers["expr"], loader, device, cfg.precision)["expr_prob"]
+    au = train.predict(teachers["au"], loader, device, cfg.precision)["au_prob"]
     return add_soft_labels(table, expr, au, setting.au_columns)
 
 
@@ -479,10 +508,11 @@ def run_study(
     ``train_images`` (images seen in training).
 
     ``relatedness``: per setting, the ``c-mt`` options of each relatedness ("DM", "DB") its
-    coupled rows name (:func:`coupling_options`); a plan without coupled rows may pass ``{}``. "ST" is two single-task runs, the setting's ``expr_parts`` and
-    ``au_parts``: its expression scores come from the first, its AU scores from the second; they
-    are also the teachers of "S-T NC MT" for the same seed and backbone. Every arm of a (setting,
-    backbone) uses the same seeds, so comparisons pair by seed.
+    coupled rows name (:func:`coupling_options`); a plan without coupled rows may pass ``{}``.
+    "ST" is two single-task runs, the setting's ``expr_parts`` and ``au_parts``: its expression
+    scores come from the first, its AU scores from the second; they are also the teachers of
+    "S-T NC MT" for the same seed and backbone. Every arm of a (setting, backbone) uses the same
+    seeds, so comparisons pair by seed.
 
     The arms of one (setting, backbone, seed) are one job of :func:`affectlib.executor.run_plan`
     (the S-T row needs that group's ST teachers), run on ``executor`` ("local", "pool" with

@@ -114,7 +114,8 @@ class Budget:
     seeds: tuple[int, ...] = ()
 
 
-# cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px (ResNet-18 ~260),
+# cpu: on 2 cores the profile's compact network trains at ~490 img/s at 48 px in float32 (ResNet-18
+# ~260; ~1,100 in bf16 on a CPU with AMX),
 # an SS-MFAR step costs ~1.2x MFAR's (SSP-MFAR-SA ~2x). Each run: 4 epochs over every 2nd training
 # frame (2,880 of 5,760, all 80 subjects) at 48 px, batch 64 (180 steps), validation on every 3rd
 # frame after each epoch. The epochs were set on MFAR alone: at 3 epochs its best validation epoch
@@ -123,8 +124,10 @@ class Budget:
 # MFAR (test overall of seeds 0-2: 0.94-0.97 at 4 epochs, 0.71-1.01 at 6, 0.82-1.02 at 8; a run's
 # score moves by ~0.05 with its CPU thread count alone), so the budget buys seeds, not steps: five
 # paired seeds halve the 95% interval of three (t 2.78 / sqrt 5 against 4.30 / sqrt 3). They fit
-# (8 rows + the positive control x 5 seeds + 2 pretrainings within ~19 minutes) because two runs
-# train side by side, one core each (profile.parallel_runs), on channels-last maps. The SS-MFAR-50
+# (8 rows + the positive control x 5 seeds + 2 pretrainings within ~19 minutes in float32) because
+# two runs train side by side, one core each (profile.runs_at_once), on channels-last maps; where
+# the CPU computes bf16 in hardware (profile.precision "auto"), one run at a time on both cores
+# trains ~1.75x faster again (five MFAR runs: 63 s against 110 s; README, "Precision"). The SS-MFAR-50
 # row's larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the
 # expression at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch
 # and tests the "no pretraining" half of the row only. The pretrainings were set on their own

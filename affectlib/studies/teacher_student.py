@@ -212,12 +212,14 @@ def floors(train_table: pd.DataFrame, test: pd.DataFrame, draws: int = 20) -> di
 @dataclass(frozen=True)
 class StudyConfig:
     """Settings of every run: the budget, the model (``model``, its backbone's start ``weights``),
-    the device and the learning-rate schedule."""
+    the device, the learning-rate schedule and the forward pass's precision (as
+    :class:`affectlib.train.TrainConfig`)."""
 
     budget: Budget
     model: models.ModelConfig
     device: str = "cpu"
     schedule: str = "cosine"
+    precision: str = "auto"
 
 
 def _fit(
@@ -255,6 +257,7 @@ def _fit(
         lr_heads=b.lr,
         seed=seed,
         device=cfg.device,
+        precision=cfg.precision,
         schedule=cfg.schedule,
     )
     rec = {
@@ -436,6 +439,7 @@ def run_temporal(
         lr_heads=b.lr,
         seed=seed,
         device=dev,
+        precision=cfg.precision,
         deterministic=dev == "cpu",
         progress=False,
         checkpoints=False,
@@ -449,7 +453,7 @@ def run_temporal(
     loader = datasets.BatchLoader(
         data.test, cache, datasets.SequentialSampler(len(data.test)), 256, au_columns=()
     )
-    pred = train.predict(cnn, loader, torch.device(dev))
+    pred = train.predict(cnn, loader, torch.device(dev), cfg.precision)
     keep = np.isin(pred["index"], covered)
     cnn_scores = study_scores({k: v[keep] for k, v in pred.items()})
     rows.append({"arm": TEMPORAL_ARMS[0], "seed": seed, **cnn_scores, "epoch": 0})
