@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from affectlib.profiles import PRECISIONS
 
 
 # --- processes and devices ------------------------------------------------------------------------
@@ -119,9 +121,6 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
 def cpu_runs_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX or AVX-512 BF16): there
     bf16 autocast trains the cpu profile's network ~1.9x faster than float32
@@ -153,15 +152,39 @@ def autocast(device: torch.device, precision: str = "auto"):
     return nullcontext()
 
 
-def outputs_to_f32(module: nn.Module, inputs: Any, out: Any) -> Any:
-    """A forward hook, the training loop's under bf16: the network's floating outputs (a tensor,
-    or a dict / tuple / list of them) as float32; others as they are. The shared representation
-    ``feat`` stays the tensor the heads read, so that a method can differentiate the task losses
-    with respect to it (MGDA-UB's ``dL_t / dZ``): a float32 copy would not be in the graph."""
+def outputs_to_f32(out: Any) -> Any:
+    """A network's floating outputs (a tensor, or a dict / tuple / list of them) as float32;
+    others as they are. The shared representation ``feat`` stays the tensor the heads read, so
+    that a method can differentiate the task losses with respect to it (MGDA-UB's
+    ``dL_t / dZ``): a float32 copy would not be in the graph."""
     if isinstance(out, Tensor):
         return out.float() if out.is_floating_point() else out
     if isinstance(out, Mapping):
-        return {k: v if k == "feat" else outputs_to_f32(module, inputs, v) for k, v in out.items()}
+        return {k: v if k == "feat" else outputs_to_f32(v) for k, v in out.items()}
     if isinstance(out, tuple | list):
-        return type(out)(outputs_to_f32(module, inputs, v) for v in out)
+        return type(out)(outputs_to_f32(v) for v in out)
     return out
+
+
+@contextmanager
+def forward_precision(model: nn.Module, device: torch.device, precision: str = "auto"):
+    """While open, every call of ``model`` (also through a DistributedDataParallel or compiled
+    wrapper) runs its forward pass under :func:`autocast` and returns float32 outputs
+    (:func:`outputs_to_f32`), so that the losses, softmaxes and thresholds computed from them
+    stay float32 and outside autocast. Nothing changes where ``precision`` resolves to float32.
+    The model's own ``forward`` is back on exit, also on an error."""
+    if resolve_precision(device, precision) != "bf16":
+        yield model
+        return
+    original = model.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with autocast(device, "bf16"):
+            out = original(*args, **kwargs)
+        return outputs_to_f32(out)
+
+    model.forward = forward  # an instance attribute: the state dict and hooks are untouched
+    try:
+        yield model
+    finally:
+        del model.forward

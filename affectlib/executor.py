@@ -124,8 +124,11 @@ def cpu_threads(max_parallel: int) -> int:
 
 
 def spec(job: Job, code: str | None = None, max_parallel: int = 1) -> dict[str, Any]:
-    """What makes two jobs the same run: the function, its arguments, the package's code and the
-    run's CPU threads (a CPU run's sums, hence its last digits, depend on them)."""
+    """What makes two jobs the same run: the function, its arguments, the package's code, the
+    run's CPU threads (a CPU run's sums, hence its last digits, depend on them) and whether the CPU
+    computes bf16 in hardware (what a profile's precision "auto" resolves to on it)."""
+    from affectlib.distributed import cpu_runs_bf16  # deferred: torch, which the plans need not
+
     return json.loads(
         json.dumps(
             {
@@ -133,6 +136,7 @@ def spec(job: Job, code: str | None = None, max_parallel: int = 1) -> dict[str, 
                 "kwargs": describe(dict(job.kwargs)),
                 "code": code or code_hash(),
                 "threads": cpu_threads(max_parallel),
+                "cpu_bf16": cpu_runs_bf16(),
             },
             sort_keys=True,
             default=str,

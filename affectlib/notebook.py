@@ -45,19 +45,21 @@ class Setup:
         return not self.data_root
 
 
-def setup(profile: str, seed: int = 0, data_root: str = "") -> Setup:
-    """The profile named ``profile`` (``$AFFECTLIB_PROFILE`` wins under ``make test``) and the data
-    root: ``data_root``, or the embedded data set of that profile and ``seed``."""
-    cfg = profiles.get(profiles.resolve_profile_name(profile))
+def setup(profile: str, seed: int = 0, data_root: str = "", precision: str = "") -> Setup:
+    """The profile named ``profile`` (``$AFFECTLIB_PROFILE`` wins under ``make test``), with
+    ``precision`` ("auto", "bf16" or "fp32"; empty: the profile's), and the data root:
+    ``data_root``, or the embedded data set of that profile and ``seed``."""
+    overrides = {"precision": precision} if precision else {}
+    cfg = profiles.get(profiles.resolve_profile_name(profile), **overrides)
     root = data_root or str(generate.ensure(cfg, seed))
     return Setup(cfg, root, data_root)
 
 
 def runner(executor: str, max_parallel: int, profile: profiles.Profile) -> dict[str, object]:
     """A training notebook's ``executor`` and ``max_parallel`` parameters as
-    :func:`affectlib.executor.run_plan` takes them: ``max_parallel`` 0 is the profile's
-    (:attr:`affectlib.profiles.Profile.runs_at_once`); an empty ``executor`` is "pool" when more than one run goes at once, else
-    "local". Given values win."""
+    :func:`affectlib.executor.run_plan` takes them: ``max_parallel`` 0 is the profile's number
+    (:attr:`affectlib.profiles.Profile.runs_at_once`); an empty ``executor`` is "pool" when more
+    than one run goes at once, else "local". Given values win."""
     n = int(max_parallel) or profile.runs_at_once
     if n < 1:
         raise ValueError(f"max_parallel must be >= 1 (0: the profile's), got {max_parallel}")

@@ -17,12 +17,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-import torch
-
-from affectlib.distributed import PRECISIONS, resolve_precision
-
 PROFILE_ENV = "AFFECTLIB_PROFILE"
 RESULTS_ENV = "AFFECTLIB_RESULTS"
+PRECISIONS = ("auto", "bf16", "fp32")  # Profile.precision (distributed.resolve_precision)
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,10 @@ class Profile:
         forward pass resolves to bf16 (or the device is not a CPU), else two."""
         if self.parallel_runs:
             return self.parallel_runs
+        import torch  # deferred: data generation and the audit read profiles without torch
+
+        from affectlib.distributed import resolve_precision  # deferred with torch
+
         device = torch.device(self.device)
         if device.type != "cpu" or resolve_precision(device, self.precision) == "bf16":
             return 1

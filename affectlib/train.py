@@ -36,10 +36,11 @@ configuration is refused, with the differing keys named.
 
 Devices. CPU: torch uses every core (shared among the processes of a multi-process run). CUDA:
 channels-last images and weights, pinned host memory and non-blocking copies, augmentation on the
-GPU. Precision (``TrainConfig.precision``, "auto"): bf16 autocast on CUDA and on a CPU that runs
-bf16 in hardware, float32 elsewhere; the weights and the optimiser stay float32 and the network's
-outputs reach the losses as float32. Under ``torchrun`` (``WORLD_SIZE`` > 1) the same entry point trains with
-DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process takes its share of every epoch's
+GPU. Precision (``TrainConfig.precision``, "auto"): the network's forward pass under bf16 autocast
+on CUDA and on a CPU that runs bf16 in hardware, float32 elsewhere; the weights and the optimiser
+stay float32, and the losses read float32 outputs outside autocast
+(:func:`affectlib.distributed.forward_precision`). Under ``torchrun`` (``WORLD_SIZE`` > 1) the
+same entry point trains with DistributedDataParallel (NCCL on CUDA, gloo on CPU): each process takes its share of every epoch's
 permutation and ``batch_size / world_size`` images per step; rank 0 validates and writes.
 
 A non-finite loss stops the run with :class:`NonFiniteLoss` naming the step and the loss terms,
@@ -81,12 +82,11 @@ from affectlib.data import augment as augment_module
 from affectlib.data.assembly import TrainData, build_data
 from affectlib.distributed import (
     Dist,
-    autocast,
     configure_runtime,
     dist_from_env,
+    forward_precision,
     gather,
     init_distributed,
-    outputs_to_f32,
     resolve_device,
     rng_state,
     seed_everything,
@@ -196,7 +196,8 @@ def train_step(
     on_host: bool = True,
 ) -> dict[str, float] | dict[str, Tensor]:
     """One optimiser step of the loop on a batch from :func:`prepare_batch`: the gradients
-    zeroed; forward and ``method.loss`` under :func:`affectlib.distributed.autocast`, then one
+    zeroed; forward and ``method.loss`` (the network's forward at the run's precision:
+    :func:`affectlib.distributed.forward_precision`, set by :func:`fit`), then one
     backward, or the method's own ``step`` (``MethodSpec.step``); :class:`NonFiniteLoss` (step
     ``ctx.step + 1``) before anything is applied when the loss or a logged term is not finite;
     each parameter group's learning rate from ``lrs``; ``optimizer.step()``. Returns the loss
@@ -205,8 +206,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     if method.step is None:
         # forward and loss
-        with autocast(ctx.device, ctx.precision):
-            loss, logs = method.loss(net, batch, state, ctx)
+        loss, logs = method.loss(net, batch, state, ctx)
     else:
         # forward, loss and backward, owned by the method (MethodSpec.step)
         loss, logs = method.step(net, method, batch, state, ctx)
@@ -314,7 +314,9 @@ def fit(
         record = {"method": method.name, "options": dict(method.options), "train": cfg.record()}
     record = checkpoints.json_normal({**record, "world_size": d.world, "select": data.select})
     try:
-        return _fit(model, method, data, cfg, out, record, d, device)
+        # the network's forward at cfg.precision, its outputs float32 for every loss
+        with forward_precision(model, device, cfg.precision):
+            return _fit(model, method, data, cfg, out, record, d, device)
     finally:
         torch.use_deterministic_algorithms(previous)
         if created_group:
@@ -338,10 +340,6 @@ def _fit(
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg)
     precision = cfg.resolved_precision
-    # under bf16 autocast the heads' outputs leave the network as float32: every loss, softmax and
-    # threshold of a method is computed in float32 (CPU autocast, unlike CUDA's, keeps softmax and
-    # reductions in bf16)
-    cast_back = model.register_forward_hook(outputs_to_f32) if precision == "bf16" else None
     steps_per_epoch = len(data.train)
     if steps_per_epoch == 0:
         raise ValueError("the training loader yields no batch (fewer images than one batch?)")
@@ -418,7 +416,7 @@ def _fit(
         else:
             data.train.set_epoch(epoch)
             sums = {}
-            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
             if method.on_epoch_start is not None:
                 method.on_epoch_start(state, ctx)
             if method.on_train_predictions is not None and data.train_eval is not None:
@@ -442,7 +440,7 @@ def _fit(
             # data: to the device, then the method's augmented views
             batch = prepare_batch(batch, method, data.augment, device, cfg.seed, d.rank, step)
             # forward, loss, backward, step
-            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
             on_host = cfg.log_every == 1
             values = train_step(net, method, batch, state, ctx, optimizer, schedule[step], on_host)
             step += 1
@@ -464,7 +462,7 @@ def _fit(
 
         # end of epoch: hook, mean losses over the processes, validation, checkpoint, CSV
         if method.on_epoch_end is not None:
-            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options, precision)
+            ctx = StepContext(epoch + 1, step, cfg.epochs, device, options)
             method.on_epoch_end(state, ctx)
         means = _epoch_means(sums, d, device)
         epochs_done = epoch + 1
@@ -517,8 +515,6 @@ def _fit(
         method=method.name,
     )
     _write_outputs(out, writer, history, preds, final)
-    if cast_back is not None:
-        cast_back.remove()
     writer.write_provenance(
         resumed_at_step=resumed_at,
         train_images_per_s=round(images_seen * d.world / t_train, 1) if t_train else None,

@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(table)} training faces of {profile.image_size} px ({args.profile}), batch {bs}, "
         f"{profile.backbone} small_input={profile.small_input} stem_stride={model_cfg.stem_stride}"
-        f", {device} ({torch.get_num_threads()} threads); step: {spec.name}; "
+        f", {device} ({torch.get_num_threads()} threads, "
+        f"{distributed.resolve_precision(device, profile.precision)}); step: {spec.name}; "
         f"cache opened/built in {t_cache:.2f} s"
     )
 
@@ -229,16 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     def public(batch: dict) -> None:
         step({k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
-    b = rate(repeat, step, args)
-    a = rate(loader_batches, whole, args)
-    c = rate(lambda: iter(per_item), public, args)
-    d = None
-    if args.compile:
-        t0 = time.perf_counter()
-        compiled = Stepper(model, spec, state, device, net=torch.compile(model))
-        compiled(fixed)  # the compilation itself, reported apart from the rate
-        t_compile = time.perf_counter() - t0
-        d = rate(repeat, compiled, args)
+    # the forward pass at the profile's precision, as the training loop runs it
+    with distributed.forward_precision(model, device, profile.precision):
+        b = rate(repeat, step, args)
+        a = rate(loader_batches, whole, args)
+        c = rate(lambda: iter(per_item), public, args)
+        d = None
+        if args.compile:
+            t0 = time.perf_counter()
+            compiled = Stepper(model, spec, state, device, net=torch.compile(model))
+            compiled(fixed)  # the compilation itself, reported apart from the rate
+            t_compile = time.perf_counter() - t0
+            d = rate(repeat, compiled, args)
     main_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"(a) cache -> batch -> weak + strong views -> step: {a:8.1f} img/s")

@@ -375,12 +375,14 @@ def _toy_data(n: int = 12) -> assembly.TrainData:
     )
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize(("method", "logged"), [("gradnorm", "w_"), ("mgda-ub", "alpha_")])
-def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method, logged):
+def test_the_training_loop_hands_the_step_to_gradnorm_and_mgda(tmp_path, method, logged, precision):
+    # bf16: MGDA-UB differentiates the losses with respect to the representation the heads read
     spec = methods.get(method)
     assert spec.step in (C.gradnorm_step, C.mgda_ub_step)
     torch.manual_seed(0)
-    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False)
+    cfg = train.TrainConfig(epochs=2, progress=False, checkpoints=False, precision=precision)
     result = train.fit(Toy(), spec, _toy_data(), cfg, tmp_path / method)
     h = result.history
     weights = h[f"train_{logged}expr"] + h[f"train_{logged}au"]

@@ -511,8 +511,11 @@ def test_auto_precision_is_bf16_on_cuda_and_on_a_cpu_with_bf16_hardware_only(mon
         train.TrainConfig(epochs=1, precision="half")
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_under_bf16_the_forward_runs_in_bf16_and_every_loss_sees_float32(tmp_path, precision):
+@pytest.mark.parametrize("precision", ["bf16", "fp32", "auto"])
+def test_the_forward_runs_at_the_precision_and_every_loss_reads_float32_outside_autocast(
+    tmp_path, monkeypatch, precision
+):
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: True)  # "auto" resolves to bf16
     seen = []
     nc_mt = methods.get("nc-mt")
 
@@ -521,22 +524,38 @@ def test_under_bf16_the_forward_runs_in_bf16_and_every_loss_sees_float32(tmp_pat
         hook = model.backbone[1].register_forward_hook(lambda m, i, o: inner.append(o.dtype))
         out = model(batch["weak"])
         hook.remove()
-        seen.append((inner[0], {k: v.dtype for k, v in out.items()}, ctx.precision))
+        seen.append(
+            (inner[0], {k: v.dtype for k, v in out.items()}, torch.is_autocast_enabled("cpu"))
+        )
         return nc_mt.loss(lambda x: out, batch, state, ctx)
 
     spec = dataclasses.replace(nc_mt, name="precision-test", loss=loss)
     model = _Toy()
     cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False, precision=precision)
-    train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
-    inside = torch.bfloat16 if precision == "bf16" else torch.float32
+    result = train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
+    resolved = "fp32" if precision == "fp32" else "bf16"
+    inside = torch.bfloat16 if resolved == "bf16" else torch.float32
     assert len(seen) == 2  # two steps of 4 faces
-    for layer, outputs, ctx_precision in seen:
+    for layer, outputs, loss_under_autocast in seen:
         assert layer == inside  # the network's own layers ran at the precision asked for
-        # what the loss reads is float32; the representation is the tensor the heads read
+        # the loss reads float32 outside autocast; the representation is the tensor the heads read
         assert {v for k, v in outputs.items() if k != "feat"} == {torch.float32}
-        assert outputs["feat"] == inside
-        assert ctx_precision == precision
+        assert outputs["feat"] == inside and not loss_under_autocast
     assert all(p.dtype == torch.float32 for p in model.parameters())  # float32 weights
-    assert not model._forward_hooks  # the cast back leaves with the loop
+    assert "forward" not in vars(model)  # the model's own forward is back after the run
+    assert np.isfinite(result.metrics["n_val"])
     record = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
-    assert record["precision"] == precision  # the resolved value, so runs are told apart
+    assert record["precision"] == resolved  # the resolved value, so runs are told apart
+
+
+def test_the_models_own_forward_is_back_after_a_run_that_fails(tmp_path):
+    def loss(model, batch, state, ctx):
+        raise RuntimeError("a failing loss")
+
+    spec = dataclasses.replace(methods.get("nc-mt"), name="failing-test", loss=loss)
+    model = _Toy()
+    cfg = train.TrainConfig(epochs=1, progress=False, checkpoints=False, precision="bf16")
+    with pytest.raises(RuntimeError, match="a failing loss"):
+        train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
+    assert "forward" not in vars(model)
+    assert model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))["expr"].dtype == torch.float32

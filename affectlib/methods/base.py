@@ -28,10 +28,6 @@ class StepContext:
     epochs:  epochs of the run.
     device:  the training device.
     options: the method's options after the profile's ``extra`` overrides.
-    precision: the forward pass's precision, resolved ("bf16" or "fp32"; the loop's
-             ``TrainConfig.precision`` on its device): a method that owns its step
-             (``MethodSpec.step``) runs its forward passes under
-             ``affectlib.distributed.autocast(device, precision)``.
     """
 
     epoch: int
@@ -39,7 +35,6 @@ class StepContext:
     epochs: int
     device: torch.device
     options: Mapping[str, Any]
-    precision: str = "fp32"
 
 
 LossFn = Callable[[nn.Module, Batch, State, StepContext], tuple[Tensor, dict[str, Tensor]]]

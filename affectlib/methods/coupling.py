@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from affectlib import balancing, losses
 from affectlib import relatedness as rel
 from affectlib.data.table import au_columns_of, au_number
-from affectlib.distributed import autocast, unwrap
+from affectlib.distributed import unwrap
 from affectlib.labels import AU_MISSING, EXPR_MISSING, N_EXPR
 from affectlib.methods.base import Batch, MethodSpec, State, StepContext, register
 
@@ -295,8 +295,7 @@ def gradnorm_step(
     are the losses of the first step whose batch has labels for both tasks; on a batch missing
     one task the weights are not updated (the ratio r_t is undefined). Adam's moments live in
     the state, so a resumed run continues them."""
-    with autocast(ctx.device, ctx.precision):
-        terms = task_losses(net(batch["weak"]), batch)
+    terms = task_losses(net(batch["weak"]), batch)
     task = torch.stack([terms[t].float() for t in TASKS])  # (T,)
     w = state["task_weights"].requires_grad_(True)
     both = all(_labelled(batch).values())
@@ -336,9 +335,8 @@ def mgda_ub_step(
     ``sum_t alpha_t L_t``. A task without labels in the batch has no gradient and is left out
     (alpha 0); with one task left, alpha = 1."""
     inner = unwrap(net)
-    with autocast(ctx.device, ctx.precision):
-        out = net(batch["weak"])
-        terms = task_losses(out, batch)
+    out = net(batch["weak"])
+    terms = task_losses(out, batch)
     present = [t for t, has in _labelled(batch).items() if has]
     alpha = dict.fromkeys(TASKS, 0.0)
     if present:

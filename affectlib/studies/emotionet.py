@@ -145,10 +145,10 @@ class StudyConfig:
 
     backbones: the two views' backbones (:data:`affectlib.models.BACKBONES`); image_size,
     batch_size, epochs, lr_backbone, lr_heads, schedule, precision: as :class:`train.TrainConfig`;
-    model:
-    the view settings (:meth:`models.ModelConfig.from_profile`: ``feature_scale``, ``dropout``,
-    ...), whose backbone, AUs and weights each view sets; weights: starting weights per backbone
-    name (a backbone not named starts from scratch; the classifiers always start fresh)."""
+    model: the view settings (:meth:`models.ModelConfig.from_profile`: ``feature_scale``,
+    ``dropout``, ...), whose backbone, AUs and weights each view sets; weights: starting weights
+    per backbone name (a backbone not named starts from scratch; the classifiers always start
+    fresh)."""
 
     backbones: tuple[str, str]
     image_size: int

@@ -189,8 +189,7 @@ class StudyConfig:
     """Fine-tuning settings shared by every run.
 
     image_size, device, precision, schedule, lr_backbone, lr_heads: as
-    :class:`affectlib.train.TrainConfig`;
-    betas: Adam's (supplement §1.2: 0.5, 0.99); batch_size: images per step (the paper: 32),
+    :class:`affectlib.train.TrainConfig`; betas: Adam's (supplement §1.2: 0.5, 0.99); batch_size: images per step (the paper: 32),
     lowered for a subset smaller than three batches (:func:`budget`); epochs: epochs at 100% of the
     labels; min_steps: the fewest optimiser steps any regime gets (:func:`budget`: a smaller
     subset trains for more epochs, as the paper's 60-240); model: the network

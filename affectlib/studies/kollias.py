@@ -336,13 +336,12 @@ class StudyConfig:
     """Training settings shared by every run of the study.
 
     image_size: training pixels (the cache resizes the data set's images); batch_size, epochs,
-    lr_backbone, lr_heads, schedule: Adam and its learning-rate schedule as
-    :class:`affectlib.train.TrainConfig` (a :class:`Setting` with its own ``epochs`` trains those
-    instead); device, precision: as :class:`affectlib.train.TrainConfig`; model: the network of
-    every run (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``, ``feature_scale``,
-    ``dropout``, ...), whose backbone, expression classes and AUs each run sets; weights: the
-    starting weights of each backbone (backbone name -> file; a backbone not named starts from
-    scratch), loaded into every run of that backbone (the heads start fresh).
+    lr_backbone, lr_heads, schedule, device, precision: as :class:`affectlib.train.TrainConfig`
+    (a :class:`Setting` with its own ``epochs`` trains those instead); model: the network of
+    every run (:meth:`affectlib.models.ModelConfig.from_profile`: ``small_input``,
+    ``feature_scale``, ``dropout``, ...), whose backbone, expression classes and AUs each run
+    sets; weights: the starting weights of each backbone (backbone name -> file; a backbone not
+    named starts from scratch), loaded into every run of that backbone (the heads start fresh).
     """
 
     image_size: int
@@ -357,31 +356,13 @@ class StudyConfig:
     precision: str = "auto"
 
     @classmethod
-    def from_profile(
-        cls,
-        profile,
-        *,
-        image_size: int,
-        batch_size: int,
-        epochs: int,
-        lr_backbone: float,
-        lr_heads: float,
-        weights: Mapping[str, str] | None = None,
-    ) -> StudyConfig:
-        """The study's settings on ``profile``: its device, precision, learning-rate schedule and
-        model settings (every run's heads start fresh: ``weights`` holds backbones only)."""
-        return cls(
-            image_size=image_size,
-            batch_size=batch_size,
-            epochs=epochs,
-            lr_backbone=lr_backbone,
-            lr_heads=lr_heads,
-            device=profile.device,
-            precision=profile.precision,
-            schedule=profile.lr_schedule,
-            model=models.ModelConfig.from_profile(profile, weights=None),
-            weights=dict(weights or {}),
-        )
+    def from_profile(cls, profile, *, weights=None, **training: Any) -> StudyConfig:
+        """The study's settings on ``profile`` (its device, precision, learning-rate schedule and
+        model settings) with ``training``'s image_size, batch_size, epochs, lr_backbone and
+        lr_heads; ``weights`` hold backbones only: every run's heads start fresh."""
+        model = models.ModelConfig.from_profile(profile, weights=None)
+        return cls(device=profile.device, precision=profile.precision, model=model,
+                   schedule=profile.lr_schedule, weights=dict(weights or {}), **training)  # fmt: skip
 
 
 INITS = ("identity", "none")

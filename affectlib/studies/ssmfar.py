@@ -125,10 +125,10 @@ class Budget:
 # score moves by ~0.05 with its CPU thread count alone), so the budget buys seeds, not steps: five
 # paired seeds halve the 95% interval of three (t 2.78 / sqrt 5 against 4.30 / sqrt 3). They fit
 # (8 rows + the positive control x 5 seeds + 2 pretrainings within ~19 minutes in float32) because
-# two runs train side by side, one core each (profile.runs_at_once), on channels-last maps; where
-# the CPU computes bf16 in hardware (profile.precision "auto"), one run at a time on both cores
-# trains ~1.75x faster again (five MFAR runs: 63 s against 110 s; README, "Precision"). The SS-MFAR-50
-# row's larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the
+# two runs train side by side, one core each (profile.runs_at_once), on channels-last maps. Where
+# the CPU computes bf16 in hardware (profile.precision "auto"), bf16 runs one at a time on both
+# cores take 1.75x less time than those float32 pairs (five MFAR runs: 63 s against 110 s;
+# README, "Precision"). The SS-MFAR-50 row's larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the
 # expression at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch
 # and tests the "no pretraining" half of the row only. The pretrainings were set on their own
 # validation scores: the identity pretraining's identification accuracy (40 identities) is 0.43 /
