@@ -172,10 +172,11 @@ def forward_precision(model: nn.Module, device: torch.device, precision: str = "
     wrapper) runs its forward pass under :func:`autocast` and returns float32 outputs
     (:func:`outputs_to_f32`), so that the losses, softmaxes and thresholds computed from them
     stay float32 and outside autocast. Nothing changes where ``precision`` resolves to float32.
-    The model's own ``forward`` is back on exit, also on an error."""
+    Whatever ``forward`` the model had is back on exit, also on an error."""
     if resolve_precision(device, precision) != "bf16":
         yield model
         return
+    before = vars(model).get("forward")  # an instance forward of its own (rare): kept
     original = model.forward
 
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -187,4 +188,7 @@ def forward_precision(model: nn.Module, device: torch.device, precision: str = "
     try:
         yield model
     finally:
-        del model.forward
+        if before is None:
+            del model.forward
+        else:
+            model.forward = before

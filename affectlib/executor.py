@@ -17,7 +17,8 @@ in, so a study's tables do not depend on the backend:
 
 Finished runs are skipped, interrupted runs resumed. Each job keeps ``job.json`` in its folder:
 the job's *spec* (the function, its arguments, fingerprinted where they are tables or arrays, a
-hash of the package's code, and the run's CPU threads), the status ("started" / "finished") and the record. A rerun:
+hash of the package's code, the run's CPU threads and whether the CPU computes bf16 in hardware,
+which a precision of "auto" resolves against), the status ("started" / "finished") and the record. A rerun:
 
 - spec equal and finished: the stored record is returned, nothing runs (``reused``: True);
 - spec equal and started: the function is called again in the same folder; a function that

@@ -66,8 +66,10 @@ class TrainConfig:
     precision:        the forward pass's: "auto" (bf16 autocast on CUDA and on a CPU that runs
                       bf16 in hardware, float32 elsewhere), "bf16" or "fp32"
                       (:func:`affectlib.distributed.resolve_precision`). The weights, gradients and
-                      optimiser stay float32, and the network's outputs are cast to float32 before
-                      any loss sees them. The record holds the resolved value, "bf16" or "fp32".
+                      optimiser stay float32, and the network's outputs (but the representation
+                      ``feat``) are cast to float32 before any loss sees them
+                      (:func:`affectlib.distributed.forward_precision`). The record holds the
+                      resolved value, "bf16" or "fp32".
     The five before it are recorded only when they differ from their defaults, so the records
     (and checkpoints) of runs that do not use them stay as they were.
     """

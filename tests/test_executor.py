@@ -108,6 +108,16 @@ def test_tables_and_arrays_in_the_arguments_are_described_by_content():
     assert d["p"] == "/x" and d["n"] == 4 and d["w"]["shape"] == [3]
 
 
+def test_a_run_stored_on_a_cpu_with_bf16_hardware_is_not_reused_on_one_without(monkeypatch):
+    from affectlib import distributed
+
+    job = ex.Job("j", Path("/tmp/j"), square, {"x": 2})
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: True)
+    with_bf16 = ex.spec(job)
+    monkeypatch.setattr(distributed, "cpu_runs_bf16", lambda: False)
+    assert ex.spec(job) != with_bf16 and ex.spec(job) == ex.spec(job)
+
+
 def test_a_failing_job_is_named_and_the_others_are_kept(tmp_path):
     jobs = [ex.Job(f"f{x}", tmp_path / f"f{x}", fails, {"x": x}) for x in (0, 1, 2)]
     with pytest.raises(ex.JobFailed, match=r"job f1 .* ValueError: bad input x=1"):

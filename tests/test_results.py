@@ -162,6 +162,16 @@ def test_figures_get_their_caption_on_one_page(tmp_path):
     assert {"fig_a.png", "fig_b.png", results.FIGURE_PAGE} <= set(prov["artifacts"])
 
 
+def test_a_notebooks_precision_parameter_overrides_the_profiles(monkeypatch, tmp_path):
+    from affectlib import notebook
+
+    data = str(tmp_path)  # a data root given: nothing is generated
+    assert notebook.setup("smoke", 0, data).profile.precision == "auto"
+    assert notebook.setup("smoke", 0, data, precision="fp32").profile.precision == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        notebook.setup("smoke", 0, data, precision="half")
+
+
 def test_notebook_runner_takes_the_profiles_parallel_runs_unless_given(monkeypatch):
     from affectlib import notebook
 

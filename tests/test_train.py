@@ -559,3 +559,15 @@ def test_the_models_own_forward_is_back_after_a_run_that_fails(tmp_path):
         train.fit(model, spec, _toy_data(), cfg, tmp_path / "run")
     assert "forward" not in vars(model)
     assert model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))["expr"].dtype == torch.float32
+
+
+def test_forward_precision_gives_back_a_forward_the_model_already_had():
+    model = _Toy()
+    own = model.forward
+    model.forward = own  # an instance forward of its own
+    with distributed.forward_precision(model, torch.device("cpu"), "bf16"):
+        with distributed.forward_precision(model, torch.device("cpu"), "bf16"):  # nested
+            out = model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+        assert out["expr"].dtype == torch.float32 and out["feat"].dtype == torch.bfloat16
+        assert vars(model)["forward"] is not own  # the outer wrapper is still in place
+    assert vars(model)["forward"] is own

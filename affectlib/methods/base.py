@@ -47,9 +47,10 @@ StepFn = Callable[
 
 Called with the gradients zeroed; must leave each parameter's gradient in ``.grad`` (its own
 ``backward`` / ``autograd.grad`` calls) and return the loss it minimised (detached or not) and
-detached scalar logs, as ``MethodSpec.loss`` does. Forward passes go under
-:func:`affectlib.distributed.autocast` (``ctx.device``); the learning rates and
-``optimizer.step()`` stay with the loop. Extra learnable quantities of the method (GradNorm's task
+detached scalar logs, as ``MethodSpec.loss`` does. It opens no autocast: the loop runs the
+network's forward at the run's precision and hands float32 outputs to the losses
+(:func:`affectlib.distributed.forward_precision`); the learning rates and ``optimizer.step()``
+stay with the loop. Extra learnable quantities of the method (GradNorm's task
 weights) and their optimiser state live in ``state``, so that the checkpoint carries them."""
 
 
