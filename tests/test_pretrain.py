@@ -331,3 +331,16 @@ def test_train_rows_trains_each_row_and_seed_fresh_and_keeps_its_outputs(tmp_pat
     assert runs["overall"].iloc[0] != runs["val_overall"].iloc[0]  # another split's frames
     pred = report.predictions(runs)[("mfar", 0)]
     assert pred["expr_prob"].shape[1] == 8 and len(pred["va_pred"]) == len(pred["va_true"])
+
+
+def test_each_embedded_pretraining_has_its_own_epochs_and_an_override_of_zero_keeps_them():
+    cpu = ssmfar.budget(profiles.get("cpu"))
+    assert ssmfar.pretraining_epochs(cpu) == {"identity": 10, "affectnet": 24}
+    same = ssmfar.budget(profiles.get("smoke"))  # no own AffectNet budget: the identity one's
+    assert ssmfar.pretraining_epochs(same) == {"identity": 1, "affectnet": 1}
+    assert ssmfar.pretraining_epochs(
+        ssmfar.budget(profiles.get("cpu"), affectnet_pretrain_epochs=0)
+    ) == {
+        "identity": 10,
+        "affectnet": 24,
+    }

@@ -101,7 +101,8 @@ class Budget:
     the profile's size and resized when cached), ``epochs``, ``frame_stride`` (every k-th frame of
     each training video), ``val_stride`` (every k-th frame of each validation video: the split
     scored after every epoch to select one; the test split is always whole), the
-    ``pretrain_epochs`` of each pretraining, ``deep_backbone``, the network of the SS-MFAR-50
+    ``pretrain_epochs`` of the identity pretraining and ``affectnet_pretrain_epochs`` of the
+    AffectNet-format one (0: ``pretrain_epochs``), ``deep_backbone``, the network of the SS-MFAR-50
     row (the paper's ResNet-50; where that does not fit the budget, the profile's own), and the
     training ``seeds`` of every row (empty: the profile's)."""
 
@@ -110,6 +111,7 @@ class Budget:
     frame_stride: int
     pretrain_epochs: int
     val_stride: int = 1
+    affectnet_pretrain_epochs: int = 0
     deep_backbone: str = "resnet50"
     seeds: tuple[int, ...] = ()
 
@@ -128,13 +130,16 @@ class Budget:
 # two runs train side by side, one core each (profile.runs_at_once), on channels-last maps. Where
 # the CPU computes bf16 in hardware (profile.precision "auto"), bf16 runs one at a time on both
 # cores take 1.75x less time than those float32 pairs (five MFAR runs: 63 s against 110 s;
-# README, "Precision"). The SS-MFAR-50 row's larger network does not fit: a ResNet-18 from scratch took 92 s per run and left the
-# expression at chance (macro F1 0.07), so on cpu that row trains the compact network from scratch
-# and tests the "no pretraining" half of the row only. The pretrainings were set on their own
-# validation scores: the identity pretraining's identification accuracy (40 identities) is 0.43 /
-# 0.74 / 0.81 / 0.87 after 2 / 6 / 10 / 16 epochs (6 / 14 / 24 / 39 s); at 10 epochs the
-# AffectNet-format one's VA CCC levelled off at 0.41 from epoch 5 (42 s) while its expression F1
-# stays near chance (0.12) on the still images. smoke: every frame (the class-balanced sampler
+# README, "Precision"). The SS-MFAR-50 row's larger network does not fit: a ResNet-18 from
+# scratch took 92 s per run and left the expression at chance (macro F1 0.07), so on cpu that row
+# trains the compact network from scratch and tests the "no pretraining" half of the row only.
+# The pretrainings were set on their own validation scores: the identity pretraining's
+# identification accuracy (40 identities) is 0.43 / 0.74 / 0.81 / 0.87 after 2 / 6 / 10 / 16
+# epochs in float32 (6 / 14 / 24 / 39 s; 0.96 after 10 in bf16). The AffectNet-format one's VA
+# CCC levelled off at 0.41 from epoch 5 of 10 in float32, but in bf16 it had not left its plateau
+# by epoch 10 (0.06: its cosine rate decays first); over 24 epochs in bf16 (44 s) it reaches 0.40
+# at epoch 10 and levels off at 0.42-0.43 from epoch 17, and its expression F1 leaves chance at
+# epoch 19 (0.17), so that pretraining runs 24 epochs. smoke: every frame (the class-balanced sampler
 # needs a batch of labelled frames), one epoch, the profile's seed.
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget(image_size=32, epochs=1, frame_stride=1, pretrain_epochs=1),
@@ -143,11 +148,20 @@ BUDGETS: dict[str, Budget] = {
         epochs=4,
         frame_stride=2,
         pretrain_epochs=10,
+        affectnet_pretrain_epochs=24,
         val_stride=3,
         deep_backbone="compact",
         seeds=(0, 1, 2, 3, 4),
     ),
 }
+
+
+def pretraining_epochs(plan: Budget) -> dict[str, int]:
+    """Epochs of each embedded pretraining of ``plan``: source -> epochs."""
+    return {
+        "identity": plan.pretrain_epochs,
+        "affectnet": plan.affectnet_pretrain_epochs or plan.pretrain_epochs,
+    }
 
 
 def budget(profile, **overrides: int) -> Budget:
@@ -232,12 +246,14 @@ def start_weights(
     *,
     seed: int = 0,
     progress: bool = False,
+    epochs: Mapping[str, int] | None = None,
 ) -> dict[str, Path | None]:
     """The weights file of each initialisation source of :data:`TABLE1` ("none": None).
 
     ``given[source]`` (a user's file, e.g. real MS-Celeb-1M / AffectNet weights) wins; otherwise,
     on the embedded set at ``root``, the cached pretraining of :func:`pretraining.pretrained_weights`
-    under ``profile``; on real data (``root`` None) a source without a file is an error."""
+    under ``profile`` (``epochs[source]`` epochs where given: :func:`pretraining_epochs`); on
+    real data (``root`` None) a source without a file is an error."""
     out: dict[str, Path | None] = {}
     for source in dict.fromkeys(sources):
         if source not in INIT_SOURCES:
@@ -255,8 +271,9 @@ def start_weights(
                 f"{source}_weights); only the embedded set carries a stand-in to pretrain on"
             )
         else:
+            own = profile.replace(epochs=epochs[source]) if epochs and source in epochs else profile
             out[source] = pretraining.pretrained_weights(
-                source, profile, root, seed=seed, progress=progress
+                source, own, root, seed=seed, progress=progress
             )
     return out
 
