@@ -202,17 +202,34 @@ def _table_body(md: Path) -> str:
 
 def code_changed_since(commit: str, paths: list[str], repo: Path) -> bool | None:
     """Whether ``paths`` differ between ``commit`` and the checkout's HEAD (None: unknown, e.g. no
-    git or a commit this clone lacks)."""
+    git or a commit this clone lacks). A notebook (``.ipynb``) counts as changed when its cells'
+    sources differ, not its stored outputs: refreshing those changes no code."""
     sha = commit.removesuffix("+dirty")
+    notebooks = [p for p in paths if p.endswith(".ipynb") and not p.startswith(":")]
+    rest = [p for p in paths if p not in notebooks]
     try:
         r = subprocess.run(
-            ["git", "diff", "--quiet", sha, "HEAD", "--", *paths],
-            cwd=repo,
-            capture_output=True,
+            ["git", "diff", "--quiet", sha, "HEAD", "--", *rest], cwd=repo, capture_output=True
         )
+        changed = {0: False, 1: True}.get(r.returncode)
+        if changed is not False:
+            return changed
+        for path in notebooks:
+            old, new = (_cell_sources(repo, f"{rev}:{path}") for rev in (sha, "HEAD"))
+            if old != new:
+                return True
     except OSError:
         return None
-    return {0: False, 1: True}.get(r.returncode)
+    return False
+
+
+def _cell_sources(repo: Path, spec: str) -> list[tuple[str, str]] | None:
+    """(cell type, source) of each cell of the notebook ``rev:path`` (None: not in that commit)."""
+    r = subprocess.run(["git", "show", spec], cwd=repo, capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    cells = json.loads(r.stdout).get("cells", [])
+    return [(c.get("cell_type", ""), "".join(c.get("source", ""))) for c in cells]
 
 
 # modules that only read results (the index itself): changing them changes no notebook's results

@@ -121,3 +121,24 @@ def test_a_change_to_another_notebooks_study_module_or_to_the_index_leaves_a_fol
     assert not edit_and_check("affectlib/studies/theirs.py")  # another notebook's module
     assert not edit_and_check("affectlib/results_index.py")  # reads results only
     assert edit_and_check("affectlib/studies/helper.py")  # imported by the notebook's module
+
+
+def test_a_notebook_changes_its_code_when_a_cells_source_changes_not_its_stored_outputs(tmp_path):
+    repo, _ = _repo(tmp_path)
+    nb = repo / "notebooks" / "03_x.ipynb"
+    nb.parent.mkdir()
+    cell = {"cell_type": "code", "source": ["x = 1\n"], "outputs": [], "metadata": {}}
+    nb.write_text(json.dumps({"cells": [cell]}))
+    commit = ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qam"]
+    _git(repo, "add", ".")
+    _git(repo, *commit, "nb")
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    paths = ["affectlib", "notebooks/03_x.ipynb"]
+    nb.write_text(json.dumps({"cells": [{**cell, "outputs": [{"text": "refreshed"}]}]}))
+    _git(repo, *commit, "outputs")
+    assert results_index.code_changed_since(sha, paths, repo) is False
+    nb.write_text(json.dumps({"cells": [{**cell, "source": ["x = 2\n"]}]}))
+    _git(repo, *commit, "source")
+    assert results_index.code_changed_since(sha, paths, repo) is True
