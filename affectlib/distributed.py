@@ -15,8 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from affectlib.profiles import PRECISIONS
-
 
 # --- processes and devices ------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -119,6 +117,9 @@ def gather(obj: Any, d: Dist) -> list[Any]:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The network itself: ``model.module`` when ``model`` is a DistributedDataParallel wrapper."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+PRECISIONS = ("auto", "bf16", "fp32")  # a profile's precision (resolve_precision)
 
 
 def cpu_runs_bf16() -> bool:

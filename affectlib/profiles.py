@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 PROFILE_ENV = "AFFECTLIB_PROFILE"
 RESULTS_ENV = "AFFECTLIB_RESULTS"
-PRECISIONS = ("auto", "bf16", "fp32")  # Profile.precision (distributed.resolve_precision)
 
 
 @dataclass(frozen=True)
@@ -194,8 +193,13 @@ def _apply(p: Profile, overrides: dict) -> Profile:
         raise ValueError(
             f"parallel_runs must be >= 0 (0: by precision), got {overrides['parallel_runs']}"
         )
-    if overrides.get("precision", "auto") not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {overrides['precision']!r}")
+    if "precision" in overrides:
+        from affectlib.distributed import PRECISIONS  # deferred: torch, only when overridden
+
+        if overrides["precision"] not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}, got {overrides['precision']!r}"
+            )
     # `extra` overrides are entries: they join the profile's own (`--set extra.log_every=4` keeps
     # its feature_scale); always a fresh dict, so changing one profile's never changes the preset's
     overrides = {**overrides, "extra": {**p.extra, **dict(overrides.get("extra") or {})}}
