@@ -1,7 +1,7 @@
 """How many Aff-Wild2-like frames notebook 04's baselines need to see AUs, and what each costs.
 
 Notebook 04 trains its Aff-Wild2 rows (Kollias et al. 2024, Tables 2, 3 and 5) on ``n_affwild2_train``
-labelled training frames for ``affwild2_epochs`` epochs (cpu profile: every frame, 4,994, for two).
+labelled training frames for ``affwild2_epochs`` epochs (cpu profile: 2,400 frames for five).
 This trains its two baselines only, "ST" (one network per task, ``nc-mt`` on the expression frames,
 another on the AU frames) and "NC MT" (one network, both tasks, no coupling), with notebook 04's
 budget otherwise (compact network from the embedded identity pretraining, 48 px, best epoch on
@@ -11,18 +11,21 @@ each run's expression and AU F1 (the paper's Aff-Wild2 metrics), the mean per ar
 baselines on the same test rows, and the wall time of the count's runs.
 
 Only the baselines are run: the frame count is a budget setting, never chosen by comparing methods.
-What it showed on the cpu profile (2 cores, seeds 0-2; README, "How learnable"), five epochs: at
-1,200 frames AU F1 ST 0.21, NC MT 0.13 against label-blind chance 0.18 (79 s); at 2,400, 0.33 and
-0.23 (159 s); at every frame (4,994), 0.48 and 0.27 (298 s).
-Fewer epochs: 2,400 frames for three, 0.24 and 0.18 (NC MT at chance; 109 s); every frame for two
-(notebook 04's budget now), 0.29 and 0.22, every run above chance (134 s). Expression F1 0.27-0.40
-throughout. What buys the AUs is training passes: ~10,000 image passes (every frame twice) put every
-run above chance, 7,200 (2,400 frames three times) did not.
+What it showed on the cpu profile (2 cores; README, "How learnable"), in float32, seeds 0-2, five
+epochs: at 1,200 frames AU F1 ST 0.21, NC MT 0.13 against label-blind chance 0.18 (79 s); at 2,400,
+0.33 and 0.23 (159 s); at every frame (4,994), 0.48 and 0.27 (298 s). Fewer epochs: 2,400 frames for
+three, 0.24 and 0.18 (NC MT at chance; 109 s); every frame for two, 0.29 and 0.22 (134 s).
+In bf16 (the cpu profile on a CPU with bf16 hardware), seeds 0-4, ``--max-parallel 1``: every frame
+for two epochs left one NC MT run below chance (seed 3, AU F1 0.12); 2,400 frames for five put every
+run above it (means ST 0.29, NC MT 0.22, lowest run 0.19 against 0.18; 155 s for 10 runs), and so
+did every frame for three (ST 0.38, NC MT 0.22, lowest 0.20; 188 s). Notebook 04 uses the cheaper,
+2,400 frames for five. Expression F1 0.25-0.46 throughout. What buys the AUs is training passes.
 
     python benchmarks/affwild2_budget.py [--n-train 1200 2400 0] [--epochs 5] [--seeds 0 1 2]
-    python benchmarks/affwild2_budget.py --n-train 0 --epochs 2    # notebook 04's budget
+    python benchmarks/affwild2_budget.py --n-train 2400 --epochs 5 --seeds 0 1 2 3 4 --max-parallel 1
+                                         # notebook 04's budget, as measured
 
-(``0``: every labelled training frame.) A benchmark, not a test: three seeds are three draws of
+(``0``: every labelled training frame.) A benchmark, not a test: a few seeds are a few draws of
 one small budget.
 """
 
