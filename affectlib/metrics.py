@@ -142,13 +142,29 @@ def per_au_f1(au_true: ArrayLike, au_pred: ArrayLike) -> np.ndarray:
 
     ``zero_division=0``: an AU with no positive label and no positive prediction scores 0.0, not
     NaN. A column without any labelled entry is NaN. Returns (M,) floats.
+
+    Counted in numpy for all columns at once, ``F1 = 2 TP / (2 TP + FP + FN)``, the expression
+    scikit-learn's ``f1_score`` evaluates (the same floats: tested): that call validates its input
+    on every use, ~1.4 ms per AU, and every run scores its AUs after every epoch
+    (``benchmarks/au_scoring_speed.py``: 0.04 ms against 17 ms for 12 AUs of 200 rows). Labelled
+    entries must be 0 or 1, in the truth and the predictions alike.
     """
     t, p = _labels_2d(au_true, au_pred)
-    out = np.full(t.shape[1], np.nan)
-    for j in range(t.shape[1]):
-        keep = t[:, j] != AU_MISSING
-        if keep.any():
-            out[j] = f1_score(t[keep, j].astype(int), p[keep, j].astype(int), zero_division=0)
+    t, p = t.astype(int), p.astype(int)
+    keep = t != AU_MISSING
+    for name, a in (("au_true", t), ("au_pred", p)):
+        bad = keep & (a != 0) & (a != 1)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name}[{i}, {j}] = {a[i, j]}: AU entries must be 0 or 1 (or -1 in au_true)"
+            )
+    t_sum = ((t == 1) & keep).sum(axis=0)
+    p_sum = ((p == 1) & keep).sum(axis=0)
+    tp = ((t == 1) & (p == 1)).sum(axis=0)
+    denom = (t_sum + p_sum).astype(float)
+    out = np.divide(2.0 * tp, denom, out=np.zeros(t.shape[1]), where=denom > 0)
+    out[~keep.any(axis=0)] = np.nan
     return out
 
 

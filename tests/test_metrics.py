@@ -109,6 +109,33 @@ def test_per_au_f1_skips_unlabelled_entries_per_column():
     assert unlabelled[0] == 1.0 and math.isnan(unlabelled[1])
 
 
+def test_per_au_f1_equals_sklearn_column_by_column_with_missing_and_degenerate_columns():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 2, (300, 12))
+    pred = rng.integers(0, 2, (300, 12))
+    true[rng.random(true.shape) < 0.3] = -1  # missing labels, per column
+    true[:, 3], pred[:, 3] = 0, 0  # nothing positive anywhere: zero_division=0
+    true[:, 4] = 0  # no positive label, some positive predictions: F1 0
+    true[:, 5] = -1  # no labelled entry: NaN
+    expected = []
+    for j in range(true.shape[1]):
+        keep = true[:, j] != -1
+        if not keep.any():
+            expected.append(np.nan)
+            continue
+        expected.append(f1_score(true[keep, j], pred[keep, j], zero_division=0))
+    got = metrics.per_au_f1(true, pred)
+    np.testing.assert_array_equal(got, expected)  # the same floats, not just close
+    assert got[3] == 0.0 and got[4] == 0.0 and math.isnan(got[5])
+
+
+def test_per_au_f1_rejects_an_entry_other_than_0_or_1_by_position():
+    with pytest.raises(ValueError, match=r"au_pred\[1, 0\] = 2"):
+        metrics.per_au_f1(np.array([[1, 0], [0, 1]]), np.array([[1, 0], [2, 1]]))
+    with pytest.raises(ValueError, match=r"au_true\[0, 1\] = 3"):
+        metrics.per_au_f1(np.array([[1, 3], [0, 1]]), np.array([[1, 0], [0, 1]]))
+
+
 def test_afa_is_the_mean_of_au_f1_and_au_accuracy():
     true = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
     pred = np.array([[1, 0], [0, 0], [0, 1], [1, 1]])
